@@ -1,0 +1,308 @@
+//! Buckets: named sets of blocks over one or more volumes, with a policy.
+//!
+//! The bucket is the one wrapper above the backends that callers use: it
+//! computes CIDs on write, reads through verified (and usually cached)
+//! volumes, keeps the pins that protect in-flight writes from GC, and
+//! routes refs to the primary volume.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use crate::block::Block;
+use crate::cid::{Cid, Codec};
+use crate::error::{DagError, DagResult};
+use crate::refs::{LogEntry, RefName, RefNote};
+use crate::volume::{Volume, VolumeStats};
+
+/// How a bucket places and reads its blocks.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BucketPolicy {
+    /// How many of the bucket's volumes receive every block (the first N).
+    pub replication: usize,
+}
+
+impl Default for BucketPolicy {
+    fn default() -> Self {
+        BucketPolicy { replication: 1 }
+    }
+}
+
+/// A named set of blocks over one or more volumes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    inner: Arc<BucketInner>,
+}
+
+#[derive(Debug)]
+struct BucketInner {
+    name: String,
+    policy: BucketPolicy,
+    volumes: Vec<Arc<dyn Volume>>,
+    pins: Mutex<PinState>,
+    pub(crate) gc_lock: Mutex<()>,
+}
+
+/// Blocks that GC must keep although no ref reaches them (yet).
+#[derive(Debug, Default)]
+pub(crate) struct PinState {
+    next_session: u64,
+    /// CIDs written through each live [`WriteSession`].
+    pub(crate) sessions: HashMap<u64, HashSet<Cid>>,
+    /// While a GC runs: every CID written since it started.
+    pub(crate) written_during_gc: Option<HashSet<Cid>>,
+}
+
+impl PinState {
+    /// Whether GC must keep `cid` right now.
+    pub(crate) fn protects(&self, cid: &Cid) -> bool {
+        self.written_during_gc
+            .as_ref()
+            .is_some_and(|w| w.contains(cid))
+            || self.sessions.values().any(|s| s.contains(cid))
+    }
+}
+
+impl Bucket {
+    /// A bucket over `volumes` (already decorated: verified, cached).
+    pub fn new(
+        name: impl Into<String>,
+        policy: BucketPolicy,
+        volumes: Vec<Arc<dyn Volume>>,
+    ) -> DagResult<Bucket> {
+        let name = name.into();
+        if volumes.is_empty() {
+            return Err(DagError::Other(format!("bucket {name} has no volumes")));
+        }
+        if policy.replication == 0 || policy.replication > volumes.len() {
+            return Err(DagError::Other(format!(
+                "bucket {name}: replication {} needs between 1 and {} volumes",
+                policy.replication,
+                volumes.len()
+            )));
+        }
+        Ok(Bucket {
+            inner: Arc::new(BucketInner {
+                name,
+                policy,
+                volumes,
+                pins: Mutex::new(PinState::default()),
+                gc_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// A bucket over one fresh in-memory volume (for tests and scratch work).
+    pub fn in_memory() -> Bucket {
+        let volume: Arc<dyn Volume> = Arc::new(crate::VerifiedVolume::new(Arc::new(
+            crate::MemoryVolume::new(),
+        )));
+        Bucket::new("memory", BucketPolicy::default(), vec![volume])
+            .unwrap_or_else(|_| unreachable!("one volume satisfies replication 1"))
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The bucket's policy.
+    pub fn policy(&self) -> &BucketPolicy {
+        &self.inner.policy
+    }
+
+    /// The volumes, primary first.
+    pub fn volumes(&self) -> &[Arc<dyn Volume>] {
+        &self.inner.volumes
+    }
+
+    /// The volume that holds refs and the changelog.
+    pub fn primary(&self) -> &Arc<dyn Volume> {
+        &self.inner.volumes[0]
+    }
+
+    pub(crate) fn pins(&self) -> MutexGuard<'_, PinState> {
+        self.inner.pins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn gc_lock(&self) -> MutexGuard<'_, ()> {
+        self.inner.gc_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a write session: blocks written through it are kept by GC
+    /// until the session is dropped (by then a ref should reach them).
+    pub fn session(&self) -> WriteSession {
+        let mut pins = self.pins();
+        pins.next_session += 1;
+        let id = pins.next_session;
+        pins.sessions.insert(id, HashSet::new());
+        WriteSession {
+            bucket: self.clone(),
+            id,
+        }
+    }
+
+    fn store(&self, session: Option<u64>, blocks: &[Block]) -> DagResult<()> {
+        {
+            // Pin before writing: a GC deleting under this same lock either
+            // ran before (and the write below stores the block again) or
+            // sees the pin.
+            let mut pins = self.pins();
+            let PinState {
+                sessions,
+                written_during_gc,
+                ..
+            } = &mut *pins;
+            let session = session.and_then(|id| sessions.get_mut(&id));
+            if let Some(set) = session {
+                set.extend(blocks.iter().map(|b| *b.cid()));
+            }
+            if let Some(set) = written_during_gc {
+                set.extend(blocks.iter().map(|b| *b.cid()));
+            }
+        }
+        for volume in &self.inner.volumes[..self.inner.policy.replication] {
+            volume.put_many(blocks)?;
+        }
+        Ok(())
+    }
+
+    /// Stores `data` under `codec`; returns its CID. Unpinned: see [`Bucket::session`].
+    pub fn put(&self, codec: Codec, data: impl Into<Bytes>) -> DagResult<Cid> {
+        let block = Block::new(codec, data)?;
+        self.store(None, std::slice::from_ref(&block))?;
+        Ok(*block.cid())
+    }
+
+    /// Stores blocks whose CIDs the caller computed or verified.
+    pub fn put_blocks(&self, blocks: &[Block]) -> DagResult<()> {
+        self.store(None, blocks)
+    }
+
+    /// The verified bytes of `cid`, or `None` when no volume has it.
+    ///
+    /// Volumes are tried in order; a replica that fails (corrupt, I/O) is
+    /// skipped when another has good bytes, else its error is returned.
+    pub fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        let mut first_error = None;
+        for volume in &self.inner.volumes {
+            match volume.get(cid) {
+                Ok(Some(data)) => return Ok(Some(data)),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// The verified bytes of `cid`; absence is [`DagError::NotFound`].
+    pub fn require(&self, cid: &Cid) -> DagResult<Bytes> {
+        self.get(cid)?.ok_or(DagError::NotFound { cid: *cid })
+    }
+
+    /// Whether any volume holds `cid`.
+    pub fn has(&self, cid: &Cid) -> DagResult<bool> {
+        for volume in &self.inner.volumes {
+            if volume.has(cid)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes blocks from every volume; returns how many copies were removed.
+    pub fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
+        let mut n = 0;
+        for volume in &self.inner.volumes {
+            n += volume.delete_many(cids)?;
+        }
+        Ok(n)
+    }
+
+    /// The root `name` points at.
+    pub fn get_ref(&self, name: &RefName) -> DagResult<Option<Cid>> {
+        self.primary().get_ref(name)
+    }
+
+    /// Compare-and-swap of a ref, logged in the changelog.
+    pub fn cas_ref(
+        &self,
+        name: &RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &RefNote,
+    ) -> DagResult<LogEntry> {
+        self.primary().cas_ref(name, expected, new, note)
+    }
+
+    /// Points `name` at `new` whatever it held (still a logged CAS).
+    pub fn set_ref(&self, name: &RefName, new: Option<&Cid>, note: &RefNote) -> DagResult<LogEntry> {
+        loop {
+            let current = self.get_ref(name)?;
+            match self.cas_ref(name, current.as_ref(), new, note) {
+                Err(DagError::RefConflict { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Every ref, sorted by name.
+    pub fn list_refs(&self) -> DagResult<Vec<(RefName, Cid)>> {
+        self.primary().list_refs()
+    }
+
+    /// Changelog entries, newest first.
+    pub fn log(&self, name: Option<&RefName>, limit: usize) -> DagResult<Vec<LogEntry>> {
+        self.primary().log(name, limit)
+    }
+
+    /// Counters of each volume, primary first.
+    pub fn stats(&self) -> DagResult<Vec<VolumeStats>> {
+        self.inner.volumes.iter().map(|v| v.stats()).collect()
+    }
+}
+
+/// A writer's protection against GC: what it writes is kept until it drops.
+#[derive(Debug)]
+pub struct WriteSession {
+    bucket: Bucket,
+    id: u64,
+}
+
+impl WriteSession {
+    /// Stores `data` under `codec`, pinned; returns its CID.
+    pub fn put(&self, codec: Codec, data: impl Into<Bytes>) -> DagResult<Cid> {
+        let block = Block::new(codec, data)?;
+        self.bucket.store(Some(self.id), std::slice::from_ref(&block))?;
+        Ok(*block.cid())
+    }
+
+    /// Stores blocks, pinned.
+    pub fn put_blocks(&self, blocks: &[Block]) -> DagResult<()> {
+        self.bucket.store(Some(self.id), blocks)
+    }
+
+    /// Pins a block that already exists (one the writer links to).
+    pub fn pin(&self, cid: Cid) {
+        if let Some(set) = self.bucket.pins().sessions.get_mut(&self.id) {
+            set.insert(cid);
+        }
+    }
+
+    /// The bucket written to.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+}
+
+impl Drop for WriteSession {
+    fn drop(&mut self) {
+        self.bucket.pins().sessions.remove(&self.id);
+    }
+}

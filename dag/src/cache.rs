@@ -1,0 +1,160 @@
+//! A decorator that keeps recently read blocks in memory, bounded in bytes.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use lru::LruCache;
+
+use crate::block::Block;
+use crate::cid::Cid;
+use crate::error::DagResult;
+use crate::volume::{Volume, forward_volume_metadata};
+
+/// An LRU block cache in front of another volume.
+///
+/// It caches what `inner` returns, so it belongs above the verifying
+/// decorator: a hit is then verified bytes, served without hashing again.
+#[derive(Debug)]
+pub struct CachedVolume {
+    inner: Arc<dyn Volume>,
+    state: Mutex<CacheState>,
+    max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct CacheState {
+    lru: LruCache<Cid, Bytes>,
+    bytes: usize,
+}
+
+/// Hit and size counters of a [`CachedVolume`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Blocks held.
+    pub blocks: usize,
+    /// Bytes held.
+    pub bytes: usize,
+}
+
+impl CachedVolume {
+    /// Wraps `inner` with a cache of at most `max_bytes`.
+    pub fn new(inner: Arc<dyn Volume>, max_bytes: usize) -> Self {
+        CachedVolume {
+            inner,
+            state: Mutex::new(CacheState {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    /// How much the cache holds.
+    pub fn cache_stats(&self) -> CacheStats {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        CacheStats {
+            blocks: state.lru.len(),
+            bytes: state.bytes,
+        }
+    }
+
+    fn lookup(&self, cid: &Cid) -> Option<Bytes> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.lru.get(cid).cloned()
+    }
+
+    fn insert(&self, cid: Cid, data: Bytes) {
+        // One block may take at most an eighth of the cache, so a single
+        // large read cannot flush everything else.
+        if data.len() > self.max_bytes / 8 {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let len = data.len();
+        if let Some(old) = state.lru.put(cid, data) {
+            state.bytes -= old.len();
+        }
+        state.bytes += len;
+        while state.bytes > self.max_bytes {
+            match state.lru.pop_lru() {
+                Some((_, evicted)) => state.bytes -= evicted.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+impl Volume for CachedVolume {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        if let Some(hit) = self.lookup(cid) {
+            return Ok(Some(hit));
+        }
+        let found = self.inner.get(cid)?;
+        if let Some(data) = &found {
+            self.insert(*cid, data.clone());
+        }
+        Ok(found)
+    }
+
+    fn has(&self, cid: &Cid) -> DagResult<bool> {
+        let cached = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lru
+            .contains(cid);
+        Ok(cached || self.inner.has(cid)?)
+    }
+
+    fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
+        self.inner.put_many(blocks)
+    }
+
+    fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            for cid in cids {
+                if let Some(old) = state.lru.pop(cid) {
+                    state.bytes -= old.len();
+                }
+            }
+        }
+        self.inner.delete_many(cids)
+    }
+
+    forward_volume_metadata!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cid::Codec;
+    use crate::memory::MemoryVolume;
+
+    #[test]
+    fn stays_within_its_byte_bound() {
+        let inner = Arc::new(MemoryVolume::new());
+        let cache = CachedVolume::new(inner, 64 * 1024);
+        for i in 0..100u32 {
+            let block = Block::new(Codec::RAW, vec![i as u8; 4096]).expect("block");
+            cache.put(&block).expect("put");
+            assert!(cache.get(block.cid()).expect("get").is_some());
+            assert!(cache.cache_stats().bytes <= 64 * 1024);
+        }
+        assert_eq!(cache.cache_stats().blocks, 16);
+    }
+
+    #[test]
+    fn delete_evicts() {
+        let cache = CachedVolume::new(Arc::new(MemoryVolume::new()), 1 << 20);
+        let block = Block::new(Codec::RAW, &b"hello"[..]).expect("block");
+        cache.put(&block).expect("put");
+        cache.get(block.cid()).expect("get");
+        cache.delete_many(&[*block.cid()]).expect("delete");
+        assert_eq!(cache.get(block.cid()).expect("get"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! The UnixFS filesystem core. Built in a later issue.

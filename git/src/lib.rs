@@ -1,0 +1,1 @@
+//! git repositories stored in the block DAG. Built in a later issue.
