@@ -71,9 +71,16 @@ pub struct RefNote {
 impl RefNote {
     /// A note by the current user with `message`.
     pub fn by_current_user(message: impl Into<String>) -> RefNote {
+        use std::os::unix::fs::MetadataExt;
         let author = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                let uid = std::fs::metadata("/proc/self").ok()?.uid();
+                Some(if uid == 0 { "root".into() } else { format!("uid {uid}") })
+            })
+            .unwrap_or_else(|| "unknown".into());
         RefNote {
             author,
             message: message.into(),

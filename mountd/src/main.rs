@@ -1,1 +1,18 @@
-fn main() {}
+//! `hydra`: the command-line interface and daemon of hydra.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) => return cli::error::usage(err),
+    };
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => cli::error::report(&err),
+    }
+}

@@ -1,1 +1,132 @@
-//! End-to-end test helpers.
+//! Helpers for end-to-end tests: find (and build) the real `hydra` binary,
+//! run it against a temporary store, and check its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The path of the `hydra` binary, built from this workspace on first use.
+///
+/// `HYDRA_BIN` overrides it. Otherwise `cargo build -p hydra-mountd` runs
+/// once per test process (a no-op when fresh), so tests never run a stale
+/// binary.
+pub fn hydra_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HYDRA_BIN") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/<test> → target/<profile>/hydra
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let target_dir = profile_dir.parent().expect("target dir");
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "hydra-mountd", "--bin", "hydra"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the hydra binary");
+        assert!(status.success(), "cargo build of the hydra binary failed");
+        let bin = target_dir.join("debug").join("hydra");
+        assert!(bin.exists(), "hydra binary not found at {}", bin.display());
+        bin
+    })
+}
+
+/// A temporary store and a way to run `hydra` against it.
+#[derive(Debug)]
+pub struct TestStore {
+    dir: tempfile::TempDir,
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestStore {
+    /// A fresh temporary directory; the store inside it does not exist yet.
+    pub fn new() -> Self {
+        TestStore {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The store path (`<tmp>/store`).
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A scratch path beside the store.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A `hydra` command with `--store` set.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(hydra_bin());
+        cmd.arg("--store").arg(self.path()).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `hydra ARGS`; returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("spawn hydra")
+    }
+
+    /// Runs `hydra ARGS`, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hydra {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs `hydra ARGS`, asserts failure with one stderr line; returns it.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "hydra {args:?} should fail");
+        let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
+        assert_eq!(err.trim_end().lines().count(), 1, "one-line error, got {err:?}");
+        assert!(err.starts_with("hydra: error: "), "{err:?}");
+        err
+    }
+}
+
+/// The last line of some output.
+pub fn last_line(s: &str) -> &str {
+    s.trim_end().lines().last().unwrap_or("")
+}
+
+/// Every file below `dir` but the lock and the SQLite files (which SQLite
+/// may rewrite on open and close), with its bytes: for checking that a
+/// failed command left a store's packs and config as they were.
+pub fn tree_digest(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n != "LOCK" && !n.starts_with("index.sqlite")) {
+                out.push((path.clone(), std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}

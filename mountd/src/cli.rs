@@ -1,0 +1,101 @@
+//! Command-line parsing and dispatch; one file per subcommand below `cli/`.
+
+mod block;
+mod car;
+pub mod error;
+mod gc;
+mod init;
+mod output;
+mod refs;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use hydra_dag::{OpenMode, Store, StoreOptions};
+
+/// hydra: a filesystem and data store over a content-addressed block DAG.
+#[derive(Debug, Parser)]
+#[command(name = "hydra", version, propagate_version = true)]
+pub struct Cli {
+    /// The store directory [default: $HYDRA_STORE, else ~/.local/share/hydra].
+    #[arg(long, global = true, value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// Print data as JSON (one document per command).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a store (an absent or empty directory).
+    Init(init::InitArgs),
+    /// Store, read, inspect and remove raw blocks.
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+    /// Name roots with refs: get, set (compare-and-swap), log, list.
+    #[command(subcommand)]
+    Ref(refs::RefCommand),
+    /// Delete blocks no ref or changelog entry reaches.
+    Gc(gc::GcArgs),
+    /// Write data out of the store.
+    #[command(subcommand)]
+    Export(car::ExportCommand),
+    /// Bring data into the store.
+    #[command(subcommand)]
+    Import(car::ImportCommand),
+    /// Show block, byte, ref and changelog counts.
+    Stats,
+}
+
+/// What every command gets: where the store is and how to print.
+#[derive(Debug)]
+pub struct Context {
+    store_path: PathBuf,
+    json: bool,
+}
+
+impl Context {
+    /// Opens the store read-only (beside other readers).
+    fn open_read(&self) -> Result<Store> {
+        Ok(Store::open(&self.store_path, OpenMode::ReadOnly, &StoreOptions::default())?)
+    }
+
+    /// Opens the store for writing, creating it when the path does not exist.
+    fn open_write(&self) -> Result<Store> {
+        if !self.store_path.exists() {
+            let (store, _) = Store::init(&self.store_path, &StoreOptions::default())?;
+            eprintln!("hydra: created a new store at {}", self.store_path.display());
+            return Ok(store);
+        }
+        Ok(Store::open(&self.store_path, OpenMode::ReadWrite, &StoreOptions::default())?)
+    }
+}
+
+fn default_store() -> PathBuf {
+    if let Some(path) = std::env::var_os("HYDRA_STORE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    home.join(".local/share/hydra")
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let cx = Context {
+        store_path: cli.store.unwrap_or_else(default_store),
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&cx, args),
+        Command::Block(cmd) => block::run(&cx, cmd),
+        Command::Ref(cmd) => refs::run(&cx, cmd),
+        Command::Gc(args) => gc::run(&cx, args),
+        Command::Export(cmd) => car::export(&cx, cmd),
+        Command::Import(cmd) => car::import(&cx, cmd),
+        Command::Stats => stats::run(&cx),
+    }
+}
