@@ -242,7 +242,12 @@ impl Bucket {
     }
 
     /// Points `name` at `new` whatever it held (still a logged CAS).
-    pub fn set_ref(&self, name: &RefName, new: Option<&Cid>, note: &RefNote) -> DagResult<LogEntry> {
+    pub fn set_ref(
+        &self,
+        name: &RefName,
+        new: Option<&Cid>,
+        note: &RefNote,
+    ) -> DagResult<LogEntry> {
         loop {
             let current = self.get_ref(name)?;
             match self.cas_ref(name, current.as_ref(), new, note) {
@@ -279,7 +284,8 @@ impl WriteSession {
     /// Stores `data` under `codec`, pinned; returns its CID.
     pub fn put(&self, codec: Codec, data: impl Into<Bytes>) -> DagResult<Cid> {
         let block = Block::new(codec, data)?;
-        self.bucket.store(Some(self.id), std::slice::from_ref(&block))?;
+        self.bucket
+            .store(Some(self.id), std::slice::from_ref(&block))?;
         Ok(*block.cid())
     }
 

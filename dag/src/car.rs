@@ -98,12 +98,15 @@ impl<R: Read> CarReader<R> {
             return Err(reader.err(0, &format!("header length {len} is out of range")));
         }
         let header = reader.read_exact(len as usize, "header")?;
-        let header = Ipld::decode(&header)
-            .map_err(|e| reader.err(reader.offset - len, &format!("header is not DAG-CBOR: {e}")))?;
+        let header = Ipld::decode(&header).map_err(|e| {
+            reader.err(reader.offset - len, &format!("header is not DAG-CBOR: {e}"))
+        })?;
         match header.get("version") {
             Some(Ipld::Integer(1)) => {}
             Some(Ipld::Integer(2)) => {
-                return Err(DagError::Unsupported("CAR v2 files; export them as CAR v1".into()));
+                return Err(DagError::Unsupported(
+                    "CAR v2 files; export them as CAR v1".into(),
+                ));
             }
             _ => return Err(reader.err(0, "header has no version 1")),
         }
@@ -181,8 +184,8 @@ impl<R: Read> CarReader<R> {
             return Err(self.err(start, &format!("section length {len} is out of range")));
         }
         let section = self.read_exact(len as usize, "block section")?;
-        let (cid, n) = Cid::read_bytes(&section)
-            .map_err(|e| self.err(start, &format!("section CID: {e}")))?;
+        let (cid, n) =
+            Cid::read_bytes(&section).map_err(|e| self.err(start, &format!("section CID: {e}")))?;
         let data = Bytes::from(section).slice(n..);
         match Block::verified(cid, data) {
             Ok(block) => Ok(Some(block)),

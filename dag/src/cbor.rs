@@ -333,19 +333,22 @@ mod tests {
     #[test]
     fn links_are_found() {
         let v = sample();
-        assert_eq!(links(&v.encode()).expect("decodes"), vec![Cid::hash(Codec::RAW, b"x")]);
+        assert_eq!(
+            links(&v.encode()).expect("decodes"),
+            vec![Cid::hash(Codec::RAW, b"x")]
+        );
     }
 
     #[test]
     fn refuses_non_canonical_and_hostile_input() {
         for bad in [
-            &[0x18, 0x01][..],            // 1 in two bytes
-            &[0x9f, 0xff],                // indefinite list
+            &[0x18, 0x01][..],                                       // 1 in two bytes
+            &[0x9f, 0xff],                                           // indefinite list
             &[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // huge length
-            &[0xc1, 0x00],                // tag other than 42
-            &[0xa2, 0x61, 0x62, 0x00, 0x61, 0x61, 0x00], // keys out of order
-            &[0x01, 0x02],                // trailing bytes
-            &[0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], // NaN
+            &[0xc1, 0x00],                                           // tag other than 42
+            &[0xa2, 0x61, 0x62, 0x00, 0x61, 0x61, 0x00],             // keys out of order
+            &[0x01, 0x02],                                           // trailing bytes
+            &[0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0],                   // NaN
         ] {
             assert!(Ipld::decode(bad).is_err(), "{bad:02x?}");
         }

@@ -111,7 +111,9 @@ impl Cid {
         };
         let version = next("truncated version")?;
         if version == 0x12 {
-            return Err(bad("CIDv0 (sha2-256) is not supported; hydra uses CIDv1 BLAKE3"));
+            return Err(bad(
+                "CIDv0 (sha2-256) is not supported; hydra uses CIDv1 BLAKE3",
+            ));
         }
         if version != 1 {
             return Err(bad("unsupported CID version"));
@@ -157,7 +159,11 @@ fn hex_prefix(bytes: &[u8]) -> String {
 impl fmt::Display for Cid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("b")?;
-        f.write_str(&data_encoding::BASE32_NOPAD.encode(&self.to_bytes()).to_ascii_lowercase())
+        f.write_str(
+            &data_encoding::BASE32_NOPAD
+                .encode(&self.to_bytes())
+                .to_ascii_lowercase(),
+        )
     }
 }
 
@@ -180,7 +186,9 @@ impl FromStr for Cid {
             if s.starts_with("Qm") {
                 return Err(bad("CIDv0 is not supported; hydra uses CIDv1 BLAKE3"));
             }
-            return Err(bad("expected multibase base32 lower (a CID starting with 'b')"));
+            return Err(bad(
+                "expected multibase base32 lower (a CID starting with 'b')",
+            ));
         };
         if rest.bytes().any(|c| c.is_ascii_uppercase()) {
             return Err(bad("base32 must be lower case"));
@@ -213,8 +221,9 @@ mod tests {
     fn text_and_binary_match_the_cid_crate() {
         for (codec, data) in [(Codec::RAW, &b"hello"[..]), (Codec::DAG_CBOR, &b"\xa0"[..])] {
             let ours = Cid::hash(codec, data);
-            let mh = cid::multihash::Multihash::<64>::wrap(BLAKE3_CODE, blake3::hash(data).as_bytes())
-                .expect("32-byte digest fits");
+            let mh =
+                cid::multihash::Multihash::<64>::wrap(BLAKE3_CODE, blake3::hash(data).as_bytes())
+                    .expect("32-byte digest fits");
             let theirs = cid::Cid::new_v1(codec.0, mh);
             assert_eq!(ours.to_bytes(), theirs.to_bytes());
             assert_eq!(ours.to_string(), theirs.to_string());
@@ -242,6 +251,9 @@ mod tests {
     fn verify_detects_changes() {
         let cid = Cid::hash(Codec::RAW, b"abc");
         assert!(cid.verify(b"abc").is_ok());
-        assert!(matches!(cid.verify(b"abd"), Err(DagError::Integrity { .. })));
+        assert!(matches!(
+            cid.verify(b"abd"),
+            Err(DagError::Integrity { .. })
+        ));
     }
 }

@@ -142,7 +142,9 @@ impl Bucket {
                 continue;
             };
             let links = cbor::links(&data).map_err(|e| {
-                DagError::Other(format!("gc aborted, nothing swept: block {cid} does not decode: {e}"))
+                DagError::Other(format!(
+                    "gc aborted, nothing swept: block {cid} does not decode: {e}"
+                ))
             })?;
             stack.extend(links.into_iter().filter(|l| !marked.contains(l)));
         }
@@ -173,10 +175,14 @@ mod tests {
         let name = RefName::new("fs/t").expect("name");
         let leaf1 = bucket.put(Codec::RAW, &b"one"[..]).expect("put");
         let root1 = bucket.put(Codec::DAG_CBOR, node(&[leaf1])).expect("put");
-        bucket.set_ref(&name, Some(&root1), &RefNote::default()).expect("set");
+        bucket
+            .set_ref(&name, Some(&root1), &RefNote::default())
+            .expect("set");
         let leaf2 = bucket.put(Codec::RAW, &b"two"[..]).expect("put");
         let root2 = bucket.put(Codec::DAG_CBOR, node(&[leaf2])).expect("put");
-        bucket.set_ref(&name, Some(&root2), &RefNote::default()).expect("set");
+        bucket
+            .set_ref(&name, Some(&root2), &RefNote::default())
+            .expect("set");
         let garbage = bucket.put(Codec::RAW, &b"garbage"[..]).expect("put");
 
         let report = bucket.gc(&now()).expect("gc");
@@ -214,7 +220,9 @@ mod tests {
         let bucket = Bucket::in_memory();
         let bad = bucket.put(Codec::DAG_CBOR, &b"\xff\xff"[..]).expect("put");
         let name = RefName::new("x").expect("name");
-        bucket.set_ref(&name, Some(&bad), &RefNote::default()).expect("set");
+        bucket
+            .set_ref(&name, Some(&bad), &RefNote::default())
+            .expect("set");
         let garbage = bucket.put(Codec::RAW, &b"g"[..]).expect("put");
         assert!(bucket.gc(&now()).is_err());
         assert!(bucket.has(&garbage).expect("has"));

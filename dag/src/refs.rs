@@ -78,7 +78,11 @@ impl RefNote {
             .filter(|u| !u.is_empty())
             .or_else(|| {
                 let uid = std::fs::metadata("/proc/self").ok()?.uid();
-                Some(if uid == 0 { "root".into() } else { format!("uid {uid}") })
+                Some(if uid == 0 {
+                    "root".into()
+                } else {
+                    format!("uid {uid}")
+                })
             })
             .unwrap_or_else(|| "unknown".into());
         RefNote {

@@ -121,7 +121,10 @@ impl Default for VolumeRegistry {
         };
         registry.register("local", |cx| {
             let rel = cx.spec.settings.get("path").map_or(".", String::as_str);
-            Ok(Arc::new(LocalVolume::open(&cx.store.join(rel), cx.read_only)?))
+            Ok(Arc::new(LocalVolume::open(
+                &cx.store.join(rel),
+                cx.read_only,
+            )?))
         });
         registry.register("memory", |_| Ok(Arc::new(MemoryVolume::new())));
         registry
@@ -167,13 +170,17 @@ impl Store {
                 .next()
                 .is_some();
             if non_empty {
-                return Err(store_err(path, "directory is not empty and holds no hydra store"));
+                return Err(store_err(
+                    path,
+                    "directory is not empty and holds no hydra store",
+                ));
             }
         }
         std::fs::create_dir_all(path).map_err(|e| DagError::io(path, e))?;
         let lock = lock(path, OpenMode::ReadWrite)?;
         let config = StoreConfig::default_local();
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| DagError::Other(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| DagError::Other(e.to_string()))?;
         let tmp = path.join("hydra.json.tmp");
         std::fs::write(&tmp, json)
             .and_then(|()| File::open(&tmp)?.sync_all())
@@ -197,13 +204,19 @@ impl Store {
     ) -> DagResult<Store> {
         check_dir(path)?;
         if !path.exists() {
-            return Err(store_err(path, "no such store (create it with `hydra init`)"));
+            return Err(store_err(
+                path,
+                "no such store (create it with `hydra init`)",
+            ));
         }
         let config_path = path.join(CONFIG);
         let raw = match std::fs::read(&config_path) {
             Ok(raw) => raw,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(store_err(path, "not a hydra store: no hydra.json (run `hydra init`)"));
+                return Err(store_err(
+                    path,
+                    "not a hydra store: no hydra.json (run `hydra init`)",
+                ));
             }
             Err(e) => return Err(DagError::io(config_path, e)),
         };
@@ -212,7 +225,10 @@ impl Store {
         if config.format != STORE_FORMAT {
             return Err(store_err(
                 path,
-                &format!("store format {} is not the supported {STORE_FORMAT}", config.format),
+                &format!(
+                    "store format {} is not the supported {STORE_FORMAT}",
+                    config.format
+                ),
             ));
         }
         let lock = lock(path, mode)?;
@@ -227,9 +243,15 @@ impl Store {
                 };
                 let backend = registry.open(&cx)?;
                 let verified: Arc<dyn Volume> = Arc::new(VerifiedVolume::new(backend));
-                volumes.push(Arc::new(CachedVolume::new(verified, options.cache_bytes)) as Arc<dyn Volume>);
+                volumes
+                    .push(Arc::new(CachedVolume::new(verified, options.cache_bytes))
+                        as Arc<dyn Volume>);
             }
-            buckets.push(Bucket::new(spec.name.clone(), spec.policy.clone(), volumes)?);
+            buckets.push(Bucket::new(
+                spec.name.clone(),
+                spec.policy.clone(),
+                volumes,
+            )?);
         }
         if buckets.is_empty() {
             return Err(store_err(path, "hydra.json names no bucket"));

@@ -33,7 +33,16 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for v in [0u64, 1, 0x7f, 0x80, 0x3fff, 0x4000, u32::MAX as u64, (1 << 63) - 1] {
+        for v in [
+            0u64,
+            1,
+            0x7f,
+            0x80,
+            0x3fff,
+            0x4000,
+            u32::MAX as u64,
+            (1 << 63) - 1,
+        ] {
             let mut buf = Vec::new();
             encode(v, &mut buf);
             assert_eq!(decode(&buf), Some((v, buf.len())));

@@ -61,17 +61,28 @@ pub struct Context {
 impl Context {
     /// Opens the store read-only (beside other readers).
     fn open_read(&self) -> Result<Store> {
-        Ok(Store::open(&self.store_path, OpenMode::ReadOnly, &StoreOptions::default())?)
+        Ok(Store::open(
+            &self.store_path,
+            OpenMode::ReadOnly,
+            &StoreOptions::default(),
+        )?)
     }
 
     /// Opens the store for writing, creating it when the path does not exist.
     fn open_write(&self) -> Result<Store> {
         if !self.store_path.exists() {
             let (store, _) = Store::init(&self.store_path, &StoreOptions::default())?;
-            eprintln!("hydra: created a new store at {}", self.store_path.display());
+            eprintln!(
+                "hydra: created a new store at {}",
+                self.store_path.display()
+            );
             return Ok(store);
         }
-        Ok(Store::open(&self.store_path, OpenMode::ReadWrite, &StoreOptions::default())?)
+        Ok(Store::open(
+            &self.store_path,
+            OpenMode::ReadWrite,
+            &StoreOptions::default(),
+        )?)
     }
 }
 

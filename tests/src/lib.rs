@@ -96,7 +96,11 @@ impl TestStore {
         let out = self.run(args);
         assert!(!out.status.success(), "hydra {args:?} should fail");
         let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
-        assert_eq!(err.trim_end().lines().count(), 1, "one-line error, got {err:?}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one-line error, got {err:?}"
+        );
         assert!(err.starts_with("hydra: error: "), "{err:?}");
         err
     }
@@ -122,7 +126,8 @@ pub fn tree_digest(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             } else if path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n != "LOCK" && !n.starts_with("index.sqlite")) {
+                .is_some_and(|n| n != "LOCK" && !n.starts_with("index.sqlite"))
+            {
                 out.push((path.clone(), std::fs::read(&path).expect("read")));
             }
         }

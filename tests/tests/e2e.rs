@@ -43,10 +43,22 @@ fn block_round_trip_refs_and_log() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(b"hi").expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hi")
+        .expect("write");
     let out = child.wait_with_output().expect("wait");
     let small = last_line(&String::from_utf8(out.stdout).expect("utf-8")).to_string();
-    assert_eq!(s.cmd().args(["block", "get", &small]).output().expect("run").stdout, b"hi");
+    assert_eq!(
+        s.cmd()
+            .args(["block", "get", &small])
+            .output()
+            .expect("run")
+            .stdout,
+        b"hi"
+    );
 
     s.ok(&["ref", "set", "fs/a", &cid, "-m", "first"]);
     s.ok(&["ref", "set", "fs/a", &small, "-m", "second"]);
@@ -105,7 +117,10 @@ fn corrupt_block_is_an_integrity_error() {
         .windows(64)
         .position(|w| w == &data[1000..1064])
         .expect("data in pack") as u64;
-    let f = OpenOptions::new().write(true).open(&pack).expect("open pack");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .expect("open pack");
     f.write_all_at(&[!data[1000]], at).expect("flip");
     drop(f);
     let out = s.run(&["block", "get", &cid]);
@@ -156,10 +171,20 @@ fn bad_input_gives_one_line_and_changes_nothing() {
     ] {
         let path = s.scratch(name);
         std::fs::write(&path, bytes).expect("write");
-        let err = s.fails(&["import", "car", path.to_str().expect("utf-8"), "--ref", "fs/bad"]);
+        let err = s.fails(&[
+            "import",
+            "car",
+            path.to_str().expect("utf-8"),
+            "--ref",
+            "fs/bad",
+        ]);
         assert!(err.contains("CAR"), "{name}: {err}");
     }
-    s.fails(&["import", "car", s.scratch("absent.car").to_str().expect("utf-8")]);
+    s.fails(&[
+        "import",
+        "car",
+        s.scratch("absent.car").to_str().expect("utf-8"),
+    ]);
 
     assert_eq!(tree_digest(&s.path()), before, "packs and config unchanged");
     assert_eq!(logical_stats(&s), stats_before);
@@ -230,14 +255,23 @@ fn car_round_trip_between_stores() {
     a.ok(&["ref", "set", "fs/x", &cid]);
     let car = a.scratch("x.car");
     a.ok(&["export", "car", &cid, car.to_str().expect("utf-8")]);
-    let out = b.ok(&["import", "car", car.to_str().expect("utf-8"), "--ref", "fs/y"]);
+    let out = b.ok(&[
+        "import",
+        "car",
+        car.to_str().expect("utf-8"),
+        "--ref",
+        "fs/y",
+    ]);
     assert_eq!(last_line(&out), cid);
     assert_eq!(last_line(&b.ok(&["ref", "get", "fs/y"])), cid);
     let got = b.cmd().args(["block", "get", &cid]).output().expect("run");
     assert_eq!(got.stdout, std::fs::read(&file).expect("read"));
     let car2 = b.scratch("y.car");
     b.ok(&["export", "car", "fs/y", car2.to_str().expect("utf-8")]);
-    assert_eq!(std::fs::read(&car).expect("read"), std::fs::read(&car2).expect("read"));
+    assert_eq!(
+        std::fs::read(&car).expect("read"),
+        std::fs::read(&car2).expect("read")
+    );
 }
 
 #[test]

@@ -70,7 +70,9 @@ pub fn open(path: &Path, read_only: bool) -> DagResult<Connection> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         match version {
             None => {
@@ -109,7 +111,11 @@ pub fn locate(conn: &Connection, cid: &Cid) -> DagResult<Option<Location>> {
     let mut stmt = conn.prepare_cached("SELECT pack, offset, len FROM blocks WHERE cid = ?1")?;
     let row = stmt
         .query_row([cid.to_bytes()], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?, r.get::<_, u64>(2)?))
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, u64>(1)?,
+                r.get::<_, u64>(2)?,
+            ))
         })
         .optional()?;
     Ok(row.map(|(pack, offset, len)| {
@@ -138,7 +144,13 @@ pub fn contains(conn: &Connection, cid: &Cid) -> DagResult<bool> {
 }
 
 /// Records a block's location.
-pub fn insert(tx: &Transaction<'_>, cid: &Cid, loc: Location, len: u64, stored_ms: i64) -> DagResult<()> {
+pub fn insert(
+    tx: &Transaction<'_>,
+    cid: &Cid,
+    loc: Location,
+    len: u64,
+    stored_ms: i64,
+) -> DagResult<()> {
     let (pack, offset) = match loc {
         Location::Inline => (0, 0),
         Location::Packed { pack, offset, .. } => (pack.0, offset),
@@ -232,7 +244,9 @@ pub fn append_log(tx: &Transaction<'_>, entry: &LogEntry) -> DagResult<u64> {
 /// Every ref, by name.
 pub fn list_refs(conn: &Connection) -> DagResult<Vec<(RefName, Cid)>> {
     let mut stmt = conn.prepare_cached("SELECT name, cid FROM refs ORDER BY name")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, cid_from_sql(r.get(1)?)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, cid_from_sql(r.get(1)?)?))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (name, cid) = row?;

@@ -164,7 +164,12 @@ impl PackSet {
     }
 
     fn handle(&self, id: PackId) -> DagResult<Option<Arc<File>>> {
-        if let Some(f) = self.handles.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        if let Some(f) = self
+            .handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
             return Ok(Some(f.clone()));
         }
         let path = self.path(id);
@@ -220,7 +225,9 @@ mod tests {
         let f = packs.create(PackId(1)).expect("create");
         f.write_all_at(b"garbage", HEADER_LEN).expect("write");
         packs.cut_tail(PackId(1), HEADER_LEN).expect("cut");
-        let len = std::fs::metadata(packs.path(PackId(1))).expect("stat").len();
+        let len = std::fs::metadata(packs.path(PackId(1)))
+            .expect("stat")
+            .len();
         assert_eq!(len, HEADER_LEN);
     }
 }

@@ -79,7 +79,8 @@ fn read_input(file: &PathBuf) -> Result<Vec<u8>> {
     if file.as_os_str() == "-" {
         std::io::stdin().lock().take(limit).read_to_end(&mut data)?;
     } else {
-        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         f.take(limit)
             .read_to_end(&mut data)
             .with_context(|| format!("cannot read {}", file.display()))?;

@@ -54,12 +54,14 @@ pub fn export(cx: &Context, cmd: ExportCommand) -> Result<()> {
     } else {
         // Write beside the target and rename, so a failure leaves no half file.
         let tmp = file.with_extension("car.partial");
-        let out = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let out = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let result = car::export_car(store.bucket(), &root, &out)
             .and_then(|s| out.sync_all().map(|()| s).map_err(Into::into));
         match result {
             Ok(s) => {
-                std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+                std::fs::rename(&tmp, &file)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
                 s
             }
             Err(e) => {

@@ -23,7 +23,8 @@ fn parse_duration(s: &str) -> Result<Duration> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration like 30s, 10m, 1h"))
+    humantime::parse_duration(s)
+        .with_context(|| format!("{s:?} is not a duration like 30s, 10m, 1h"))
 }
 
 /// Runs a collection and prints what it did.
@@ -55,7 +56,10 @@ pub fn run(cx: &Context, args: GcArgs) -> Result<()> {
         );
     }
     if report.missing > 0 {
-        println!("warning: {} linked blocks are missing from the store", report.missing);
+        println!(
+            "warning: {} linked blocks are missing from the store",
+            report.missing
+        );
     }
     Ok(())
 }
