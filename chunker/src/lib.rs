@@ -1,1 +1,36 @@
-//! Content-defined chunking and blob DAGs (FastCDC + BLAKE3). Built in a later issue.
+//! `hydra-chunker`: content-defined chunking and blob DAGs.
+//!
+//! Files are cut with FastCDC (2020) into chunks hashed with BLAKE3 and
+//! stored as raw blocks; a content-defined tree of (CID, length) links
+//! makes reads at any offset cost O(depth). Small content stays inline.
+//! Edits reuse every chunk they do not touch.
+//!
+//! ```
+//! use hydra_chunker::{BlobEditor, BlobReader, ChunkParams, put_bytes};
+//! use hydra_dag::Bucket;
+//!
+//! let bucket = Bucket::in_memory();
+//! let session = bucket.session();
+//! let data = vec![7u8; 300_000];
+//! let blob = put_bytes(&session, ChunkParams::default(), &data)?;
+//! let mut reader = BlobReader::new(bucket.clone(), blob.clone());
+//! assert_eq!(reader.read_at(1000, 10)?, vec![7u8; 10]);
+//! let edited = BlobEditor::new(session, ChunkParams::default()).write_at(&blob, 5, b"hi")?;
+//! assert_eq!(BlobReader::new(bucket, edited).read_at(4, 4)?, vec![7, b'h', b'i', 7]);
+//! # Ok::<(), hydra_chunker::ChunkError>(())
+//! ```
+
+mod blob;
+mod edit;
+mod error;
+mod params;
+mod reader;
+pub mod tree;
+mod writer;
+
+pub use blob::{Blob, BlobStats, INLINE_MAX};
+pub use edit::BlobEditor;
+pub use error::{ChunkError, ChunkResult};
+pub use params::ChunkParams;
+pub use reader::BlobReader;
+pub use writer::{BlobWriter, put_bytes, put_reader};

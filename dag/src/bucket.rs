@@ -16,16 +16,43 @@ use crate::error::{DagError, DagResult};
 use crate::refs::{LogEntry, RefName, RefNote};
 use crate::volume::{Volume, VolumeStats};
 
-/// How a bucket places and reads its blocks.
+/// How a bucket places, reads and cuts its blocks.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BucketPolicy {
     /// How many of the bucket's volumes receive every block (the first N).
     pub replication: usize,
+    /// How files written into the bucket are cut into chunks.
+    #[serde(default)]
+    pub chunking: ChunkingPolicy,
 }
 
 impl Default for BucketPolicy {
     fn default() -> Self {
-        BucketPolicy { replication: 1 }
+        BucketPolicy {
+            replication: 1,
+            chunking: ChunkingPolicy::default(),
+        }
+    }
+}
+
+/// Content-defined chunk size bounds, in bytes (FastCDC min/avg/max).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkingPolicy {
+    /// No chunk but a blob's last is shorter.
+    pub min_size: u32,
+    /// The size chunks cluster around (a power of two).
+    pub avg_size: u32,
+    /// No chunk is longer.
+    pub max_size: u32,
+}
+
+impl Default for ChunkingPolicy {
+    fn default() -> Self {
+        ChunkingPolicy {
+            min_size: 16 * 1024,
+            avg_size: 64 * 1024,
+            max_size: 256 * 1024,
+        }
     }
 }
 
@@ -138,8 +165,10 @@ impl Bucket {
         let id = pins.next_session;
         pins.sessions.insert(id, HashSet::new());
         WriteSession {
-            bucket: self.clone(),
-            id,
+            inner: Arc::new(SessionInner {
+                bucket: self.clone(),
+                id,
+            }),
         }
     }
 
@@ -273,9 +302,15 @@ impl Bucket {
     }
 }
 
-/// A writer's protection against GC: what it writes is kept until it drops.
-#[derive(Debug)]
+/// A writer's protection against GC: what it writes is kept until the last
+/// clone of the session drops. Clones share one pin set.
+#[derive(Clone, Debug)]
 pub struct WriteSession {
+    inner: Arc<SessionInner>,
+}
+
+#[derive(Debug)]
+struct SessionInner {
     bucket: Bucket,
     id: u64,
 }
@@ -284,30 +319,29 @@ impl WriteSession {
     /// Stores `data` under `codec`, pinned; returns its CID.
     pub fn put(&self, codec: Codec, data: impl Into<Bytes>) -> DagResult<Cid> {
         let block = Block::new(codec, data)?;
-        self.bucket
-            .store(Some(self.id), std::slice::from_ref(&block))?;
+        self.put_blocks(std::slice::from_ref(&block))?;
         Ok(*block.cid())
     }
 
     /// Stores blocks, pinned.
     pub fn put_blocks(&self, blocks: &[Block]) -> DagResult<()> {
-        self.bucket.store(Some(self.id), blocks)
+        self.inner.bucket.store(Some(self.inner.id), blocks)
     }
 
     /// Pins a block that already exists (one the writer links to).
     pub fn pin(&self, cid: Cid) {
-        if let Some(set) = self.bucket.pins().sessions.get_mut(&self.id) {
+        if let Some(set) = self.inner.bucket.pins().sessions.get_mut(&self.inner.id) {
             set.insert(cid);
         }
     }
 
     /// The bucket written to.
     pub fn bucket(&self) -> &Bucket {
-        &self.bucket
+        &self.inner.bucket
     }
 }
 
-impl Drop for WriteSession {
+impl Drop for SessionInner {
     fn drop(&mut self) {
         self.bucket.pins().sessions.remove(&self.id);
     }

@@ -1,0 +1,251 @@
+//! Random-access and sequential reading of blobs.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+
+use bytes::Bytes;
+use hydra_dag::{Bucket, Cid, Codec};
+
+use crate::blob::{Blob, BlobStats};
+use crate::error::{ChunkError, ChunkResult};
+use crate::tree::{Link, Node};
+
+/// Leaves fetched ahead of a sequential reader.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Reads a blob at any offset in O(depth) block fetches.
+///
+/// Decoded tree nodes are kept for the reader's life (a 1 GiB blob has
+/// about 130 of them), so repeated reads cost a leaf fetch from the block
+/// cache and a copy.
+#[derive(Debug)]
+pub struct BlobReader {
+    bucket: Bucket,
+    blob: Blob,
+    nodes: HashMap<Cid, Arc<Node>>,
+    last_leaf: Option<(Cid, Bytes)>,
+    pos: u64,
+    prefetch: Option<SyncSender<Cid>>,
+}
+
+impl BlobReader {
+    /// A reader of `blob` from `bucket`.
+    pub fn new(bucket: Bucket, blob: Blob) -> Self {
+        BlobReader {
+            bucket,
+            blob,
+            nodes: HashMap::new(),
+            last_leaf: None,
+            pos: 0,
+            prefetch: None,
+        }
+    }
+
+    /// The blob's size.
+    pub fn size(&self) -> u64 {
+        self.blob.size()
+    }
+
+    fn node(&mut self, cid: &Cid) -> ChunkResult<Arc<Node>> {
+        if let Some(node) = self.nodes.get(cid) {
+            return Ok(node.clone());
+        }
+        let data = self.bucket.require(cid)?;
+        let node = Arc::new(Node::decode(cid, &data)?);
+        self.nodes.insert(*cid, node.clone());
+        Ok(node)
+    }
+
+    fn leaf(&mut self, cid: &Cid, len: u64) -> ChunkResult<Bytes> {
+        if let Some((last, data)) = &self.last_leaf
+            && last == cid
+        {
+            return Ok(data.clone());
+        }
+        let data = self.bucket.require(cid)?;
+        if data.len() as u64 != len {
+            return Err(ChunkError::Malformed {
+                cid: *cid,
+                reason: format!("chunk is {} bytes, its link says {len}", data.len()),
+            });
+        }
+        self.last_leaf = Some((*cid, data.clone()));
+        Ok(data)
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the blob).
+    pub fn read_at(&mut self, offset: u64, len: usize) -> ChunkResult<Vec<u8>> {
+        let size = self.size();
+        if offset > size {
+            return Err(ChunkError::OutOfRange { offset, size });
+        }
+        let end = offset.saturating_add(len as u64).min(size);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        match self.blob.clone() {
+            Blob::Inline(data) => out.extend_from_slice(&data[offset as usize..end as usize]),
+            Blob::Stored { root, size } => {
+                self.read_range(root, size, offset, end, &mut out, None)?
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends bytes `[from, to)` of the subtree `cid` (of `len` bytes).
+    fn read_range(
+        &mut self,
+        cid: Cid,
+        len: u64,
+        from: u64,
+        to: u64,
+        out: &mut Vec<u8>,
+        mut ahead: Option<&mut Vec<Cid>>,
+    ) -> ChunkResult<()> {
+        if from >= to {
+            return Ok(());
+        }
+        if cid.codec() == Codec::RAW {
+            let data = self.leaf(&cid, len)?;
+            out.extend_from_slice(&data[from as usize..to as usize]);
+            return Ok(());
+        }
+        let node = self.node(&cid)?;
+        if node.size() != len {
+            return Err(ChunkError::Malformed {
+                cid,
+                reason: format!("node holds {} bytes, its link says {len}", node.size()),
+            });
+        }
+        let first = node.child_at(from);
+        for i in first..node.links.len() {
+            let start = node.start_of(i);
+            if start >= to {
+                if let Some(ahead) = ahead.as_deref_mut()
+                    && ahead.len() < PREFETCH_AHEAD
+                {
+                    ahead.push(node.links[i].0);
+                    continue;
+                }
+                break;
+            }
+            let (child, child_len) = node.links[i];
+            let lo = from.max(start) - start;
+            let hi = to.min(node.ends[i]) - start;
+            self.read_range(child, child_len, lo, hi, out, ahead.as_deref_mut())?;
+        }
+        Ok(())
+    }
+
+    /// Walks the whole tree: chunk counts, distinct bytes, nodes, depth.
+    pub fn stats(&mut self) -> ChunkResult<BlobStats> {
+        let mut stats = BlobStats {
+            logical_bytes: self.size(),
+            ..BlobStats::default()
+        };
+        let Blob::Stored { root, size } = self.blob.clone() else {
+            return Ok(stats);
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<(Link, u32)> = vec![((root, size), 0)];
+        while let Some(((cid, len), depth)) = stack.pop() {
+            stats.depth = stats.depth.max(depth);
+            if cid.codec() == Codec::RAW {
+                stats.chunks += 1;
+                if seen.insert(cid) {
+                    stats.unique_chunks += 1;
+                    stats.unique_bytes += len;
+                }
+                continue;
+            }
+            stats.nodes += 1;
+            let node = self.node(&cid)?;
+            stack.extend(node.links.iter().rev().map(|l| (*l, depth + 1)));
+        }
+        Ok(stats)
+    }
+
+    /// Every leaf link in order (loads every tree node).
+    pub fn leaves(&mut self) -> ChunkResult<Vec<Link>> {
+        let mut out = Vec::new();
+        let Blob::Stored { root, size } = self.blob.clone() else {
+            return Ok(out);
+        };
+        let mut stack: Vec<Link> = vec![(root, size)];
+        while let Some((cid, len)) = stack.pop() {
+            if cid.codec() == Codec::RAW {
+                out.push((cid, len));
+            } else {
+                let node = self.node(&cid)?;
+                stack.extend(node.links.iter().rev().copied());
+            }
+        }
+        Ok(out)
+    }
+
+    fn start_prefetcher(&mut self) -> Option<&SyncSender<Cid>> {
+        if self.prefetch.is_none() {
+            let (tx, rx) = sync_channel::<Cid>(PREFETCH_AHEAD * 2);
+            let bucket = self.bucket.clone();
+            let spawned = std::thread::Builder::new()
+                .name("hydra-prefetch".into())
+                .spawn(move || {
+                    // Warming the block cache is all this does; a failure
+                    // here resurfaces when the reader asks for the block.
+                    for cid in rx {
+                        let _ = bucket.get(&cid);
+                    }
+                });
+            if spawned.is_ok() {
+                self.prefetch = Some(tx);
+            }
+        }
+        self.prefetch.as_ref()
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.size();
+        if self.pos >= size || buf.is_empty() {
+            return Ok(0);
+        }
+        let end = self.pos.saturating_add(buf.len() as u64).min(size);
+        let mut out = Vec::with_capacity((end - self.pos) as usize);
+        match self.blob.clone() {
+            Blob::Inline(data) => out.extend_from_slice(&data[self.pos as usize..end as usize]),
+            Blob::Stored { root, size } => {
+                let mut ahead = Vec::new();
+                self.read_range(root, size, self.pos, end, &mut out, Some(&mut ahead))?;
+                if let Some(tx) = self.start_prefetcher() {
+                    for cid in ahead {
+                        if let Err(TrySendError::Disconnected(_)) = tx.try_send(cid) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        buf[..out.len()].copy_from_slice(&out);
+        self.pos += out.len() as u64;
+        Ok(out.len())
+    }
+}
+
+impl Seek for BlobReader {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the blob",
+            )
+        })?;
+        self.pos = target;
+        Ok(target)
+    }
+}

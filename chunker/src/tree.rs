@@ -1,0 +1,217 @@
+//! The blob tree: (child CID, byte length) links in DAG-CBOR nodes.
+//!
+//! Leaves are raw chunk blocks. A node is `{"links": [[cid, len], …],
+//! "size": total}`. Node boundaries are content-defined: a node closes after
+//! a link whose CID hashes below a threshold (about one link in
+//! [`TARGET_FANOUT`]) or at [`MAX_FANOUT`] links. So the tree depends only on
+//! the sequence of chunks: equal contents give equal roots, and an edit
+//! changes only the nodes on the path to the chunks it touched.
+
+use std::collections::BTreeMap;
+
+use hydra_dag::{Block, Cid, Codec, Ipld};
+
+use crate::error::{ChunkError, ChunkResult};
+
+/// Links per node on average.
+pub const TARGET_FANOUT: u32 = 128;
+/// Links per node at most (keeps nodes near 40 KiB at worst).
+pub const MAX_FANOUT: usize = 1024;
+
+/// A link to a child: its CID and the bytes of blob under it.
+pub type Link = (Cid, u64);
+
+/// A decoded tree node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// The children in order.
+    pub links: Vec<Link>,
+    /// `ends[i]`: the offset just past child `i`.
+    pub ends: Vec<u64>,
+}
+
+impl Node {
+    /// Encodes links as a node block.
+    pub fn encode(links: &[Link]) -> ChunkResult<Block> {
+        let size: u64 = links.iter().map(|(_, n)| n).sum();
+        let list = links
+            .iter()
+            .map(|(cid, n)| Ipld::List(vec![Ipld::Link(*cid), Ipld::Integer(i128::from(*n))]))
+            .collect();
+        let mut map = BTreeMap::new();
+        map.insert("links".to_string(), Ipld::List(list));
+        map.insert("size".to_string(), Ipld::Integer(i128::from(size)));
+        Ok(Block::new(Codec::DAG_CBOR, Ipld::Map(map).encode())?)
+    }
+
+    /// Decodes a node block.
+    pub fn decode(cid: &Cid, data: &[u8]) -> ChunkResult<Node> {
+        let bad = |reason: &str| ChunkError::Malformed {
+            cid: *cid,
+            reason: reason.to_string(),
+        };
+        let value = Ipld::decode(data)?;
+        let Some(Ipld::List(items)) = value.get("links") else {
+            return Err(bad("no links list"));
+        };
+        let mut links = Vec::with_capacity(items.len());
+        let mut ends = Vec::with_capacity(items.len());
+        let mut total: u64 = 0;
+        for item in items {
+            let Ipld::List(pair) = item else {
+                return Err(bad("link is not a pair"));
+            };
+            let (Some(Ipld::Link(child)), Some(Ipld::Integer(len))) = (pair.first(), pair.get(1))
+            else {
+                return Err(bad("link is not [cid, length]"));
+            };
+            let len = u64::try_from(*len).map_err(|_| bad("negative length"))?;
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| bad("size overflows"))?;
+            links.push((*child, len));
+            ends.push(total);
+        }
+        match value.get("size") {
+            Some(Ipld::Integer(size)) if *size == i128::from(total) => {}
+            _ => return Err(bad("size does not match the sum of its links")),
+        }
+        if links.is_empty() {
+            return Err(bad("node without links"));
+        }
+        Ok(Node { links, ends })
+    }
+
+    /// Total bytes under this node.
+    pub fn size(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Index of the child holding byte `offset` (`offset < size`).
+    pub fn child_at(&self, offset: u64) -> usize {
+        self.ends.partition_point(|&end| end <= offset)
+    }
+
+    /// Offset where child `i` starts.
+    pub fn start_of(&self, i: usize) -> u64 {
+        if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+}
+
+fn is_boundary(cid: &Cid) -> bool {
+    let d = cid.digest();
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]]) < u32::MAX / TARGET_FANOUT
+}
+
+/// Builds a tree bottom-up from a stream of leaf links, in bounded memory.
+#[derive(Debug, Default)]
+pub struct TreeBuilder {
+    levels: Vec<Vec<Link>>,
+    /// Node blocks made and not yet taken by the caller.
+    blocks: Vec<Block>,
+}
+
+impl TreeBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a leaf link.
+    pub fn push_leaf(&mut self, link: Link) -> ChunkResult<()> {
+        self.push(0, link)
+    }
+
+    fn push(&mut self, level: usize, link: Link) -> ChunkResult<()> {
+        if self.levels.len() <= level {
+            self.levels.push(Vec::new());
+        }
+        self.levels[level].push(link);
+        if is_boundary(&link.0) || self.levels[level].len() >= MAX_FANOUT {
+            self.close(level)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, level: usize) -> ChunkResult<()> {
+        let links = std::mem::take(&mut self.levels[level]);
+        let size = links.iter().map(|(_, n)| n).sum();
+        let block = Node::encode(&links)?;
+        let cid = *block.cid();
+        self.blocks.push(block);
+        self.push(level + 1, (cid, size))
+    }
+
+    /// Node blocks made so far, for the caller to store.
+    pub fn take_blocks(&mut self) -> Vec<Block> {
+        std::mem::take(&mut self.blocks)
+    }
+
+    /// Closes every open node; returns the root link (`None` when empty).
+    pub fn finish(&mut self) -> ChunkResult<Option<Link>> {
+        let mut level = 0;
+        while level < self.levels.len() {
+            let top = level + 1 == self.levels.len();
+            match self.levels[level].len() {
+                0 => {}
+                1 if top => return Ok(self.levels[level].pop()),
+                _ => self.close(level)?,
+            }
+            level += 1;
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(n: u32) -> Vec<Link> {
+        (0..n)
+            .map(|i| (Cid::hash(Codec::RAW, &i.to_le_bytes()), 1000 + u64::from(i)))
+            .collect()
+    }
+
+    fn build(links: &[Link]) -> (Option<Link>, Vec<Block>) {
+        let mut b = TreeBuilder::new();
+        for l in links {
+            b.push_leaf(*l).expect("push");
+        }
+        let root = b.finish().expect("finish");
+        (root, b.take_blocks())
+    }
+
+    #[test]
+    fn one_leaf_is_its_own_root() {
+        let l = leaves(1);
+        let (root, blocks) = build(&l);
+        assert_eq!(root, Some(l[0]));
+        assert!(blocks.is_empty());
+        assert_eq!(build(&[]).0, None);
+    }
+
+    #[test]
+    fn sizes_add_up_and_nodes_decode() {
+        let l = leaves(5000);
+        let (root, blocks) = build(&l);
+        let (_, size) = root.expect("root");
+        assert_eq!(size, l.iter().map(|(_, n)| n).sum::<u64>());
+        for b in &blocks {
+            let node = Node::decode(b.cid(), b.data()).expect("decodes");
+            assert!(node.links.len() <= MAX_FANOUT);
+        }
+    }
+
+    #[test]
+    fn a_changed_leaf_changes_few_nodes() {
+        let l = leaves(5000);
+        let (_, before) = build(&l);
+        let mut changed = l.clone();
+        changed[2500] = (Cid::hash(Codec::RAW, b"other"), 77);
+        let (_, after) = build(&changed);
+        let old: std::collections::HashSet<Cid> = before.iter().map(|b| *b.cid()).collect();
+        let new = after.iter().filter(|b| !old.contains(b.cid())).count();
+        assert!(new <= 4, "{new} new nodes");
+    }
+}

@@ -1,0 +1,273 @@
+//! The streaming blob writer.
+//!
+//! The caller's thread copies input into 4 MiB segments and finds chunk
+//! boundaries (FastCDC); a worker thread hashes the chunks (BLAKE3), stores
+//! them in batches and builds the tree. The two overlap on two cores, and a
+//! bounded channel keeps memory at a few segments plus one batch whatever
+//! the input size. Content that ends before the first segment fills is
+//! handled on the caller's thread without starting the worker.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use hydra_dag::{Block, Cid, Codec, WriteSession};
+
+use crate::blob::{Blob, BlobStats, INLINE_MAX};
+use crate::error::{ChunkError, ChunkResult};
+use crate::params::ChunkParams;
+use crate::tree::TreeBuilder;
+
+/// Input is cut in segments of this size.
+const SEGMENT: usize = 4 << 20;
+/// Chunks are stored in batches of about this many bytes.
+const BATCH: usize = 16 << 20;
+/// Segments queued for the worker at most.
+const QUEUE: usize = 2;
+
+/// A segment and the chunks cut from it.
+type Work = (Bytes, Vec<(usize, usize)>);
+/// The worker: its queue and what it returns.
+type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
+
+/// Hashes, stores and links chunks; runs on the worker thread or inline.
+#[derive(Debug)]
+struct Sink {
+    session: WriteSession,
+    tree: TreeBuilder,
+    batch: Vec<Block>,
+    batch_bytes: usize,
+    stats: BlobStats,
+    seen: HashSet<Cid>,
+}
+
+impl Sink {
+    fn new(session: WriteSession) -> Self {
+        Sink {
+            session,
+            tree: TreeBuilder::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            stats: BlobStats::default(),
+            seen: HashSet::new(),
+        }
+    }
+
+    fn take(&mut self, (segment, cuts): Work) -> ChunkResult<()> {
+        for (offset, len) in cuts {
+            let data = segment.slice(offset..offset + len);
+            let cid = Cid::hash(Codec::RAW, &data);
+            self.stats.chunks += 1;
+            self.stats.logical_bytes += len as u64;
+            if self.seen.insert(cid) {
+                self.stats.unique_chunks += 1;
+                self.stats.unique_bytes += len as u64;
+            }
+            self.tree.push_leaf((cid, len as u64))?;
+            self.batch.push(Block::trusted(cid, data));
+            self.batch_bytes += len;
+            if self.batch_bytes >= BATCH {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> ChunkResult<()> {
+        self.batch.extend(self.tree.take_blocks());
+        if !self.batch.is_empty() {
+            self.session.put_blocks(&self.batch)?;
+        }
+        self.batch.clear();
+        self.batch_bytes = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> ChunkResult<(Blob, BlobStats)> {
+        let root = self.tree.finish()?;
+        let nodes = self.tree.take_blocks();
+        self.stats.nodes = nodes.len() as u64;
+        self.batch.extend(nodes);
+        self.flush()?;
+        let blob = match root {
+            None => Blob::empty(),
+            Some((root, size)) => Blob::Stored { root, size },
+        };
+        Ok((blob, self.stats))
+    }
+}
+
+fn run_worker(mut sink: Sink, rx: Receiver<Work>) -> ChunkResult<(Blob, BlobStats)> {
+    for work in rx {
+        sink.take(work)?;
+    }
+    sink.finish()
+}
+
+/// Writes a blob from a stream of bytes, in bounded memory.
+#[derive(Debug)]
+pub struct BlobWriter {
+    params: ChunkParams,
+    buf: Vec<u8>,
+    cuts: Vec<(usize, usize)>,
+    session: WriteSession,
+    worker: Option<Worker>,
+}
+
+impl BlobWriter {
+    /// A writer storing through `session` with the given chunk bounds.
+    pub fn new(session: WriteSession, params: ChunkParams) -> Self {
+        BlobWriter {
+            params,
+            buf: Vec::new(),
+            cuts: Vec::new(),
+            session,
+            worker: None,
+        }
+    }
+
+    /// Cuts the buffered bytes and hands whole chunks to the worker.
+    fn ship(&mut self, eof: bool) -> ChunkResult<()> {
+        self.cuts.clear();
+        let rest = self.params.split(&self.buf, eof, &mut self.cuts);
+        if self.cuts.is_empty() {
+            return Ok(());
+        }
+        let tail = self.buf[rest..].to_vec();
+        let mut segment = std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(SEGMENT + self.params.max()),
+        );
+        segment.truncate(rest);
+        self.buf.extend_from_slice(&tail);
+        let work = (Bytes::from(segment), std::mem::take(&mut self.cuts));
+        if self.worker.is_none() {
+            let (tx, rx) = sync_channel(QUEUE);
+            let sink = Sink::new(self.session.clone());
+            let handle = std::thread::Builder::new()
+                .name("hydra-chunk-hash".into())
+                .spawn(move || run_worker(sink, rx))
+                .map_err(|e| ChunkError::Worker(e.to_string()))?;
+            self.worker = Some((tx, handle));
+        }
+        if let Some((tx, _)) = &self.worker
+            && tx.send(work).is_err()
+        {
+            // The worker stopped early: its error is what matters.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or(ChunkError::Worker("worker exited".into())));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> ChunkResult<(Blob, BlobStats)> {
+        let Some((tx, handle)) = self.worker.take() else {
+            return Err(ChunkError::Worker("no worker".into()));
+        };
+        drop(tx);
+        handle
+            .join()
+            .map_err(|_| ChunkError::Worker("hashing thread panicked".into()))?
+    }
+
+    /// Appends bytes.
+    pub fn write_bytes(&mut self, data: &[u8]) -> ChunkResult<()> {
+        let mut data = data;
+        while !data.is_empty() {
+            let room = SEGMENT - self.buf.len().min(SEGMENT);
+            let take = room.max(1).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() >= SEGMENT {
+                self.ship(false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies everything from `input`; returns the bytes read.
+    pub fn write_from(&mut self, mut input: impl Read) -> ChunkResult<u64> {
+        let mut total = 0;
+        loop {
+            let len = self.buf.len();
+            if self.buf.capacity() < SEGMENT {
+                self.buf.reserve(SEGMENT - len);
+            }
+            self.buf.resize(len.max(SEGMENT), 0);
+            let n = loop {
+                match input.read(&mut self.buf[len..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(len);
+                        return Err(ChunkError::Input(e));
+                    }
+                }
+            };
+            self.buf.truncate(len + n);
+            total += n as u64;
+            if n == 0 {
+                return Ok(total);
+            }
+            if self.buf.len() >= SEGMENT {
+                self.ship(false)?;
+            }
+        }
+    }
+
+    /// Stores what is left and returns the blob with its statistics.
+    pub fn finish(mut self) -> ChunkResult<(Blob, BlobStats)> {
+        if self.worker.is_none() && self.buf.len() <= INLINE_MAX {
+            let data = Bytes::from(std::mem::take(&mut self.buf));
+            let stats = BlobStats {
+                logical_bytes: data.len() as u64,
+                ..BlobStats::default()
+            };
+            return Ok((Blob::Inline(data), stats));
+        }
+        if self.worker.is_none() {
+            // Everything fits in one segment: no thread needed.
+            self.cuts.clear();
+            self.params.split(&self.buf, true, &mut self.cuts);
+            let mut sink = Sink::new(self.session.clone());
+            let segment = Bytes::from(std::mem::take(&mut self.buf));
+            sink.take((segment, std::mem::take(&mut self.cuts)))?;
+            return sink.finish();
+        }
+        self.ship(true)?;
+        self.join()
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_bytes(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes everything `input` yields as one blob.
+pub fn put_reader(
+    session: &WriteSession,
+    params: ChunkParams,
+    input: impl Read,
+) -> ChunkResult<(Blob, BlobStats)> {
+    let mut writer = BlobWriter::new(session.clone(), params);
+    writer.write_from(input)?;
+    writer.finish()
+}
+
+/// Writes `data` as one blob.
+pub fn put_bytes(session: &WriteSession, params: ChunkParams, data: &[u8]) -> ChunkResult<Blob> {
+    let mut writer = BlobWriter::new(session.clone(), params);
+    writer.write_bytes(data)?;
+    Ok(writer.finish()?.0)
+}

@@ -1,0 +1,399 @@
+//! Integration tests of blob writing, reading and editing.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use hydra_chunker::{
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkError, ChunkParams, put_bytes, put_reader,
+};
+use hydra_dag::{Bucket, BucketPolicy, Cid, Codec, DagError, MemoryVolume, VerifiedVolume, Volume};
+use proptest::prelude::*;
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Small chunks, so modest inputs make deep trees.
+fn small() -> ChunkParams {
+    ChunkParams::new(1024, 4096, 16384).expect("params")
+}
+
+fn memory_bucket() -> (Bucket, Arc<MemoryVolume>) {
+    let mem = Arc::new(MemoryVolume::new());
+    let verified: Arc<dyn Volume> = Arc::new(VerifiedVolume::new(mem.clone()));
+    let bucket = Bucket::new("t", BucketPolicy::default(), vec![verified]).expect("bucket");
+    (bucket, mem)
+}
+
+fn read_all(bucket: &Bucket, blob: &Blob) -> Vec<u8> {
+    let mut out = Vec::new();
+    BlobReader::new(bucket.clone(), blob.clone())
+        .read_to_end(&mut out)
+        .expect("read");
+    out
+}
+
+#[test]
+fn sizes_round_trip() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let p = ChunkParams::default();
+    for len in [
+        0,
+        1,
+        1024,
+        1025,
+        15_000,
+        16 * 1024,
+        300_000,
+        5 << 20,
+        (9 << 20) + 7,
+    ] {
+        let data = noise(len, len as u64);
+        let blob = put_bytes(&session, p, &data).expect("put");
+        assert_eq!(blob.size(), len as u64);
+        assert_eq!(
+            matches!(blob, Blob::Inline(_)),
+            len <= 1024,
+            "inline iff ≤ 1 KiB ({len})"
+        );
+        if (1025..16 * 1024).contains(&len) {
+            assert_eq!(
+                blob.root().map(Cid::codec),
+                Some(Codec::RAW),
+                "one chunk is its own root"
+            );
+        }
+        assert_eq!(read_all(&bucket, &blob), data, "{len}");
+    }
+}
+
+#[test]
+fn streaming_equals_one_shot_and_io_traits_work() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let data = noise(7 << 20, 3);
+    let one = put_bytes(&session, small(), &data).expect("put");
+    let mut w = BlobWriter::new(session.clone(), small());
+    for piece in data.chunks(12_345) {
+        std::io::Write::write_all(&mut w, piece).expect("write");
+    }
+    let (streamed, stats) = w.finish().expect("finish");
+    assert_eq!(one, streamed, "same content, same root");
+    assert_eq!(stats.logical_bytes, data.len() as u64);
+    let (from_reader, _) = put_reader(&session, small(), &data[..]).expect("put_reader");
+    assert_eq!(one, from_reader);
+
+    let mut r = BlobReader::new(bucket.clone(), one.clone());
+    r.seek(SeekFrom::Start(5_000_000)).expect("seek");
+    let mut buf = vec![0u8; 100_000];
+    r.read_exact(&mut buf).expect("read");
+    assert_eq!(buf, &data[5_000_000..5_100_000]);
+    r.seek(SeekFrom::End(-10)).expect("seek");
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).expect("read");
+    assert_eq!(tail, &data[data.len() - 10..]);
+    assert!(r.seek(SeekFrom::Current(-100_000_000)).is_err());
+}
+
+#[test]
+fn read_at_any_offset() {
+    let (bucket, _) = memory_bucket();
+    let data = noise(3 << 20, 4);
+    let blob = put_bytes(&bucket.session(), small(), &data).expect("put");
+    let mut r = BlobReader::new(bucket, blob);
+    let stats = r.stats().expect("stats");
+    assert!(stats.depth >= 2, "small chunks give a deep tree: {stats:?}");
+    for (off, len) in [
+        (0, 1),
+        (1, 4096),
+        (4095, 2),
+        (1 << 20, 70_000),
+        ((3 << 20) - 5, 100),
+    ] {
+        let got = r.read_at(off as u64, len).expect("read_at");
+        let end = (off + len).min(data.len());
+        assert_eq!(got, &data[off..end], "{off}+{len}");
+    }
+    assert!(r.read_at(data.len() as u64, 10).expect("at end").is_empty());
+    assert!(matches!(
+        r.read_at(data.len() as u64 + 1, 1),
+        Err(ChunkError::OutOfRange { .. })
+    ));
+}
+
+#[test]
+fn dedup_statistics() {
+    let (bucket, _) = memory_bucket();
+    let part = noise(2 << 20, 5);
+    let mut data = part.clone();
+    data.extend_from_slice(&part);
+    let mut w = BlobWriter::new(bucket.session(), ChunkParams::default());
+    w.write_bytes(&data).expect("write");
+    let (blob, stats) = w.finish().expect("finish");
+    assert_eq!(stats.logical_bytes, 4 << 20);
+    assert!(
+        stats.unique_bytes < (2 << 20) + 300_000,
+        "repeat dedups: {stats:?}"
+    );
+    let walked = BlobReader::new(bucket, blob).stats().expect("stats");
+    assert_eq!(walked.chunks, stats.chunks);
+    assert_eq!(walked.unique_bytes, stats.unique_bytes);
+}
+
+#[test]
+fn one_byte_edit_in_256_mib_stores_few_blocks() {
+    let (bucket, mem) = memory_bucket();
+    let session = bucket.session();
+    let p = ChunkParams::default();
+    let data = noise(256 << 20, 6);
+    let blob = put_bytes(&session, p, &data).expect("put");
+    let before = mem.stats().expect("stats");
+    let editor = BlobEditor::new(session.clone(), p);
+    let edited = editor.write_at(&blob, 128 << 20, b"X").expect("edit");
+    let after = mem.stats().expect("stats");
+    let new_blocks = after.blocks - before.blocks;
+    let new_bytes = after.block_bytes - before.block_bytes;
+    assert!(new_blocks <= 8, "{new_blocks} new blocks");
+    assert!(
+        new_bytes <= 3 * 256 * 1024 + 64 * 1024,
+        "{new_bytes} new bytes"
+    );
+    let mut expected = data;
+    expected[128 << 20] = b'X';
+    let fresh = put_bytes(&session, p, &expected).expect("put");
+    assert_eq!(
+        edited, fresh,
+        "an edit gives the same root as writing afresh"
+    );
+    let mut r = BlobReader::new(bucket, edited);
+    assert_eq!(
+        r.read_at((128 << 20) - 2, 5).expect("read"),
+        &expected[(128 << 20) - 2..(128 << 20) + 3]
+    );
+}
+
+#[test]
+fn append_and_truncate() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let editor = BlobEditor::new(session.clone(), small());
+    let data = noise(1 << 20, 7);
+    let blob = put_bytes(&session, small(), &data).expect("put");
+    let more = noise(300_000, 8);
+    let appended = editor.append(&blob, &more).expect("append");
+    let mut expected = data.clone();
+    expected.extend_from_slice(&more);
+    assert_eq!(read_all(&bucket, &appended), expected);
+    assert_eq!(
+        appended,
+        put_bytes(&session, small(), &expected).expect("put")
+    );
+
+    let cut = editor.truncate(&appended, 500_000).expect("truncate");
+    assert_eq!(read_all(&bucket, &cut), &expected[..500_000]);
+    let grown = editor.truncate(&cut, 700_000).expect("extend");
+    let mut zeros = expected[..500_000].to_vec();
+    zeros.resize(700_000, 0);
+    assert_eq!(read_all(&bucket, &grown), zeros);
+    let empty = editor.truncate(&grown, 0).expect("truncate");
+    assert_eq!(empty, Blob::empty());
+    let sparse = editor
+        .write_at(&Blob::empty(), 3 << 20, b"end")
+        .expect("sparse write");
+    let mut expect_sparse = vec![0u8; 3 << 20];
+    expect_sparse.extend_from_slice(b"end");
+    assert_eq!(read_all(&bucket, &sparse), expect_sparse);
+    let inline = editor.write_at(&Blob::empty(), 0, b"tiny").expect("inline");
+    assert_eq!(inline, Blob::Inline(bytes::Bytes::from_static(b"tiny")));
+}
+
+#[test]
+fn damaged_chunks_fail_only_their_range() {
+    let (bucket, mem) = memory_bucket();
+    let data = noise(2 << 20, 9);
+    let blob = put_bytes(&bucket.session(), small(), &data).expect("put");
+    let mut r = BlobReader::new(bucket.clone(), blob.clone());
+    let leaves = r.leaves().expect("leaves");
+    let (missing, _) = leaves[10];
+    let (corrupt, _) = leaves[200];
+    let start = |i: usize| leaves[..i].iter().map(|(_, n)| n).sum::<u64>();
+    mem.delete_many(&[missing]).expect("delete");
+    mem.corrupt(&corrupt, bytes::Bytes::from_static(b"bad bytes"));
+
+    let mut r = BlobReader::new(bucket, blob);
+    // Other ranges still read.
+    let far = start(100);
+    assert_eq!(
+        r.read_at(far, 1000).expect("read"),
+        &data[far as usize..far as usize + 1000]
+    );
+    match r.read_at(start(10) + 1, 10) {
+        Err(ChunkError::Dag(DagError::NotFound { cid })) => assert_eq!(cid, missing),
+        other => panic!("expected NotFound naming the chunk, got {other:?}"),
+    }
+    match r.read_at(start(200), 10) {
+        Err(ChunkError::Dag(DagError::Integrity { cid })) => assert_eq!(cid, corrupt),
+        other => panic!("expected an integrity error naming the chunk, got {other:?}"),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Write(u64, Vec<u8>),
+    Append(Vec<u8>),
+    Truncate(u64),
+}
+
+fn edit_strategy() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (
+            0u64..400_000,
+            proptest::collection::vec(any::<u8>(), 1..20_000)
+        )
+            .prop_map(|(o, d)| Edit::Write(o, d)),
+        proptest::collection::vec(any::<u8>(), 1..30_000).prop_map(Edit::Append),
+        (0u64..400_000).prop_map(Edit::Truncate),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Every edit equals writing the edited content afresh, byte and root.
+    #[test]
+    fn edits_match_a_model(len in 0usize..300_000, seed: u64, edits in proptest::collection::vec(edit_strategy(), 1..6)) {
+        let (bucket, _) = memory_bucket();
+        let session = bucket.session();
+        let editor = BlobEditor::new(session.clone(), small());
+        let mut model = noise(len, seed);
+        let mut blob = put_bytes(&session, small(), &model).expect("put");
+        for edit in edits {
+            match &edit {
+                Edit::Write(o, d) => {
+                    blob = editor.write_at(&blob, *o, d).expect("write_at");
+                    let o = *o as usize;
+                    if model.len() < o + d.len() { model.resize(o + d.len(), 0); }
+                    model[o..o + d.len()].copy_from_slice(d);
+                }
+                Edit::Append(d) => {
+                    blob = editor.append(&blob, d).expect("append");
+                    model.extend_from_slice(d);
+                }
+                Edit::Truncate(n) => {
+                    blob = editor.truncate(&blob, *n).expect("truncate");
+                    model.resize(*n as usize, 0);
+                }
+            }
+            prop_assert_eq!(blob.size(), model.len() as u64);
+            prop_assert_eq!(&read_all(&bucket, &blob), &model, "after {:?}", edit);
+            prop_assert_eq!(&blob, &put_bytes(&session, small(), &model).expect("put"));
+        }
+    }
+}
+
+/// Peak resident memory of this process, from /proc.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM value");
+    kib * 1024
+}
+
+/// A reader of `len` pseudo-random bytes that never holds them all.
+struct Noise {
+    left: u64,
+    x: u64,
+}
+
+impl Read for Noise {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize & !7;
+        let n = if n == 0 {
+            (buf.len() as u64).min(self.left) as usize
+        } else {
+            n
+        };
+        for chunk in buf[..n].chunks_mut(8) {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            let bytes = self.x.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn ten_gib_streams_in_bounded_memory() {
+    const LEN: u64 = 10 << 30;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = hydra_dag::StoreOptions {
+        cache_bytes: 32 << 20,
+    };
+    let (store, _) = hydra_dag::Store::init(&dir.path().join("s"), &options).expect("store");
+    let bucket = store.bucket().clone();
+    let session = bucket.session();
+
+    let mut input_hash = blake3::Hasher::new();
+    struct Tee<'a, R> {
+        inner: R,
+        hash: &'a mut blake3::Hasher,
+    }
+    impl<R: Read> Read for Tee<'_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hash.update(&buf[..n]);
+            Ok(n)
+        }
+    }
+    let input = Tee {
+        inner: Noise {
+            left: LEN,
+            x: 0x1234_5678_9abc_def1,
+        },
+        hash: &mut input_hash,
+    };
+    let (blob, stats) = put_reader(&session, ChunkParams::default(), input).expect("put");
+    assert_eq!(blob.size(), LEN);
+    assert_eq!(stats.logical_bytes, LEN);
+
+    let mut output_hash = blake3::Hasher::new();
+    let mut r = BlobReader::new(bucket, blob);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        output_hash.update(&buf[..n]);
+        total += n as u64;
+    }
+    assert_eq!(total, LEN);
+    assert_eq!(
+        input_hash.finalize(),
+        output_hash.finalize(),
+        "10 GiB round trip"
+    );
+    let peak = peak_rss_bytes();
+    assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
+}
