@@ -43,6 +43,22 @@ impl BlobReader {
         }
     }
 
+    /// A reader of the blob rooted at `root` (a raw chunk or a tree node).
+    pub fn open(bucket: Bucket, root: Cid) -> ChunkResult<Self> {
+        let data = bucket.require(&root)?;
+        let size = match root.codec() {
+            Codec::RAW => data.len() as u64,
+            Codec::DAG_CBOR => Node::decode(&root, &data)?.size(),
+            other => {
+                return Err(ChunkError::Malformed {
+                    cid: root,
+                    reason: format!("codec {} is not a blob root", other.name()),
+                });
+            }
+        };
+        Ok(BlobReader::new(bucket, Blob::Stored { root, size }))
+    }
+
     /// The blob's size.
     pub fn size(&self) -> u64 {
         self.blob.size()

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch; one file per subcommand below `cli/`.
 
+mod blob;
 mod block;
 mod car;
 pub mod error;
@@ -33,6 +34,9 @@ pub struct Cli {
 enum Command {
     /// Create a store (an absent or empty directory).
     Init(init::InitArgs),
+    /// Store files as chunked blobs; read them back at any offset.
+    #[command(subcommand)]
+    Blob(blob::BlobCommand),
     /// Store, read, inspect and remove raw blocks.
     #[command(subcommand)]
     Block(block::BlockCommand),
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Init(args) => init::run(&cx, args),
+        Command::Blob(cmd) => blob::run(&cx, cmd),
         Command::Block(cmd) => block::run(&cx, cmd),
         Command::Ref(cmd) => refs::run(&cx, cmd),
         Command::Gc(args) => gc::run(&cx, args),

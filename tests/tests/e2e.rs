@@ -297,3 +297,101 @@ fn every_command_has_help() {
         assert!(out.contains("Usage:"), "{args:?}");
     }
 }
+
+#[test]
+fn blob_put_cat_stat() {
+    let s = TestStore::new();
+    let file = s.scratch("big");
+    let mut data = random_bytes(3 << 20, 7);
+    data.extend_from_slice(&data.clone()); // a repeat: dedups
+    std::fs::write(&file, &data).expect("write");
+    let out = s.ok(&[
+        "blob",
+        "put",
+        file.to_str().expect("utf-8"),
+        "--ref",
+        "blob/big",
+    ]);
+    let cid = last_line(&out).to_string();
+    assert!(cid.starts_with("bafyr4"), "a tree root is dag-cbor: {cid}");
+    assert_eq!(last_line(&s.ok(&["ref", "get", "blob/big"])), cid);
+
+    let all = s.cmd().args(["blob", "cat", &cid]).output().expect("run");
+    assert!(all.status.success());
+    assert_eq!(all.stdout, data);
+    let part = s
+        .cmd()
+        .args(["blob", "cat", &cid, "--offset", "1000000", "--len", "5000"])
+        .output()
+        .expect("run");
+    assert_eq!(part.stdout, &data[1_000_000..1_005_000]);
+    let stat: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "blob", "stat", &cid])).expect("json");
+    assert_eq!(stat["logical_bytes"], data.len() as u64);
+    let unique = stat["unique_bytes"].as_u64().expect("unique");
+    assert!(unique < (3 << 20) + (512 << 10), "repeat dedups: {stat}");
+    s.fails(&["blob", "cat", &cid, "--offset", "999999999"]);
+
+    // Tiny input: one raw chunk.
+    let tiny = s.scratch("tiny");
+    std::fs::write(&tiny, b"hello").expect("write");
+    let tiny_cid = last_line(&s.ok(&["blob", "put", tiny.to_str().expect("utf-8")])).to_string();
+    assert!(tiny_cid.starts_with("bafkr4"));
+    assert_eq!(
+        s.cmd()
+            .args(["blob", "cat", &tiny_cid])
+            .output()
+            .expect("run")
+            .stdout,
+        b"hello"
+    );
+    // Empty input round-trips too.
+    let empty = s.scratch("empty");
+    std::fs::write(&empty, b"").expect("write");
+    let empty_cid = last_line(&s.ok(&["blob", "put", empty.to_str().expect("utf-8")])).to_string();
+    assert!(
+        s.cmd()
+            .args(["blob", "cat", &empty_cid])
+            .output()
+            .expect("run")
+            .stdout
+            .is_empty()
+    );
+}
+
+#[test]
+fn blob_with_a_damaged_chunk_fails_only_there() {
+    let s = TestStore::new();
+    let file = s.scratch("f");
+    let data = random_bytes(2 << 20, 8);
+    std::fs::write(&file, &data).expect("write");
+    let cid = last_line(&s.ok(&["blob", "put", file.to_str().expect("utf-8")])).to_string();
+    // Flip a byte near the end of the data, inside the last chunks.
+    let pack = s.path().join("packs/00000001.pack");
+    let bytes = std::fs::read(&pack).expect("read pack");
+    let probe = &data[data.len() - 2000..data.len() - 1936];
+    let at = bytes
+        .windows(64)
+        .position(|w| w == probe)
+        .expect("data in pack") as u64;
+    let f = OpenOptions::new().write(true).open(&pack).expect("open");
+    f.write_all_at(&[!probe[0]], at).expect("flip");
+    drop(f);
+    let head = s
+        .cmd()
+        .args(["blob", "cat", &cid, "--len", "10000"])
+        .output()
+        .expect("run");
+    assert!(head.status.success(), "the intact start reads");
+    assert_eq!(head.stdout, &data[..10_000]);
+    let out = s.run(&[
+        "blob",
+        "cat",
+        &cid,
+        "--offset",
+        &(data.len() - 3000).to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("integrity") && err.contains("bafkr4"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use hydra_chunker::ChunkError;
 use hydra_dag::DagError;
 
 /// Exit code for a failed command.
@@ -10,6 +11,18 @@ const FAILURE: u8 = 1;
 const INTEGRITY: u8 = 3;
 /// Exit code when the store is held by another writer.
 const LOCKED: u8 = 4;
+
+/// The block-layer error behind `err`, whichever crate's error wraps it.
+fn dag_error(err: &anyhow::Error) -> Option<&DagError> {
+    err.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<DagError>()
+            .or_else(|| match cause.downcast_ref::<ChunkError>() {
+                Some(ChunkError::Dag(e)) => Some(e),
+                _ => None,
+            })
+    })
+}
 
 /// Prints `err` as one line on stderr and returns its exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
@@ -29,7 +42,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     }
     let line = line.replace(['\n', '\r'], " ");
     eprintln!("{line}");
-    let code = match err.downcast_ref::<DagError>() {
+    let code = match dag_error(err) {
         Some(DagError::Integrity { .. }) => INTEGRITY,
         Some(DagError::Locked { .. }) => LOCKED,
         _ => FAILURE,
