@@ -25,6 +25,9 @@ pub struct CachedVolume {
 struct CacheState {
     lru: LruCache<Cid, Bytes>,
     bytes: usize,
+    /// Bumped by every deletion, so a read that raced one does not put the
+    /// deleted bytes back into the cache.
+    deletions: u64,
 }
 
 /// Hit and size counters of a [`CachedVolume`].
@@ -44,6 +47,7 @@ impl CachedVolume {
             state: Mutex::new(CacheState {
                 lru: LruCache::unbounded(),
                 bytes: 0,
+                deletions: 0,
             }),
             max_bytes,
         }
@@ -58,18 +62,25 @@ impl CachedVolume {
         }
     }
 
-    fn lookup(&self, cid: &Cid) -> Option<Bytes> {
+    /// A cached block, or the deletion count to pass to `insert` after a miss.
+    fn lookup(&self, cid: &Cid) -> Result<Bytes, u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.lru.get(cid).cloned()
+        match state.lru.get(cid) {
+            Some(hit) => Ok(hit.clone()),
+            None => Err(state.deletions),
+        }
     }
 
-    fn insert(&self, cid: Cid, data: Bytes) {
+    fn insert(&self, cid: Cid, data: Bytes, deletions_seen: u64) {
         // One block may take at most an eighth of the cache, so a single
         // large read cannot flush everything else.
         if data.len() > self.max_bytes / 8 {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.deletions != deletions_seen {
+            return;
+        }
         let len = data.len();
         if let Some(old) = state.lru.put(cid, data) {
             state.bytes -= old.len();
@@ -90,12 +101,13 @@ impl Volume for CachedVolume {
     }
 
     fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
-        if let Some(hit) = self.lookup(cid) {
-            return Ok(Some(hit));
-        }
+        let deletions_seen = match self.lookup(cid) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(seen) => seen,
+        };
         let found = self.inner.get(cid)?;
         if let Some(data) = &found {
-            self.insert(*cid, data.clone());
+            self.insert(*cid, data.clone(), deletions_seen);
         }
         Ok(found)
     }
@@ -115,15 +127,17 @@ impl Volume for CachedVolume {
     }
 
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
-        {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            for cid in cids {
-                if let Some(old) = state.lru.pop(cid) {
-                    state.bytes -= old.len();
-                }
+        // Delete below first, then evict and bump the count: a read that
+        // fetched the bytes before the deletion then fails to cache them.
+        let result = self.inner.delete_many(cids);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.deletions += 1;
+        for cid in cids {
+            if let Some(old) = state.lru.pop(cid) {
+                state.bytes -= old.len();
             }
         }
-        self.inner.delete_many(cids)
+        result
     }
 
     forward_volume_metadata!();

@@ -220,8 +220,10 @@ impl Writer {
 impl LocalVolume {
     fn read_located(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
         // A compaction may move a block between the lookup and the read and
-        // delete its old pack; the second lookup then finds the new place.
-        for _ in 0..2 {
+        // delete its old pack; looking it up again finds the new place. Only
+        // the same location missing twice is an error.
+        let mut missing_at = None;
+        loop {
             let located = self.with_reader(|c| {
                 Ok(match index::locate(c, cid)? {
                     None => None,
@@ -232,18 +234,24 @@ impl LocalVolume {
             match located {
                 None => return Ok(None),
                 Some(Err(inline)) => return Ok(inline.map(Bytes::from)),
-                Some(Ok((pack, offset, len))) => {
+                Some(Ok(place)) => {
+                    let (pack, offset, len) = place;
                     if let Some(data) = self.packs.read(pack, offset, len as usize)? {
                         return Ok(Some(data));
                     }
+                    if missing_at == Some(place) {
+                        return Err(DagError::CorruptPack {
+                            path: self.packs.path(pack),
+                            offset,
+                            reason: format!(
+                                "block {cid} is indexed in a pack file that does not exist"
+                            ),
+                        });
+                    }
+                    missing_at = Some(place);
                 }
             }
         }
-        Err(DagError::CorruptPack {
-            path: self.packs.dir().to_path_buf(),
-            offset: 0,
-            reason: format!("block {cid} is indexed in a pack file that does not exist"),
-        })
     }
 
     fn compact_pack(
@@ -325,16 +333,29 @@ impl Volume for LocalVolume {
             let mut seen = HashSet::with_capacity(blocks.len());
             let mut packed = Vec::new();
             let mut inline = Vec::new();
+            let mut present = Vec::new();
             for block in blocks {
-                if seen.insert(*block.cid()) && !index::contains(&w.conn, block.cid())? {
-                    if block.len() <= INLINE_MAX {
-                        inline.push(block);
-                    } else {
-                        packed.push(block);
-                    }
+                if !seen.insert(*block.cid()) {
+                    continue;
+                }
+                if index::contains(&w.conn, block.cid())? {
+                    present.push(block.cid());
+                } else if block.len() <= INLINE_MAX {
+                    inline.push(block);
+                } else {
+                    packed.push(block);
                 }
             }
             if packed.is_empty() && inline.is_empty() {
+                if !present.is_empty() {
+                    let tx = w
+                        .conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    for cid in present {
+                        index::touch(&tx, cid, stored_ms)?;
+                    }
+                    tx.commit()?;
+                }
                 return Ok(());
             }
             w.rotate_if_full(&self.packs)?;
@@ -362,6 +383,10 @@ impl Volume for LocalVolume {
                     stored_ms,
                 )?;
                 index::insert_inline(&tx, block.cid(), block.data())?;
+            }
+            // A block stored again counts as young again for GC's grace period.
+            for cid in present {
+                index::touch(&tx, cid, stored_ms)?;
             }
             if end != w.end {
                 index::set_pack_size(&tx, w.pack, end)?;

@@ -59,8 +59,10 @@ impl Volume for MemoryVolume {
         let now = now_ns() / 1_000_000;
         let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
         for block in new {
+            // A block stored again counts as young again for GC's grace period.
             blocks
                 .entry(*block.cid())
+                .and_modify(|(_, stored)| *stored = now)
                 .or_insert_with(|| (block.data().clone(), now));
         }
         Ok(())

@@ -162,6 +162,13 @@ pub fn insert(
     Ok(())
 }
 
+/// Marks an existing block as stored again now (for GC's grace period).
+pub fn touch(tx: &Transaction<'_>, cid: &Cid, stored_ms: i64) -> DagResult<()> {
+    tx.prepare_cached("UPDATE blocks SET stored_ms = ?2 WHERE cid = ?1")?
+        .execute(params![cid.to_bytes(), stored_ms])?;
+    Ok(())
+}
+
 /// Stores an inline block's bytes.
 pub fn insert_inline(tx: &Transaction<'_>, cid: &Cid, data: &[u8]) -> DagResult<()> {
     let mut stmt =
