@@ -1,11 +1,12 @@
 //! The streaming blob writer.
 //!
-//! The caller's thread copies input into 4 MiB segments and finds chunk
-//! boundaries (FastCDC); a worker thread hashes the chunks (BLAKE3), stores
-//! them in batches and builds the tree. The two overlap on two cores, and a
-//! bounded channel keeps memory at a few segments plus one batch whatever
-//! the input size. Content that ends before the first segment fills is
-//! handled on the caller's thread without starting the worker.
+//! Three stages overlap: the caller's thread copies input into 4 MiB
+//! segments and finds chunk boundaries (FastCDC); a hashing thread hashes
+//! the chunks (BLAKE3) and builds the tree; a storing thread writes batches
+//! of blocks (which on the embedded volume mostly waits on the disk).
+//! Bounded channels keep memory at a few segments and batches whatever the
+//! input size. Content that ends before the first segment fills is handled
+//! on the caller's thread without starting any thread.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -32,10 +33,66 @@ type Work = (Bytes, Vec<(usize, usize)>);
 /// The worker: its queue and what it returns.
 type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
 
-/// Hashes, stores and links chunks; runs on the worker thread or inline.
+/// Where full batches of blocks go: straight to the session, or to a
+/// storing thread.
+#[derive(Debug)]
+enum BatchStore {
+    Direct(WriteSession),
+    /// `None` once the thread has been joined.
+    Threaded(Option<(SyncSender<Vec<Block>>, JoinHandle<ChunkResult<()>>)>),
+}
+
+impl BatchStore {
+    fn threaded(session: WriteSession) -> ChunkResult<BatchStore> {
+        let (tx, rx) = sync_channel::<Vec<Block>>(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("hydra-chunk-store".into())
+            .spawn(move || {
+                for batch in rx {
+                    session.put_blocks(&batch)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| ChunkError::Worker(e.to_string()))?;
+        Ok(BatchStore::Threaded(Some((tx, handle))))
+    }
+
+    fn put(&mut self, batch: Vec<Block>) -> ChunkResult<()> {
+        match self {
+            BatchStore::Direct(session) => Ok(session.put_blocks(&batch)?),
+            BatchStore::Threaded(Some((tx, _))) => {
+                if tx.send(batch).is_err() {
+                    // The storer stopped: its error is the one to report.
+                    self.close()?;
+                    return Err(ChunkError::Worker("storing thread exited".into()));
+                }
+                Ok(())
+            }
+            BatchStore::Threaded(None) => Err(ChunkError::Worker("storing thread exited".into())),
+        }
+    }
+
+    /// Waits for every batch to be stored.
+    fn close(&mut self) -> ChunkResult<()> {
+        match self {
+            BatchStore::Direct(_) | BatchStore::Threaded(None) => Ok(()),
+            BatchStore::Threaded(worker) => {
+                let Some((tx, handle)) = worker.take() else {
+                    return Ok(());
+                };
+                drop(tx);
+                handle
+                    .join()
+                    .map_err(|_| ChunkError::Worker("storing thread panicked".into()))?
+            }
+        }
+    }
+}
+
+/// Hashes and links chunks; runs on the hashing thread or inline.
 #[derive(Debug)]
 struct Sink {
-    session: WriteSession,
+    store: BatchStore,
     tree: TreeBuilder,
     batch: Vec<Block>,
     batch_bytes: usize,
@@ -44,9 +101,9 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(session: WriteSession) -> Self {
+    fn new(store: BatchStore) -> Self {
         Sink {
-            session,
+            store,
             tree: TreeBuilder::new(),
             batch: Vec::new(),
             batch_bytes: 0,
@@ -78,9 +135,9 @@ impl Sink {
     fn flush(&mut self) -> ChunkResult<()> {
         self.batch.extend(self.tree.take_blocks());
         if !self.batch.is_empty() {
-            self.session.put_blocks(&self.batch)?;
+            let batch = std::mem::take(&mut self.batch);
+            self.store.put(batch)?;
         }
-        self.batch.clear();
         self.batch_bytes = 0;
         Ok(())
     }
@@ -91,12 +148,24 @@ impl Sink {
         self.stats.nodes = nodes.len() as u64;
         self.batch.extend(nodes);
         self.flush()?;
+        self.store.close()?;
         let blob = match root {
             None => Blob::empty(),
             Some((root, size)) => Blob::Stored { root, size },
         };
         Ok((blob, self.stats))
     }
+}
+
+/// Starts the hashing thread (which starts the storing thread).
+fn spawn_hasher(session: &WriteSession) -> ChunkResult<Worker> {
+    let (tx, rx) = sync_channel(QUEUE);
+    let sink = Sink::new(BatchStore::threaded(session.clone())?);
+    let handle = std::thread::Builder::new()
+        .name("hydra-chunk-hash".into())
+        .spawn(move || run_worker(sink, rx))
+        .map_err(|e| ChunkError::Worker(e.to_string()))?;
+    Ok((tx, handle))
 }
 
 fn run_worker(mut sink: Sink, rx: Receiver<Work>) -> ChunkResult<(Blob, BlobStats)> {
@@ -144,13 +213,7 @@ impl BlobWriter {
         self.buf.extend_from_slice(&tail);
         let work = (Bytes::from(segment), std::mem::take(&mut self.cuts));
         if self.worker.is_none() {
-            let (tx, rx) = sync_channel(QUEUE);
-            let sink = Sink::new(self.session.clone());
-            let handle = std::thread::Builder::new()
-                .name("hydra-chunk-hash".into())
-                .spawn(move || run_worker(sink, rx))
-                .map_err(|e| ChunkError::Worker(e.to_string()))?;
-            self.worker = Some((tx, handle));
+            self.worker = Some(spawn_hasher(&self.session)?);
         }
         if let Some((tx, _)) = &self.worker
             && tx.send(work).is_err()
@@ -233,7 +296,7 @@ impl BlobWriter {
             // Everything fits in one segment: no thread needed.
             self.cuts.clear();
             self.params.split(&self.buf, true, &mut self.cuts);
-            let mut sink = Sink::new(self.session.clone());
+            let mut sink = Sink::new(BatchStore::Direct(self.session.clone()));
             let segment = Bytes::from(std::mem::take(&mut self.buf));
             sink.take((segment, std::mem::take(&mut self.cuts)))?;
             return sink.finish();
@@ -270,4 +333,39 @@ pub fn put_bytes(session: &WriteSession, params: ChunkParams, data: &[u8]) -> Ch
     let mut writer = BlobWriter::new(session.clone(), params);
     writer.write_bytes(data)?;
     Ok(writer.finish()?.0)
+}
+
+/// Writes `data` as one blob without copying it: chunks are slices of it.
+pub fn put_shared(session: &WriteSession, params: ChunkParams, data: Bytes) -> ChunkResult<(Blob, BlobStats)> {
+    if data.len() <= INLINE_MAX {
+        let stats = BlobStats {
+            logical_bytes: data.len() as u64,
+            ..BlobStats::default()
+        };
+        return Ok((Blob::Inline(data), stats));
+    }
+    if data.len() <= SEGMENT {
+        let mut cuts = Vec::new();
+        params.split(&data, true, &mut cuts);
+        let mut sink = Sink::new(BatchStore::Direct(session.clone()));
+        sink.take((data, cuts))?;
+        return sink.finish();
+    }
+    let (tx, handle) = spawn_hasher(session)?;
+    let mut pos = 0;
+    while pos < data.len() {
+        let end = (pos + SEGMENT).min(data.len());
+        let eof = end == data.len();
+        let window = data.slice(pos..end);
+        let mut cuts = Vec::new();
+        let rest = params.split(&window, eof, &mut cuts);
+        pos += rest;
+        if tx.send((window, cuts)).is_err() {
+            break; // the hasher failed; joining it below reports why
+        }
+    }
+    drop(tx);
+    handle
+        .join()
+        .map_err(|_| ChunkError::Worker("hashing thread panicked".into()))?
 }

@@ -15,7 +15,6 @@ pub mod pack;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -32,8 +31,6 @@ use pack::{HEADER_LEN, PackId, PackSet, TARGET_SIZE, record_header_len, write_re
 
 /// Blocks up to this size live inline in the SQLite index.
 pub const INLINE_MAX: usize = 2048;
-/// Pack appends are issued in writes of about this size.
-const WRITE_CHUNK: usize = 8 << 20;
 /// Compaction copies live blocks in batches of about this many bytes.
 const COMPACT_BATCH: u64 = 64 << 20;
 
@@ -183,13 +180,12 @@ impl Writer {
     /// block's location. Nothing is committed to the index yet.
     fn append(&mut self, packs: &PackSet, blocks: &[&Block]) -> DagResult<Vec<Location>> {
         let mut locations = Vec::with_capacity(blocks.len());
-        let mut buf =
-            Vec::with_capacity(WRITE_CHUNK.min(blocks.iter().map(|b| b.len() + 48).sum()));
+        let mut headers = Vec::with_capacity(blocks.len() * 48);
+        let mut header_ends = Vec::with_capacity(blocks.len());
         let mut at = self.end;
-        let mut buf_start = at;
         for block in blocks {
-            write_record_header(block.cid(), block.len(), &mut buf);
-            buf.extend_from_slice(block.data());
+            write_record_header(block.cid(), block.len(), &mut headers);
+            header_ends.push(headers.len());
             let data_offset = at + record_header_len(block.cid());
             at = data_offset + block.len() as u64;
             locations.push(Location::Packed {
@@ -197,24 +193,53 @@ impl Writer {
                 offset: data_offset,
                 len: block.len() as u64,
             });
-            if buf.len() >= WRITE_CHUNK {
-                self.write_at(packs, &buf, buf_start)?;
-                buf.clear();
-                buf_start = at;
-            }
         }
-        self.write_at(packs, &buf, buf_start)?;
-        self.file
-            .sync_data()
+        // Headers and data go out with vectored writes: no copy of the data.
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(blocks.len() * 2);
+        let mut start = 0;
+        for (block, &end) in blocks.iter().zip(&header_ends) {
+            slices.push(&headers[start..end]);
+            slices.push(block.data());
+            start = end;
+        }
+        write_all_vectored_at(&self.file, &slices, self.end)
+            .and_then(|()| self.file.sync_data())
             .map_err(|e| DagError::io(packs.path(self.pack), e))?;
         Ok(locations)
     }
+}
 
-    fn write_at(&self, packs: &PackSet, buf: &[u8], offset: u64) -> DagResult<()> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| DagError::io(packs.path(self.pack), e))
+/// Writes every slice, in order, at `offset` (pwritev, resuming after
+/// partial writes).
+fn write_all_vectored_at(file: &File, mut slices: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut skip = 0; // bytes of slices[0] already written
+    while !slices.is_empty() {
+        let batch: Vec<std::io::IoSlice<'_>> = slices
+            .iter()
+            .take(IOV_MAX)
+            .enumerate()
+            .map(|(i, s)| std::io::IoSlice::new(if i == 0 { &s[skip..] } else { s }))
+            .collect();
+        let mut written = match rustix::io::pwritev(file, &batch, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += written as u64;
+        while let Some(first) = slices.first() {
+            let left = first.len() - skip;
+            if written < left {
+                skip += written;
+                break;
+            }
+            written -= left;
+            skip = 0;
+            slices = &slices[1..];
+        }
     }
+    Ok(())
 }
 
 impl LocalVolume {
