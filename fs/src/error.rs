@@ -1,0 +1,109 @@
+//! The error type of `hydra-fs` and its one mapping to errno.
+
+use hydra_chunker::ChunkError;
+use hydra_dag::DagError;
+
+/// Result alias for filesystem operations.
+pub type FsResult<T> = Result<T, FsError>;
+
+/// A POSIX error number (Linux values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Errno(pub i32);
+
+/// Everything a filesystem operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// No such file or directory.
+    #[error("no such file or directory")]
+    NotFound,
+    /// The name is taken.
+    #[error("file exists")]
+    Exists,
+    /// A directory was needed.
+    #[error("not a directory")]
+    NotDir,
+    /// A non-directory was needed.
+    #[error("is a directory")]
+    IsDir,
+    /// The directory still has entries.
+    #[error("directory not empty")]
+    NotEmpty,
+    /// Permission bits deny the access.
+    #[error("permission denied")]
+    Access,
+    /// Only the owner or root may do this.
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// A name component longer than 255 bytes, or a path over 4096.
+    #[error("file name too long")]
+    NameTooLong,
+    /// An argument the operation cannot take.
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// The file system is read-only (a snapshot, or a read-only mount).
+    #[error("read-only file system")]
+    ReadOnly,
+    /// An unknown or closed file handle.
+    #[error("bad file handle")]
+    BadHandle,
+    /// The attribute does not exist.
+    #[error("no such attribute")]
+    NoAttribute,
+    /// A buffer too small for the answer.
+    #[error("result too large for the buffer")]
+    Range,
+    /// Too many hard links.
+    #[error("too many links")]
+    TooManyLinks,
+    /// Moving a directory into itself, or similar.
+    #[error("invalid move: {0}")]
+    InvalidMove(&'static str),
+    /// The operation is not supported here.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    /// A node that does not decode as a filesystem node.
+    #[error("corrupt filesystem node {cid}: {reason}")]
+    Corrupt {
+        /// The node.
+        cid: hydra_dag::Cid,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The ref moved under us: another writer committed.
+    #[error("filesystem {name} was changed by another writer")]
+    Conflict {
+        /// The filesystem.
+        name: String,
+    },
+    /// The block layer failed.
+    #[error(transparent)]
+    Dag(#[from] DagError),
+    /// Blob reading or writing failed.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+}
+
+impl FsError {
+    /// The errno a kernel would return: the one mapping FUSE and 9P share.
+    pub fn errno(&self) -> Errno {
+        Errno(match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Access => libc::EACCES,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::Invalid(_) | FsError::InvalidMove(_) => libc::EINVAL,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::BadHandle => libc::EBADF,
+            FsError::NoAttribute => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::Unsupported(_) => libc::EOPNOTSUPP,
+            FsError::Conflict { .. } => libc::EBUSY,
+            FsError::Corrupt { .. } | FsError::Dag(_) | FsError::Chunk(_) => libc::EIO,
+        })
+    }
+}

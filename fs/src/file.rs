@@ -1,0 +1,341 @@
+//! File content while it is being changed: the write-back overlay.
+//!
+//! A file is clean (a committed [`Blob`]), a buffer (small files and files
+//! rewritten from scratch, wholly in memory), a stream (a large file
+//! written sequentially from the start, chunked and stored as it arrives,
+//! in bounded memory), or an overlay (random writes to a large file, kept as
+//! extents over the blob until they are applied). Commit turns every state
+//! back into a clean blob.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use hydra_chunker::{Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, put_shared};
+use hydra_dag::{Bucket, WriteSession};
+
+use crate::error::FsResult;
+
+/// Files up to this size are edited in a memory buffer.
+const BUFFER_MAX: u64 = 4 << 20;
+
+/// The content of a file.
+#[derive(Debug)]
+pub enum FileData {
+    /// Committed, unchanged content.
+    Clean(Blob),
+    /// The whole content in memory.
+    Buffer(Vec<u8>),
+    /// Appended to sequentially, being chunked as it arrives.
+    Stream {
+        /// The writer.
+        writer: Box<BlobWriter>,
+        /// Bytes written so far.
+        len: u64,
+    },
+    /// Random writes over a large blob.
+    Overlay {
+        /// The content under the writes.
+        base: Blob,
+        /// The file's size.
+        size: u64,
+        /// Written ranges by offset, never overlapping.
+        extents: BTreeMap<u64, Vec<u8>>,
+    },
+}
+
+/// What writing needs: where blocks go and how to cut them.
+#[derive(Debug, Clone)]
+pub struct WriteContext<'a> {
+    /// Pins what is written until the next commit.
+    pub session: &'a WriteSession,
+    /// Chunk bounds.
+    pub params: ChunkParams,
+}
+
+impl FileData {
+    /// The file's size.
+    pub fn size(&self) -> u64 {
+        match self {
+            FileData::Clean(blob) => blob.size(),
+            FileData::Buffer(data) => data.len() as u64,
+            FileData::Stream { len, .. } => *len,
+            FileData::Overlay { size, .. } => *size,
+        }
+    }
+
+    /// Whether there are changes not yet turned into a blob.
+    pub fn is_dirty(&self) -> bool {
+        !matches!(self, FileData::Clean(_))
+    }
+
+    /// Bytes held in memory for changes.
+    pub fn dirty_bytes(&self) -> u64 {
+        match self {
+            FileData::Clean(_) | FileData::Stream { .. } => 0,
+            FileData::Buffer(data) => data.len() as u64,
+            FileData::Overlay { extents, .. } => extents.values().map(|e| e.len() as u64).sum(),
+        }
+    }
+
+    /// The clean blob, if the file has no pending changes.
+    pub fn clean_blob(&self) -> Option<&Blob> {
+        match self {
+            FileData::Clean(blob) => Some(blob),
+            _ => None,
+        }
+    }
+
+    /// Turns pending changes into a stored blob; returns it.
+    pub fn settle(&mut self, cx: &WriteContext<'_>) -> FsResult<Blob> {
+        let state = std::mem::replace(self, FileData::Clean(Blob::empty()));
+        let blob = match state {
+            FileData::Clean(blob) => blob,
+            FileData::Buffer(data) => put_shared(cx.session, cx.params, Bytes::from(data))?.0,
+            FileData::Stream { writer, .. } => writer.finish()?.0,
+            FileData::Overlay {
+                base,
+                size,
+                extents,
+                ..
+            } => {
+                let editor = BlobEditor::new(cx.session.clone(), cx.params);
+                let mut blob = base;
+                if blob.size() > size {
+                    blob = editor.truncate(&blob, size)?;
+                }
+                for (offset, data) in extents {
+                    blob = editor.write_at(&blob, offset, &data)?;
+                }
+                if blob.size() < size {
+                    blob = editor.truncate(&blob, size)?;
+                }
+                blob
+            }
+        };
+        *self = FileData::Clean(blob.clone());
+        Ok(blob)
+    }
+
+    /// Reads up to `len` bytes at `offset` of content that is not clean.
+    /// (Clean content is read through a [`BlobReader`] outside any lock.)
+    pub fn read_dirty(
+        &mut self,
+        bucket: &Bucket,
+        cx: &WriteContext<'_>,
+        offset: u64,
+        len: usize,
+    ) -> FsResult<Vec<u8>> {
+        if let FileData::Stream { .. } = self {
+            self.settle(cx)?;
+        }
+        let size = self.size();
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let end = offset.saturating_add(len as u64).min(size);
+        match self {
+            FileData::Clean(blob) => Ok(BlobReader::new(bucket.clone(), blob.clone())
+                .read_at(offset, (end - offset) as usize)?),
+            FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
+            FileData::Stream { .. } => unreachable!("settled above"),
+            FileData::Overlay { base, extents, .. } => {
+                let mut out = vec![0u8; (end - offset) as usize];
+                if offset < base.size() {
+                    let got = BlobReader::new(bucket.clone(), base.clone())
+                        .read_at(offset, (end - offset) as usize)?;
+                    out[..got.len()].copy_from_slice(&got);
+                }
+                // Extents starting before `end` that reach past `offset`.
+                for (&start, data) in extents.range(..end) {
+                    let stop = start + data.len() as u64;
+                    if stop <= offset {
+                        continue;
+                    }
+                    let from = start.max(offset);
+                    let to = stop.min(end);
+                    out[(from - offset) as usize..(to - offset) as usize]
+                        .copy_from_slice(&data[(from - start) as usize..(to - start) as usize]);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Writes `data` at `offset`, extending with zeros across any gap.
+    pub fn write(
+        &mut self,
+        bucket: &Bucket,
+        cx: &WriteContext<'_>,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<()> {
+        loop {
+            match self {
+                FileData::Clean(blob) => {
+                    let blob = blob.clone();
+                    *self = if blob.size() == 0 {
+                        FileData::Buffer(Vec::new())
+                    } else if blob.size() <= BUFFER_MAX {
+                        let size = blob.size() as usize;
+                        FileData::Buffer(BlobReader::new(bucket.clone(), blob).read_at(0, size)?)
+                    } else {
+                        FileData::Overlay {
+                            size: blob.size(),
+                            base: blob,
+                            extents: BTreeMap::new(),
+                        }
+                    };
+                }
+                FileData::Buffer(buf) => {
+                    let end = offset + data.len() as u64;
+                    if offset == buf.len() as u64 && end > BUFFER_MAX {
+                        // A large sequential write: stream it from here on.
+                        let mut writer = BlobWriter::new(cx.session.clone(), cx.params);
+                        writer.write_bytes(buf)?;
+                        writer.write_bytes(data)?;
+                        *self = FileData::Stream {
+                            writer: Box::new(writer),
+                            len: end,
+                        };
+                        return Ok(());
+                    }
+                    if end > BUFFER_MAX * 4 {
+                        // Random writes far out: keep them as an overlay.
+                        let base =
+                            put_shared(cx.session, cx.params, Bytes::from(std::mem::take(buf)))?.0;
+                        *self = FileData::Overlay {
+                            size: base.size(),
+                            base,
+                            extents: BTreeMap::new(),
+                        };
+                        continue;
+                    }
+                    if (buf.len() as u64) < end {
+                        buf.resize(end as usize, 0);
+                    }
+                    buf[offset as usize..end as usize].copy_from_slice(data);
+                    return Ok(());
+                }
+                FileData::Stream { writer, len } => {
+                    if offset == *len {
+                        writer.write_bytes(data)?;
+                        *len += data.len() as u64;
+                        return Ok(());
+                    }
+                    self.settle(cx)?;
+                }
+                FileData::Overlay { size, extents, .. } => {
+                    insert_extent(extents, offset, data);
+                    *size = (*size).max(offset + data.len() as u64);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Cuts or extends the file to `len` bytes.
+    pub fn truncate(&mut self, cx: &WriteContext<'_>, len: u64) -> FsResult<()> {
+        if len == 0 {
+            *self = FileData::Buffer(Vec::new());
+            return Ok(());
+        }
+        match self {
+            FileData::Buffer(buf) if len <= BUFFER_MAX * 4 => {
+                buf.resize(len as usize, 0);
+                Ok(())
+            }
+            FileData::Overlay { size, extents, .. } => {
+                // Drop or cut extents past the new end.
+                let beyond: Vec<u64> = extents.range(len..).map(|(k, _)| *k).collect();
+                for k in beyond {
+                    extents.remove(&k);
+                }
+                if let Some((&start, data)) = extents.range_mut(..len).next_back() {
+                    let keep = (len - start).min(data.len() as u64) as usize;
+                    data.truncate(keep);
+                }
+                *size = len;
+                Ok(())
+            }
+            _ => {
+                let blob = self.settle(cx)?;
+                let editor = BlobEditor::new(cx.session.clone(), cx.params);
+                let cut = editor.truncate(&blob, len)?;
+                *self = FileData::Clean(cut);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Inserts an extent, merging it with any it overlaps or touches.
+fn insert_extent(extents: &mut BTreeMap<u64, Vec<u8>>, offset: u64, data: &[u8]) {
+    let end = offset + data.len() as u64;
+    let mut start = offset;
+    let mut merged: Vec<u8> = Vec::new();
+    // An extent that starts before and reaches into (or touches) the new one.
+    if let Some((&s, prev)) = extents.range(..offset).next_back()
+        && s + prev.len() as u64 >= offset
+    {
+        start = s;
+        merged = extents.remove(&s).unwrap_or_default();
+    }
+    let rel = (offset - start) as usize;
+    if merged.len() < rel + data.len() {
+        merged.resize(rel + data.len(), 0);
+    }
+    merged[rel..rel + data.len()].copy_from_slice(data);
+    // Extents starting inside (or touching the end of) the new one.
+    let inside: Vec<u64> = extents.range(offset..=end).map(|(k, _)| *k).collect();
+    for k in inside {
+        if let Some(next) = extents.remove(&k) {
+            let next_end = k + next.len() as u64;
+            if next_end > end {
+                let skip = (end - k) as usize;
+                merged.extend_from_slice(&next[skip..]);
+            }
+        }
+    }
+    extents.insert(start, merged);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(model: &mut Vec<u8>, offset: u64, data: &[u8]) {
+        let end = offset as usize + data.len();
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[offset as usize..end].copy_from_slice(data);
+    }
+
+    #[test]
+    fn extents_merge() {
+        let mut e = BTreeMap::new();
+        let mut model = Vec::new();
+        for (o, d) in [
+            (10u64, &b"abc"[..]),
+            (20, b"xyz"),
+            (12, b"QQQQQQQQQ"),
+            (0, b"0"),
+            (1, b"1"),
+            (30, b"end"),
+            (29, b"-"),
+        ] {
+            insert_extent(&mut e, o, d);
+            apply(&mut model, o, d);
+            let mut flat = vec![0u8; model.len()];
+            for (k, v) in &e {
+                flat[*k as usize..*k as usize + v.len()].copy_from_slice(v);
+            }
+            assert_eq!(flat, model);
+            let mut prev_end = 0;
+            for (k, v) in &e {
+                assert!(*k >= prev_end, "no overlap");
+                prev_end = k + v.len() as u64;
+            }
+        }
+    }
+}

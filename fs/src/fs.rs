@@ -1,0 +1,668 @@
+//! `Fs`: the filesystem core every front end calls.
+//!
+//! One mutex guards the inode table; reads of committed file content take
+//! a copy of the blob reference and read outside it, through a per-handle
+//! reader that keeps decoded tree nodes. Writes go to the write-back
+//! overlay; [`Fs::commit`] stores every change bottom-up and moves the ref
+//! `fs/<name>` with a compare-and-swap (every commit is a changelog entry).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use hydra_chunker::{BlobReader, ChunkParams};
+use hydra_dag::{Bucket, Cid, LogEntry, RefName, RefNote, now_ns};
+
+use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
+use crate::error::{FsError, FsResult};
+use crate::file::WriteContext;
+use crate::node::{Kind, Meta};
+use crate::perm::{Caller, R, W, X};
+use crate::state::{Content, FIRST_COOKIE, State, clean_blob};
+
+/// Switches for opening a filesystem.
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Commit this often while there are changes (`None`: only on demand).
+    pub commit_interval: Option<Duration>,
+    /// Commit when changed file content held in memory passes this.
+    pub dirty_limit: u64,
+    /// Where statfs measures free space (the store directory).
+    pub statfs_path: Option<PathBuf>,
+    /// Who commits (recorded in the changelog).
+    pub author: String,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            read_only: false,
+            commit_interval: Some(Duration::from_secs(5)),
+            dirty_limit: 256 << 20,
+            statfs_path: None,
+            author: RefNote::by_current_user("").author,
+        }
+    }
+}
+
+/// An open file handle's state.
+#[derive(Debug)]
+struct Handle {
+    ino: Ino,
+    flags: OpenFlags,
+    /// A reader of the blob last read through this handle.
+    reader: Option<(Option<Cid>, u64, BlobReader)>,
+}
+
+/// A mounted-or-not filesystem: every POSIX operation over the block DAG.
+#[derive(Debug, Clone)]
+pub struct Fs {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bucket: Bucket,
+    /// `None` for a snapshot view, which never commits.
+    name: Option<RefName>,
+    options: FsOptions,
+    state: Mutex<State>,
+    handles: Mutex<HashMap<Fh, Arc<Mutex<Handle>>>>,
+    next_fh: AtomicU64,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (stopped, cv) = &*self.stop;
+        *lock(stopped) = true;
+        cv.notify_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Checks a single path component.
+pub fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.is_empty() {
+        return Err(FsError::NotFound);
+    }
+    if name.len() > 255 {
+        return Err(FsError::NameTooLong);
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(FsError::Invalid("a name may not contain '/' or NUL"));
+    }
+    Ok(())
+}
+
+impl Fs {
+    /// Opens filesystem `name` (ref `fs/<name>`), creating it empty (root
+    /// owned by `owner`, mode 0755) when the ref does not exist.
+    pub fn open(bucket: Bucket, name: &str, owner: &Caller, options: FsOptions) -> FsResult<Fs> {
+        let ref_name = RefName::new(format!("fs/{name}"))?;
+        let params = ChunkParams::from_policy(&bucket.policy().chunking)?;
+        let state = match bucket.get_ref(&ref_name)? {
+            Some(root) => State::load(bucket.clone(), params, root)?,
+            None => {
+                let now = now_ns();
+                let meta = Meta {
+                    perm: 0o755,
+                    uid: owner.uid,
+                    gid: owner.gid,
+                    atime: now,
+                    mtime: now,
+                    ctime: now,
+                    ..Meta::default()
+                };
+                State::empty(bucket.clone(), params, meta)
+            }
+        };
+        Ok(Fs::start(bucket, Some(ref_name), state, options))
+    }
+
+    /// A read-only view of the filesystem committed at `root`.
+    pub fn open_snapshot(bucket: Bucket, root: Cid) -> FsResult<Fs> {
+        let params = ChunkParams::from_policy(&bucket.policy().chunking)?;
+        let state = State::load(bucket.clone(), params, root)?;
+        let options = FsOptions {
+            read_only: true,
+            commit_interval: None,
+            ..FsOptions::default()
+        };
+        Ok(Fs::start(bucket, None, state, options))
+    }
+
+    fn start(bucket: Bucket, name: Option<RefName>, state: State, options: FsOptions) -> Fs {
+        let interval = options
+            .commit_interval
+            .filter(|_| !options.read_only && name.is_some());
+        let fs = Fs {
+            inner: Arc::new(Inner {
+                bucket,
+                name,
+                options,
+                state: Mutex::new(state),
+                handles: Mutex::new(HashMap::new()),
+                next_fh: AtomicU64::new(1),
+                stop: Arc::new((Mutex::new(false), Condvar::new())),
+            }),
+        };
+        if let Some(interval) = interval {
+            let weak = Arc::downgrade(&fs.inner);
+            let stop = fs.inner.stop.clone();
+            let _ = std::thread::Builder::new()
+                .name("hydra-fs-commit".into())
+                .spawn(move || commit_timer(weak, stop, interval));
+        }
+        fs
+    }
+
+    /// The block store under this filesystem.
+    pub fn bucket(&self) -> &Bucket {
+        &self.inner.bucket
+    }
+
+    /// Whether changes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.options.read_only
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.inner.state)
+    }
+
+    pub(crate) fn writable(&self) -> FsResult<()> {
+        if self.inner.options.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The root last committed.
+    pub fn base(&self) -> Option<Cid> {
+        self.state().base
+    }
+
+    /// Looks up `name` in directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &[u8], c: &Caller) -> FsResult<Attr> {
+        let mut s = self.state();
+        let dir = s.get(parent)?;
+        if dir.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        c.check(&dir.meta, dir.kind, X)?;
+        let ino = match name {
+            b"." => parent,
+            b".." => dir.parent,
+            _ => {
+                check_name(name)?;
+                s.child(parent, name)?.ok_or(FsError::NotFound)?
+            }
+        };
+        s.attr(ino)
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.state().attr(ino)
+    }
+
+    /// Changes mode, owner, size or times.
+    pub fn setattr(&self, ino: Ino, set: &SetAttr, fh: Option<Fh>, c: &Caller) -> FsResult<Attr> {
+        self.writable()?;
+        let mut s = self.state();
+        let now = now_ns();
+        if let Some(size) = set.size {
+            let inode = s.get(ino)?;
+            match inode.kind {
+                Kind::File => {}
+                Kind::Dir => return Err(FsError::IsDir),
+                _ => return Err(FsError::Invalid("truncate of a non-file")),
+            }
+            if fh.is_none() {
+                c.check(&inode.meta, inode.kind, W)?;
+            }
+            let (session, params) = s.write_context();
+            let inode = s.get_mut(ino)?;
+            if let Content::File(data) = &mut inode.content {
+                data.truncate(
+                    &WriteContext {
+                        session: &session,
+                        params,
+                    },
+                    size,
+                )?;
+            }
+            inode.meta.mtime = now;
+            inode.meta.ctime = now;
+        }
+        let inode = s.get_mut(ino)?;
+        if let Some(mode) = set.mode {
+            if !c.owns(&inode.meta) {
+                return Err(FsError::NotPermitted);
+            }
+            let mut perm = mode & 0o7777;
+            if !c.is_root() && !c.in_group(inode.meta.gid) {
+                perm &= !libc::S_ISGID;
+            }
+            inode.meta.perm = perm;
+            inode.meta.ctime = now;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            let uid = set.uid.unwrap_or(inode.meta.uid);
+            let gid = set.gid.unwrap_or(inode.meta.gid);
+            if !c.is_root() {
+                let changes_uid = uid != inode.meta.uid;
+                let may_chgrp = c.uid == inode.meta.uid && c.in_group(gid);
+                if changes_uid || (gid != inode.meta.gid && !may_chgrp) {
+                    return Err(FsError::NotPermitted);
+                }
+            }
+            if inode.kind != Kind::Dir && (uid != inode.meta.uid || gid != inode.meta.gid) {
+                inode.meta.perm &= !libc::S_ISUID;
+                if inode.meta.perm & 0o010 != 0 {
+                    inode.meta.perm &= !libc::S_ISGID;
+                }
+            }
+            inode.meta.uid = uid;
+            inode.meta.gid = gid;
+            inode.meta.ctime = now;
+        }
+        for (which, value) in [(0, set.atime), (1, set.mtime)] {
+            let Some(value) = value else { continue };
+            let t = match value {
+                TimeSet::Now => {
+                    if !c.owns(&inode.meta) {
+                        c.check(&inode.meta, inode.kind, W)
+                            .map_err(|_| FsError::Access)?;
+                    }
+                    now
+                }
+                TimeSet::At(t) => {
+                    if !c.owns(&inode.meta) {
+                        return Err(FsError::NotPermitted);
+                    }
+                    t
+                }
+            };
+            if which == 0 {
+                inode.meta.atime = t;
+            } else {
+                inode.meta.mtime = t;
+            }
+            inode.meta.ctime = now;
+        }
+        s.mark_dirty(ino);
+        s.attr(ino)
+    }
+
+    /// The target of a symlink.
+    pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        match &self.state().get(ino)?.content {
+            Content::Symlink(target) => Ok(target.clone()),
+            _ => Err(FsError::Invalid("not a symlink")),
+        }
+    }
+
+    /// Checks `mask` (`R_OK`/`W_OK`/`X_OK` bits, or 0 for existence).
+    pub fn access(&self, ino: Ino, mask: u32, c: &Caller) -> FsResult<()> {
+        let s = self.state();
+        let inode = s.get(ino)?;
+        if mask & W != 0 && self.inner.options.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        c.check(&inode.meta, inode.kind, mask & 7)
+    }
+
+    /// Entries of directory `ino` after `cookie` (0 starts at `.`).
+    pub fn readdir(&self, ino: Ino, cookie: u64, c: &Caller) -> FsResult<Vec<DirEntry>> {
+        Ok(self
+            .readdir_plus(ino, cookie, c)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    /// Entries after `cookie` with their attributes.
+    pub fn readdir_plus(
+        &self,
+        ino: Ino,
+        cookie: u64,
+        c: &Caller,
+    ) -> FsResult<Vec<(DirEntry, Attr)>> {
+        let mut s = self.state();
+        let dir = s.get(ino)?;
+        if dir.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        c.check(&dir.meta, dir.kind, R)?;
+        let parent = dir.parent;
+        s.load_dir(ino)?;
+        let mut out = Vec::new();
+        if cookie < 1 {
+            out.push((
+                DirEntry {
+                    ino,
+                    name: b".".to_vec(),
+                    kind: Kind::Dir,
+                    cookie: 1,
+                },
+                s.attr(ino)?,
+            ));
+        }
+        if cookie < 2 {
+            out.push((
+                DirEntry {
+                    ino: parent,
+                    name: b"..".to_vec(),
+                    kind: Kind::Dir,
+                    cookie: 2,
+                },
+                s.attr(parent)?,
+            ));
+        }
+        let entries: Vec<(u64, Vec<u8>, Ino)> = {
+            let e = s.entries(ino)?;
+            e.by_cookie
+                .range(cookie.max(FIRST_COOKIE - 1) + 1..)
+                .filter_map(|(ck, name)| e.get(name).map(|child| (*ck, name.clone(), child)))
+                .collect()
+        };
+        for (ck, name, child) in entries {
+            let attr = s.attr(child)?;
+            out.push((
+                DirEntry {
+                    ino: child,
+                    name,
+                    kind: attr.kind,
+                    cookie: ck,
+                },
+                attr,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Free space and counts.
+    pub fn statfs(&self) -> FsResult<StatFs> {
+        let files = self.state().inodes.len() as u64;
+        let mut out = StatFs {
+            block_size: 4096,
+            blocks: 1 << 40,
+            blocks_free: 1 << 39,
+            blocks_available: 1 << 39,
+            files: files + (1 << 32),
+            files_free: 1 << 32,
+            name_max: 255,
+        };
+        if let Some(path) = &self.inner.options.statfs_path
+            && let Ok(v) = rustix::fs::statvfs(path)
+        {
+            let scale = v.f_frsize.max(1) / 4096;
+            let scale = scale.max(1);
+            out.blocks = v.f_blocks * scale;
+            out.blocks_free = v.f_bfree * scale;
+            out.blocks_available = v.f_bavail * scale;
+        }
+        Ok(out)
+    }
+
+    /// Opens a file; returns a handle.
+    pub fn open_file(&self, ino: Ino, flags: OpenFlags, c: &Caller) -> FsResult<Fh> {
+        if flags.write || flags.truncate {
+            self.writable()?;
+        }
+        let mut s = self.state();
+        let inode = s.get(ino)?;
+        if inode.kind == Kind::Dir {
+            if flags.write {
+                return Err(FsError::IsDir);
+            }
+        } else {
+            let mut want = 0;
+            if flags.read {
+                want |= R;
+            }
+            if flags.write || flags.truncate {
+                want |= W;
+            }
+            c.check(&inode.meta, inode.kind, want)?;
+        }
+        if flags.truncate && inode.kind == Kind::File {
+            let (session, params) = s.write_context();
+            let now = now_ns();
+            let inode = s.get_mut(ino)?;
+            if let Content::File(data) = &mut inode.content
+                && data.size() > 0
+            {
+                data.truncate(
+                    &WriteContext {
+                        session: &session,
+                        params,
+                    },
+                    0,
+                )?;
+                inode.meta.mtime = now;
+                inode.meta.ctime = now;
+                s.mark_dirty(ino);
+            }
+        }
+        s.get_mut(ino)?.opens += 1;
+        drop(s);
+        Ok(self.new_handle(ino, flags))
+    }
+
+    pub(crate) fn new_handle(&self, ino: Ino, flags: OpenFlags) -> Fh {
+        let fh = Fh(self.inner.next_fh.fetch_add(1, Ordering::Relaxed));
+        let handle = Handle {
+            ino,
+            flags,
+            reader: None,
+        };
+        lock(&self.inner.handles).insert(fh, Arc::new(Mutex::new(handle)));
+        fh
+    }
+
+    fn handle(&self, fh: Fh) -> FsResult<Arc<Mutex<Handle>>> {
+        lock(&self.inner.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(&self, fh: Fh, offset: u64, size: usize) -> FsResult<Vec<u8>> {
+        let handle = self.handle(fh)?;
+        let mut h = lock(&handle);
+        if !h.flags.read {
+            return Err(FsError::BadHandle);
+        }
+        let mut s = self.state();
+        let inode = s.get(h.ino)?;
+        if inode.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if let Some(blob) = clean_blob(inode) {
+            drop(s);
+            let key = (blob.root().copied(), blob.size());
+            let reusable = h
+                .reader
+                .as_ref()
+                .is_some_and(|(root, size, _)| (*root, *size) == key);
+            if !reusable {
+                h.reader = Some((
+                    key.0,
+                    key.1,
+                    BlobReader::new(self.inner.bucket.clone(), blob),
+                ));
+            }
+            let Some((_, _, reader)) = h.reader.as_mut() else {
+                return Err(FsError::BadHandle);
+            };
+            if offset >= reader.size() {
+                return Ok(Vec::new());
+            }
+            return Ok(reader.read_at(offset, size)?);
+        }
+        let (session, params) = s.write_context();
+        let bucket = s.bucket.clone();
+        let ino = h.ino;
+        match &mut s.get_mut(ino)?.content {
+            Content::File(data) => Ok(data.read_dirty(
+                &bucket,
+                &WriteContext {
+                    session: &session,
+                    params,
+                },
+                offset,
+                size,
+            )?),
+            _ => Err(FsError::Invalid("not a regular file")),
+        }
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles); returns
+    /// the bytes written.
+    pub fn write(&self, fh: Fh, offset: u64, data: &[u8], c: &Caller) -> FsResult<usize> {
+        self.writable()?;
+        let handle = self.handle(fh)?;
+        let h = lock(&handle);
+        if !h.flags.write {
+            return Err(FsError::BadHandle);
+        }
+        let ino = h.ino;
+        let append = h.flags.append;
+        drop(h);
+        let over_limit = {
+            let mut s = self.state();
+            let (session, params) = s.write_context();
+            let bucket = s.bucket.clone();
+            let now = now_ns();
+            let inode = s.get_mut(ino)?;
+            let Content::File(file) = &mut inode.content else {
+                return Err(FsError::Invalid("not a regular file"));
+            };
+            let at = if append { file.size() } else { offset };
+            file.write(
+                &bucket,
+                &WriteContext {
+                    session: &session,
+                    params,
+                },
+                at,
+                data,
+            )?;
+            inode.meta.mtime = now;
+            inode.meta.ctime = now;
+            if !c.is_root() && inode.meta.perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                inode.meta.perm &= !libc::S_ISUID;
+                if inode.meta.perm & 0o010 != 0 {
+                    inode.meta.perm &= !libc::S_ISGID;
+                }
+            }
+            s.mark_dirty(ino);
+            s.dirty_bytes() > self.inner.options.dirty_limit
+        };
+        if over_limit && self.inner.name.is_some() {
+            self.commit("memory threshold")?;
+        }
+        Ok(data.len())
+    }
+
+    /// Closes a handle.
+    pub fn release(&self, fh: Fh) -> FsResult<()> {
+        let handle = lock(&self.inner.handles)
+            .remove(&fh)
+            .ok_or(FsError::BadHandle)?;
+        let ino = lock(&handle).ino;
+        let mut s = self.state();
+        if let Ok(inode) = s.get_mut(ino) {
+            inode.opens = inode.opens.saturating_sub(1);
+        }
+        s.forget_if_orphan(ino);
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: commits the filesystem.
+    pub fn fsync(&self, _fh: Option<Fh>) -> FsResult<()> {
+        if self.inner.options.read_only || self.inner.name.is_none() {
+            return Ok(());
+        }
+        self.commit("fsync").map(|_| ())
+    }
+
+    /// Stores every change and moves `fs/<name>`; returns the changelog
+    /// entry, or `None` when nothing changed.
+    pub fn commit(&self, message: &str) -> FsResult<Option<LogEntry>> {
+        let Some(name) = &self.inner.name else {
+            return Err(FsError::ReadOnly);
+        };
+        self.writable()?;
+        let mut s = self.state();
+        if !s.is_dirty() {
+            return Ok(None);
+        }
+        let root = s.write_root()?;
+        let note = RefNote {
+            author: self.inner.options.author.clone(),
+            message: message.to_string(),
+        };
+        let entry = match self
+            .inner
+            .bucket
+            .cas_ref(name, s.base.as_ref(), Some(&root), &note)
+        {
+            Ok(entry) => entry,
+            Err(hydra_dag::DagError::RefConflict { .. }) => {
+                return Err(FsError::Conflict {
+                    name: name.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        s.base = Some(root);
+        s.renew_session();
+        Ok(Some(entry))
+    }
+
+    /// Commits and stops the background committer.
+    pub fn close(&self) -> FsResult<()> {
+        {
+            let (stopped, cv) = &*self.inner.stop;
+            *lock(stopped) = true;
+            cv.notify_all();
+        }
+        if self.inner.name.is_some() && !self.inner.options.read_only {
+            self.commit("close")?;
+        }
+        Ok(())
+    }
+}
+
+fn commit_timer(fs: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>, interval: Duration) {
+    loop {
+        {
+            let (stopped, cv) = &*stop;
+            let guard = lock(stopped);
+            let (guard, _) = cv
+                .wait_timeout_while(guard, interval, |stopped| !*stopped)
+                .unwrap_or_else(|e| e.into_inner());
+            if *guard {
+                return;
+            }
+        }
+        let Some(inner) = fs.upgrade() else { return };
+        let fs = Fs { inner };
+        // A failed background commit leaves the changes in memory; the next
+        // commit (timer, fsync or close) tries again and reports.
+        let _ = fs.commit("auto");
+    }
+}

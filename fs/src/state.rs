@@ -1,0 +1,519 @@
+//! The in-memory inode table over the last committed root.
+//!
+//! Inodes are materialized from stored records as directories are loaded,
+//! and get inode numbers that stay fixed for the life of the filesystem
+//! object. Dirty tracking keeps one invariant: a dirty directory's ancestors
+//! are dirty too, so a commit re-encodes exactly the dirty directories,
+//! bottom-up, and reuses every other stored node.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hydra_chunker::Blob;
+use hydra_dag::{Block, Bucket, Cid, WriteSession};
+
+use crate::attr::{Attr, Ino};
+use crate::error::{FsError, FsResult};
+use crate::file::{FileData, WriteContext};
+use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_entries, write_entries};
+
+/// First cookie of a directory's entries (1 and 2 are `.` and `..`).
+pub const FIRST_COOKIE: u64 = 3;
+
+/// An inode in memory.
+#[derive(Debug)]
+pub struct Inode {
+    /// Its type.
+    pub kind: Kind,
+    /// Its metadata.
+    pub meta: Meta,
+    /// Names pointing at it (directories: computed, see [`State::nlink`]).
+    pub nlink: u32,
+    /// The directory holding it (for hard-linked inodes: one of them; the
+    /// root: itself).
+    pub parent: Ino,
+    /// Its hard-link group, when it lives in the root's link table.
+    pub group: Option<u64>,
+    /// Its content.
+    pub content: Content,
+    /// Its record (or, for a directory, its entry list) changed since the
+    /// last commit.
+    pub dirty: bool,
+    /// Open handles.
+    pub opens: u32,
+}
+
+/// The content of an inode in memory.
+#[derive(Debug)]
+pub enum Content {
+    /// File bytes.
+    File(FileData),
+    /// Directory entries.
+    Dir(Dir),
+    /// Symlink target.
+    Symlink(Vec<u8>),
+    /// Nothing (fifos, devices, sockets).
+    Special,
+}
+
+/// A directory in memory: loaded on first use.
+#[derive(Debug, Default)]
+pub struct Dir {
+    /// The committed entry list (meaningful while not dirty).
+    pub stored: Option<Cid>,
+    /// The entries, once loaded.
+    pub entries: Option<Entries>,
+    /// Subdirectories (valid once loaded).
+    pub subdirs: u32,
+}
+
+/// Loaded directory entries, by name and in readdir order.
+#[derive(Debug, Default)]
+pub struct Entries {
+    /// Name → (child, cookie).
+    pub by_name: BTreeMap<Vec<u8>, (Ino, u64)>,
+    /// Cookie → name. Cookies only grow, so a readdir position stays valid
+    /// while entries come and go.
+    pub by_cookie: BTreeMap<u64, Vec<u8>>,
+    next_cookie: u64,
+}
+
+impl Entries {
+    /// Adds a name (which must be free).
+    pub fn insert(&mut self, name: Vec<u8>, ino: Ino) {
+        if self.next_cookie < FIRST_COOKIE {
+            self.next_cookie = FIRST_COOKIE;
+        }
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        self.by_cookie.insert(cookie, name.clone());
+        self.by_name.insert(name, (ino, cookie));
+    }
+
+    /// Removes a name; returns the child.
+    pub fn remove(&mut self, name: &[u8]) -> Option<Ino> {
+        let (ino, cookie) = self.by_name.remove(name)?;
+        self.by_cookie.remove(&cookie);
+        Some(ino)
+    }
+
+    /// The child named `name`.
+    pub fn get(&self, name: &[u8]) -> Option<Ino> {
+        self.by_name.get(name).map(|(ino, _)| *ino)
+    }
+}
+
+/// Everything the filesystem holds in memory.
+#[derive(Debug)]
+pub struct State {
+    /// Every materialized inode.
+    pub inodes: HashMap<Ino, Inode>,
+    next_ino: u64,
+    /// The root last committed (or loaded).
+    pub base: Option<Cid>,
+    /// Materialized hard-link groups.
+    pub groups: HashMap<u64, Ino>,
+    /// Link-table records not yet materialized: group → (nlink, record).
+    pub group_records: HashMap<u64, (u32, Record)>,
+    /// The next unused group number.
+    pub next_group: u64,
+    /// The link table changed since the last commit.
+    pub links_dirty: bool,
+    /// Pins what has been written since the last commit.
+    pub session: WriteSession,
+    /// The block store.
+    pub bucket: Bucket,
+    /// Chunk bounds for file content.
+    pub params: hydra_chunker::ChunkParams,
+}
+
+fn inode_from_record(record: Record, parent: Ino, nlink: u32, group: Option<u64>) -> Inode {
+    let content = match record.content {
+        Stored::File(blob) => Content::File(FileData::Clean(blob)),
+        Stored::Dir(stored) => Content::Dir(Dir {
+            stored,
+            entries: None,
+            subdirs: 0,
+        }),
+        Stored::Symlink(target) => Content::Symlink(target),
+        Stored::Special => Content::Special,
+    };
+    Inode {
+        kind: record.kind,
+        meta: record.meta,
+        nlink,
+        parent,
+        group,
+        content,
+        dirty: false,
+        opens: 0,
+    }
+}
+
+impl State {
+    /// An empty filesystem whose root belongs to `owner` with `perm`.
+    pub fn empty(bucket: Bucket, params: hydra_chunker::ChunkParams, meta: Meta) -> State {
+        let mut state = State {
+            inodes: HashMap::new(),
+            next_ino: Ino::ROOT.0 + 1,
+            base: None,
+            groups: HashMap::new(),
+            group_records: HashMap::new(),
+            next_group: 1,
+            links_dirty: false,
+            session: bucket.session(),
+            bucket,
+            params,
+        };
+        let mut root = inode_from_record(
+            Record {
+                kind: Kind::Dir,
+                meta,
+                content: Stored::Dir(None),
+            },
+            Ino::ROOT,
+            2,
+            None,
+        );
+        if let Content::Dir(dir) = &mut root.content {
+            dir.entries = Some(Entries::default());
+        }
+        root.dirty = true;
+        state.inodes.insert(Ino::ROOT, root);
+        state
+    }
+
+    /// The filesystem committed at `root`.
+    pub fn load(bucket: Bucket, params: hydra_chunker::ChunkParams, root: Cid) -> FsResult<State> {
+        let fs_root = FsRoot::read(&bucket, &root)?;
+        let mut state = State::empty(bucket, params, Meta::default());
+        let root_inode = inode_from_record(fs_root.root, Ino::ROOT, 2, None);
+        state.inodes.insert(Ino::ROOT, root_inode);
+        state.group_records = fs_root
+            .links
+            .into_iter()
+            .map(|(g, n, r)| (g, (n, r)))
+            .collect();
+        state.next_group = fs_root.next_group;
+        state.base = Some(root);
+        Ok(state)
+    }
+
+    /// The inode `ino`, or ENOENT.
+    pub fn get(&self, ino: Ino) -> FsResult<&Inode> {
+        self.inodes.get(&ino).ok_or(FsError::NotFound)
+    }
+
+    /// The inode `ino` for changing, or ENOENT.
+    pub fn get_mut(&mut self, ino: Ino) -> FsResult<&mut Inode> {
+        self.inodes.get_mut(&ino).ok_or(FsError::NotFound)
+    }
+
+    /// A fresh inode number for `inode`.
+    pub fn add_inode(&mut self, inode: Inode) -> Ino {
+        let ino = Ino(self.next_ino);
+        self.next_ino += 1;
+        self.inodes.insert(ino, inode);
+        ino
+    }
+
+    /// Marks an inode's record changed, and the directories that hold it.
+    pub fn mark_dirty(&mut self, ino: Ino) {
+        let Some(inode) = self.inodes.get_mut(&ino) else {
+            return;
+        };
+        inode.dirty = true;
+        if inode.group.is_some() {
+            self.links_dirty = true;
+            return;
+        }
+        let mut up = inode.parent;
+        let mut at = ino;
+        while up != at {
+            let Some(dir) = self.inodes.get_mut(&up) else {
+                break;
+            };
+            if dir.dirty {
+                break;
+            }
+            dir.dirty = true;
+            at = up;
+            up = dir.parent;
+        }
+    }
+
+    /// Loads a directory's entries (materializing its children).
+    pub fn load_dir(&mut self, ino: Ino) -> FsResult<()> {
+        let inode = self.get(ino)?;
+        let stored = match &inode.content {
+            Content::Dir(dir) if dir.entries.is_some() => return Ok(()),
+            Content::Dir(dir) => dir.stored,
+            _ => return Err(FsError::NotDir),
+        };
+        let listed = match stored {
+            Some(cid) => read_entries(&self.bucket, &cid)?
+                .into_iter()
+                .map(|(name, value)| Ok((name, Entry::from_ipld(&value, &cid)?)))
+                .collect::<FsResult<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let mut entries = Entries::default();
+        let mut subdirs = 0;
+        for (name, entry) in listed {
+            let child = match entry {
+                Entry::Inode(record) => {
+                    if record.kind == Kind::Dir {
+                        subdirs += 1;
+                    }
+                    self.add_inode(inode_from_record(record, ino, 1, None))
+                }
+                Entry::Link(group) => self.group_inode(group, ino)?,
+            };
+            entries.insert(name, child);
+        }
+        if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
+            dir.entries = Some(entries);
+            dir.subdirs = subdirs;
+        }
+        Ok(())
+    }
+
+    /// The inode of hard-link group `group`, materializing it if needed.
+    fn group_inode(&mut self, group: u64, parent: Ino) -> FsResult<Ino> {
+        if let Some(ino) = self.groups.get(&group) {
+            return Ok(*ino);
+        }
+        let (nlink, record) =
+            self.group_records
+                .remove(&group)
+                .ok_or_else(|| FsError::Corrupt {
+                    cid: self.base.unwrap_or(Cid::hash(hydra_dag::Codec::RAW, b"")),
+                    reason: format!(
+                        "entry names hard-link group {group}, which the link table lacks"
+                    ),
+                })?;
+        let ino = self.add_inode(inode_from_record(record, parent, nlink, Some(group)));
+        self.groups.insert(group, ino);
+        Ok(ino)
+    }
+
+    /// The entries of a loaded directory.
+    pub fn entries(&self, ino: Ino) -> FsResult<&Entries> {
+        match &self.get(ino)?.content {
+            Content::Dir(Dir {
+                entries: Some(entries),
+                ..
+            }) => Ok(entries),
+            Content::Dir(_) => Err(FsError::Invalid("directory not loaded")),
+            _ => Err(FsError::NotDir),
+        }
+    }
+
+    /// The entries of a loaded directory, for changing.
+    pub fn entries_mut(&mut self, ino: Ino) -> FsResult<&mut Entries> {
+        match &mut self.get_mut(ino)?.content {
+            Content::Dir(Dir {
+                entries: Some(entries),
+                ..
+            }) => Ok(entries),
+            Content::Dir(_) => Err(FsError::Invalid("directory not loaded")),
+            _ => Err(FsError::NotDir),
+        }
+    }
+
+    /// The child `name` of directory `dir`, loading it if needed.
+    pub fn child(&mut self, dir: Ino, name: &[u8]) -> FsResult<Option<Ino>> {
+        self.load_dir(dir)?;
+        Ok(self.entries(dir)?.get(name))
+    }
+
+    /// Link count as stat reports it.
+    pub fn nlink(&mut self, ino: Ino) -> FsResult<u32> {
+        let inode = self.get(ino)?;
+        if inode.kind != Kind::Dir {
+            return Ok(inode.nlink);
+        }
+        self.load_dir(ino)?;
+        match &self.get(ino)?.content {
+            Content::Dir(dir) => Ok(2 + dir.subdirs),
+            _ => Err(FsError::NotDir),
+        }
+    }
+
+    /// The attributes of `ino`.
+    pub fn attr(&mut self, ino: Ino) -> FsResult<Attr> {
+        let nlink = self.nlink(ino)?;
+        let inode = self.get(ino)?;
+        let size = match &inode.content {
+            Content::File(data) => data.size(),
+            Content::Symlink(target) => target.len() as u64,
+            Content::Dir(_) => 4096,
+            Content::Special => 0,
+        };
+        Ok(Attr {
+            ino,
+            kind: inode.kind,
+            perm: inode.meta.perm,
+            nlink,
+            uid: inode.meta.uid,
+            gid: inode.meta.gid,
+            size,
+            blocks: size.div_ceil(512),
+            atime: inode.meta.atime,
+            mtime: inode.meta.mtime,
+            ctime: inode.meta.ctime,
+            rdev: inode.meta.rdev,
+        })
+    }
+
+    /// Moves an inode into the link table (before it gets a second name).
+    pub fn make_group(&mut self, ino: Ino) -> FsResult<()> {
+        if self.get(ino)?.group.is_some() {
+            return Ok(());
+        }
+        let group = self.next_group;
+        self.next_group += 1;
+        // Its entry in its directory becomes a link: that directory changes.
+        let parent = self.get(ino)?.parent;
+        self.mark_dirty(parent);
+        let inode = self.get_mut(ino)?;
+        inode.group = Some(group);
+        self.groups.insert(group, ino);
+        self.mark_dirty(ino);
+        Ok(())
+    }
+
+    /// Drops an inode no name and no handle refers to any more.
+    pub fn forget_if_orphan(&mut self, ino: Ino) {
+        let Some(inode) = self.inodes.get(&ino) else {
+            return;
+        };
+        if inode.nlink == 0 && inode.opens == 0 && ino != Ino::ROOT {
+            if let Some(group) = inode.group {
+                self.groups.remove(&group);
+                self.links_dirty = true;
+            }
+            self.inodes.remove(&ino);
+        }
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn is_dirty(&self) -> bool {
+        self.base.is_none()
+            || self.links_dirty
+            || self.inodes.get(&Ino::ROOT).is_some_and(|r| r.dirty)
+            || self
+                .inodes
+                .values()
+                .any(|i| matches!(&i.content, Content::File(f) if f.is_dirty()))
+    }
+
+    /// Bytes of changed file content held in memory.
+    pub fn dirty_bytes(&self) -> u64 {
+        self.inodes
+            .values()
+            .map(|i| match &i.content {
+                Content::File(f) => f.dirty_bytes(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The record of `ino` for storing, settling file data and encoding
+    /// dirty directories (their blocks are appended to `blocks`).
+    fn record(&mut self, ino: Ino, blocks: &mut Vec<Block>) -> FsResult<Record> {
+        let session = self.session.clone();
+        let params = self.params;
+        let cx = WriteContext {
+            session: &session,
+            params,
+        };
+        let dirty_dir = {
+            let inode = self.get(ino)?;
+            inode.kind == Kind::Dir && inode.dirty
+        };
+        if dirty_dir {
+            let children: Vec<(Vec<u8>, Ino)> = self
+                .entries(ino)?
+                .by_name
+                .iter()
+                .map(|(name, (child, _))| (name.clone(), *child))
+                .collect();
+            let mut listed = Vec::with_capacity(children.len());
+            for (name, child) in children {
+                let entry = match self.get(child)?.group {
+                    Some(group) => Entry::Link(group),
+                    None => Entry::Inode(self.record(child, blocks)?),
+                };
+                listed.push((name, entry.to_ipld()));
+            }
+            let (root, mut new_blocks) = write_entries(&listed)?;
+            blocks.append(&mut new_blocks);
+            if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
+                dir.stored = root;
+            }
+        }
+        let inode = self.get_mut(ino)?;
+        inode.dirty = false;
+        let content = match &mut inode.content {
+            Content::File(data) => Stored::File(data.settle(&cx)?),
+            Content::Dir(dir) => Stored::Dir(dir.stored),
+            Content::Symlink(target) => Stored::Symlink(target.clone()),
+            Content::Special => Stored::Special,
+        };
+        Ok(Record {
+            kind: inode.kind,
+            meta: inode.meta.clone(),
+            content,
+        })
+    }
+
+    /// Writes every change; returns the new root and its blocks (stored).
+    pub fn write_root(&mut self) -> FsResult<Cid> {
+        let mut blocks = Vec::new();
+        let root = self.record(Ino::ROOT, &mut blocks)?;
+        // The link table: materialized groups (re-encoded) and the rest.
+        let mut links: Vec<(u64, u32, Record)> = Vec::new();
+        let groups: Vec<(u64, Ino)> = self.groups.iter().map(|(g, i)| (*g, *i)).collect();
+        for (group, ino) in groups {
+            let nlink = self.get(ino)?.nlink;
+            if nlink == 0 {
+                continue;
+            }
+            let record = self.record(ino, &mut blocks)?;
+            links.push((group, nlink, record));
+        }
+        for (group, (nlink, record)) in &self.group_records {
+            links.push((*group, *nlink, record.clone()));
+        }
+        links.sort_by_key(|(g, _, _)| *g);
+        let fs_root = FsRoot {
+            root,
+            links,
+            next_group: self.next_group,
+        };
+        let (root_block, mut more) = fs_root.write()?;
+        blocks.append(&mut more);
+        self.session.put_blocks(&blocks)?;
+        self.links_dirty = false;
+        Ok(*root_block.cid())
+    }
+
+    /// A fresh write session, once a commit made the old one's blocks
+    /// reachable.
+    pub fn renew_session(&mut self) {
+        self.session = self.bucket.session();
+    }
+
+    /// Context for writing file data.
+    pub fn write_context(&self) -> (WriteSession, hydra_chunker::ChunkParams) {
+        (self.session.clone(), self.params)
+    }
+}
+
+/// A blob is clean content that can be read outside the lock.
+pub fn clean_blob(inode: &Inode) -> Option<Blob> {
+    match &inode.content {
+        Content::File(data) => data.clean_blob().cloned(),
+        _ => None,
+    }
+}
