@@ -1,0 +1,497 @@
+//! API-level tests of the filesystem core.
+
+use hydra_dag::Bucket;
+use hydra_fs::{
+    Caller, Fs, FsError, FsOptions, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet,
+};
+
+fn opts() -> FsOptions {
+    FsOptions {
+        commit_interval: None,
+        ..FsOptions::default()
+    }
+}
+
+fn root() -> Caller {
+    Caller::root()
+}
+
+fn rw() -> OpenFlags {
+    OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    }
+}
+
+fn errno(e: FsError) -> i32 {
+    e.errno().0
+}
+
+fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
+    let (attr, fh) = fs
+        .create(parent, name.as_bytes(), 0o644, rw(), &root())
+        .expect("create");
+    fs.write(fh, 0, data, &root()).expect("write");
+    fs.release(fh).expect("release");
+    attr.ino
+}
+
+fn read_file(fs: &Fs, ino: Ino) -> Vec<u8> {
+    let fh = fs
+        .open_file(
+            ino,
+            OpenFlags {
+                read: true,
+                ..OpenFlags::default()
+            },
+            &root(),
+        )
+        .expect("open");
+    let size = fs.getattr(ino).expect("getattr").size as usize;
+    let data = fs.read(fh, 0, size + 10).expect("read");
+    fs.release(fh).expect("release");
+    data
+}
+
+fn path(fs: &Fs, p: &str) -> Ino {
+    let mut ino = Ino::ROOT;
+    for part in p.split('/').filter(|s| !s.is_empty()) {
+        ino = fs.lookup(ino, part.as_bytes(), &root()).expect(p).ino;
+    }
+    ino
+}
+
+#[test]
+fn files_and_dirs_survive_commit_and_reopen() {
+    let bucket = Bucket::in_memory();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let d = fs
+        .mkdir(Ino::ROOT, b"dir", 0o755, &root())
+        .expect("mkdir")
+        .ino;
+    let sub = fs.mkdir(d, b"sub", 0o700, &root()).expect("mkdir").ino;
+    let small = write_file(&fs, d, "small", b"tiny");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    write_file(&fs, sub, "big", &big);
+    fs.symlink(d, b"link", b"../dir/small", &root())
+        .expect("symlink");
+    fs.mknod(d, b"fifo", libc::S_IFIFO | 0o600, 0, &root())
+        .expect("mknod");
+    fs.mknod(d, b"null", libc::S_IFCHR | 0o666, 0x0103, &root())
+        .expect("mknod dev");
+    fs.setxattr(small, b"user.color", b"blue", 0, &root())
+        .expect("xattr");
+    assert_eq!(fs.getattr(d).expect("attr").nlink, 3);
+    assert!(fs.commit("one").expect("commit").is_some());
+    assert!(
+        fs.commit("noop").expect("commit").is_none(),
+        "nothing changed"
+    );
+
+    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    assert_eq!(read_file(&again, path(&again, "dir/small")), b"tiny");
+    assert_eq!(read_file(&again, path(&again, "dir/sub/big")), big);
+    assert_eq!(
+        again.readlink(path(&again, "dir/link")).expect("readlink"),
+        b"../dir/small"
+    );
+    let fifo = again.getattr(path(&again, "dir/fifo")).expect("attr");
+    assert_eq!((fifo.kind, fifo.perm), (Kind::Fifo, 0o600));
+    let dev = again.getattr(path(&again, "dir/null")).expect("attr");
+    assert_eq!((dev.kind, dev.rdev), (Kind::CharDev, 0x0103));
+    assert_eq!(
+        again
+            .getxattr(path(&again, "dir/small"), b"user.color", &root())
+            .expect("xattr"),
+        b"blue"
+    );
+    assert_eq!(
+        again.getattr(path(&again, "dir/sub")).expect("attr").perm,
+        0o700
+    );
+    assert_eq!(again.getattr(path(&again, "dir")).expect("attr").nlink, 3);
+}
+
+#[test]
+fn readdir_cookies_survive_changes() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    for i in 0..20 {
+        write_file(&fs, Ino::ROOT, &format!("f{i:02}"), b"x");
+    }
+    let first = fs.readdir(Ino::ROOT, 0, &root()).expect("readdir");
+    assert_eq!(first.len(), 22);
+    assert_eq!(first[0].name, b".");
+    assert_eq!(first[1].name, b"..");
+    let cookie = first[11].cookie; // after f09
+    fs.unlink(Ino::ROOT, b"f05", &root()).expect("unlink");
+    fs.unlink(Ino::ROOT, b"f10", &root()).expect("unlink");
+    write_file(&fs, Ino::ROOT, "a-new", b"y");
+    let rest: Vec<String> = fs
+        .readdir(Ino::ROOT, cookie, &root())
+        .expect("readdir")
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).expect("utf-8"))
+        .collect();
+    assert_eq!(
+        rest[..9],
+        [
+            "f11", "f12", "f13", "f14", "f15", "f16", "f17", "f18", "f19"
+        ]
+    );
+    assert_eq!(rest.last().map(String::as_str), Some("a-new"));
+}
+
+#[test]
+fn hard_links_share_one_inode() {
+    let bucket = Bucket::in_memory();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let a = write_file(&fs, Ino::ROOT, "a", b"shared");
+    let d = fs
+        .mkdir(Ino::ROOT, b"d", 0o755, &root())
+        .expect("mkdir")
+        .ino;
+    let attr = fs.link(a, d, b"b", &root()).expect("link");
+    assert_eq!((attr.ino, attr.nlink), (a, 2));
+    let fh = fs.open_file(a, rw(), &root()).expect("open");
+    fs.write(fh, 0, b"SHARED", &root()).expect("write");
+    fs.release(fh).expect("release");
+    assert_eq!(read_file(&fs, path(&fs, "d/b")), b"SHARED");
+    fs.commit("links").expect("commit");
+
+    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    let a2 = path(&again, "a");
+    assert_eq!(a2, path(&again, "d/b"), "one inode behind both names");
+    assert_eq!(again.getattr(a2).expect("attr").nlink, 2);
+    again.unlink(Ino::ROOT, b"a", &root()).expect("unlink");
+    assert_eq!(again.getattr(a2).expect("attr").nlink, 1);
+    assert_eq!(read_file(&again, path(&again, "d/b")), b"SHARED");
+    assert_eq!(
+        errno(
+            again
+                .link(path(&again, "d"), Ino::ROOT, b"x", &root())
+                .expect_err("dir link")
+        ),
+        libc::EPERM
+    );
+}
+
+#[test]
+fn rename_cases() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    let a = fs
+        .mkdir(Ino::ROOT, b"a", 0o755, &root())
+        .expect("mkdir")
+        .ino;
+    let b = fs
+        .mkdir(Ino::ROOT, b"b", 0o755, &root())
+        .expect("mkdir")
+        .ino;
+    write_file(&fs, a, "f", b"1");
+    write_file(&fs, b, "g", b"2");
+    // Over an existing file.
+    fs.rename(a, b"f", b, b"g", RenameMode::Replace, &root())
+        .expect("rename");
+    assert_eq!(read_file(&fs, path(&fs, "b/g")), b"1");
+    assert_eq!(
+        errno(fs.lookup(a, b"f", &root()).expect_err("gone")),
+        libc::ENOENT
+    );
+    // NOREPLACE and EXCHANGE.
+    write_file(&fs, a, "h", b"3");
+    assert_eq!(
+        errno(
+            fs.rename(a, b"h", b, b"g", RenameMode::NoReplace, &root())
+                .expect_err("exists")
+        ),
+        libc::EEXIST
+    );
+    fs.rename(a, b"h", b, b"g", RenameMode::Exchange, &root())
+        .expect("exchange");
+    assert_eq!(read_file(&fs, path(&fs, "a/h")), b"1");
+    assert_eq!(read_file(&fs, path(&fs, "b/g")), b"3");
+    // Directories: into itself, over a non-empty one, over an empty one.
+    let inner = fs.mkdir(a, b"inner", 0o755, &root()).expect("mkdir").ino;
+    assert_eq!(
+        errno(
+            fs.rename(Ino::ROOT, b"a", inner, b"x", RenameMode::Replace, &root())
+                .expect_err("into itself")
+        ),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno(
+            fs.rename(
+                Ino::ROOT,
+                b"a",
+                Ino::ROOT,
+                b"b",
+                RenameMode::Replace,
+                &root()
+            )
+            .expect_err("non-empty")
+        ),
+        libc::ENOTEMPTY
+    );
+    fs.mkdir(Ino::ROOT, b"empty", 0o755, &root())
+        .expect("mkdir");
+    fs.rename(
+        Ino::ROOT,
+        b"a",
+        Ino::ROOT,
+        b"empty",
+        RenameMode::Replace,
+        &root(),
+    )
+    .expect("over empty dir");
+    assert_eq!(read_file(&fs, path(&fs, "empty/h")), b"1");
+    assert_eq!(
+        fs.getattr(Ino::ROOT).expect("attr").nlink,
+        4,
+        "root has b and empty"
+    );
+    // Moving a directory keeps its subtree and fixes '..'.
+    fs.rename(
+        Ino::ROOT,
+        b"empty",
+        b,
+        b"moved",
+        RenameMode::Replace,
+        &root(),
+    )
+    .expect("move dir");
+    let moved = path(&fs, "b/moved");
+    assert_eq!(fs.lookup(moved, b"..", &root()).expect("dotdot").ino, b);
+    assert_eq!(read_file(&fs, path(&fs, "b/moved/inner/../h")), b"1");
+}
+
+#[test]
+fn permissions_for_ordinary_users() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    let alice = Caller::user(1000, 1000);
+    let bob = Caller::user(1001, 1001);
+    let shared = fs
+        .mkdir(Ino::ROOT, b"shared", 0o1777, &root())
+        .expect("mkdir")
+        .ino;
+    assert_eq!(
+        errno(
+            fs.mkdir(Ino::ROOT, b"nope", 0o755, &alice)
+                .expect_err("root dir is 0755")
+        ),
+        libc::EACCES
+    );
+    let (f, fh) = fs
+        .create(shared, b"alice.txt", 0o600, rw(), &alice)
+        .expect("create");
+    fs.release(fh).expect("release");
+    assert_eq!((f.uid, f.gid), (1000, 1000));
+    assert_eq!(
+        errno(
+            fs.open_file(
+                f.ino,
+                OpenFlags {
+                    read: true,
+                    ..OpenFlags::default()
+                },
+                &bob
+            )
+            .expect_err("0600")
+        ),
+        libc::EACCES
+    );
+    // Sticky: bob may not remove alice's file.
+    assert_eq!(
+        errno(fs.unlink(shared, b"alice.txt", &bob).expect_err("sticky")),
+        libc::EPERM
+    );
+    // chmod and chown rules.
+    let set_mode = SetAttr {
+        mode: Some(0o644),
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        errno(
+            fs.setattr(f.ino, &set_mode, None, &bob)
+                .expect_err("not owner")
+        ),
+        libc::EPERM
+    );
+    fs.setattr(f.ino, &set_mode, None, &alice)
+        .expect("owner chmod");
+    let give = SetAttr {
+        uid: Some(1001),
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        errno(fs.setattr(f.ino, &give, None, &alice).expect_err("chown")),
+        libc::EPERM
+    );
+    fs.setattr(f.ino, &give, None, &root()).expect("root chown");
+    // Explicit times need ownership; "now" needs write permission.
+    let times = SetAttr {
+        mtime: Some(TimeSet::At(5)),
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        errno(
+            fs.setattr(f.ino, &times, None, &alice)
+                .expect_err("not owner")
+        ),
+        libc::EPERM
+    );
+    // setgid directories hand down their group.
+    let sg = fs
+        .mkdir(Ino::ROOT, b"sg", 0o2777, &root())
+        .expect("mkdir")
+        .ino;
+    fs.setattr(
+        sg,
+        &SetAttr {
+            gid: Some(50),
+            ..SetAttr::default()
+        },
+        None,
+        &root(),
+    )
+    .expect("chgrp");
+    let sub = fs.mkdir(sg, b"sub", 0o755, &alice).expect("mkdir");
+    assert_eq!(sub.gid, 50);
+    assert_ne!(sub.perm & libc::S_ISGID, 0, "subdirectories inherit setgid");
+    // Only root makes devices.
+    assert_eq!(
+        errno(
+            fs.mknod(shared, b"dev", libc::S_IFBLK | 0o600, 1, &alice)
+                .expect_err("mknod")
+        ),
+        libc::EPERM
+    );
+    // A write by a non-root user clears setuid.
+    let (x, fh) = fs
+        .create(shared, b"prog", 0o4755, rw(), &alice)
+        .expect("create");
+    fs.write(fh, 0, b"#!", &alice).expect("write");
+    fs.release(fh).expect("release");
+    assert_eq!(fs.getattr(x.ino).expect("attr").perm & libc::S_ISUID, 0);
+}
+
+#[test]
+fn unlinked_open_files_stay_usable() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    let (attr, fh) = fs
+        .create(Ino::ROOT, b"tmp", 0o600, rw(), &root())
+        .expect("create");
+    fs.write(fh, 0, b"before", &root()).expect("write");
+    fs.unlink(Ino::ROOT, b"tmp", &root()).expect("unlink");
+    fs.write(fh, 6, b" after", &root())
+        .expect("write after unlink");
+    assert_eq!(fs.read(fh, 0, 100).expect("read"), b"before after");
+    assert_eq!(fs.getattr(attr.ino).expect("attr").nlink, 0);
+    fs.commit("c").expect("commit");
+    fs.release(fh).expect("release");
+    assert_eq!(errno(fs.getattr(attr.ino).expect_err("gone")), libc::ENOENT);
+}
+
+#[test]
+fn bad_names_get_the_right_errno() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    let long = vec![b'x'; 256];
+    assert_eq!(
+        errno(
+            fs.mkdir(Ino::ROOT, &long, 0o755, &root())
+                .expect_err("long")
+        ),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno(
+            fs.mkdir(Ino::ROOT, b"a/b", 0o755, &root())
+                .expect_err("slash")
+        ),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno(
+            fs.mkdir(Ino::ROOT, b"a\0b", 0o755, &root())
+                .expect_err("nul")
+        ),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno(fs.mkdir(Ino::ROOT, b".", 0o755, &root()).expect_err("dot")),
+        libc::EEXIST
+    );
+    assert!(
+        fs.mkdir(Ino::ROOT, &vec![b'y'; 255], 0o755, &root())
+            .is_ok()
+    );
+    write_file(&fs, Ino::ROOT, "f", b"");
+    let f = path(&fs, "f");
+    assert_eq!(
+        errno(fs.mkdir(f, b"x", 0o755, &root()).expect_err("notdir")),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno(fs.rmdir(Ino::ROOT, b"f", &root()).expect_err("rmdir file")),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno(
+            fs.unlink(Ino::ROOT, &vec![b'y'; 255], &root())
+                .expect_err("unlink dir")
+        ),
+        libc::EISDIR
+    );
+}
+
+#[test]
+fn large_files_stream_and_take_random_writes() {
+    let bucket = Bucket::in_memory();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let (attr, fh) = fs
+        .create(Ino::ROOT, b"big", 0o644, rw(), &root())
+        .expect("create");
+    let mut model = Vec::new();
+    for i in 0..40u32 {
+        let piece: Vec<u8> = (0..500_000u32)
+            .map(|j| ((i * 31 + j) % 253) as u8)
+            .collect();
+        fs.write(fh, model.len() as u64, &piece, &root())
+            .expect("write");
+        model.extend_from_slice(&piece);
+    }
+    fs.release(fh).expect("release");
+    fs.commit("big").expect("commit");
+    let fh = fs.open_file(attr.ino, rw(), &root()).expect("open");
+    for (off, data) in [
+        (123_456u64, &b"hello"[..]),
+        (19_999_990, b"boundary!!!!!"),
+        (5, b"x"),
+    ] {
+        fs.write(fh, off, data, &root()).expect("write");
+        let end = off as usize + data.len();
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[off as usize..end].copy_from_slice(data);
+    }
+    assert_eq!(
+        fs.read(fh, 123_450, 20).expect("read"),
+        &model[123_450..123_470]
+    );
+    fs.setattr(
+        attr.ino,
+        &SetAttr {
+            size: Some(15_000_000),
+            ..SetAttr::default()
+        },
+        Some(fh),
+        &root(),
+    )
+    .expect("truncate");
+    model.truncate(15_000_000);
+    fs.release(fh).expect("release");
+    fs.commit("edits").expect("commit");
+    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    assert_eq!(read_file(&again, path(&again, "big")), model);
+}
