@@ -33,4 +33,4 @@ pub use edit::BlobEditor;
 pub use error::{ChunkError, ChunkResult};
 pub use params::ChunkParams;
 pub use reader::BlobReader;
-pub use writer::{BlobWriter, put_bytes, put_reader, put_shared};
+pub use writer::{BlobWriter, chunk_blocks, put_bytes, put_reader, put_shared};

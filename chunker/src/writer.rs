@@ -336,7 +336,11 @@ pub fn put_bytes(session: &WriteSession, params: ChunkParams, data: &[u8]) -> Ch
 }
 
 /// Writes `data` as one blob without copying it: chunks are slices of it.
-pub fn put_shared(session: &WriteSession, params: ChunkParams, data: Bytes) -> ChunkResult<(Blob, BlobStats)> {
+pub fn put_shared(
+    session: &WriteSession,
+    params: ChunkParams,
+    data: Bytes,
+) -> ChunkResult<(Blob, BlobStats)> {
     if data.len() <= INLINE_MAX {
         let stats = BlobStats {
             logical_bytes: data.len() as u64,
@@ -368,4 +372,29 @@ pub fn put_shared(session: &WriteSession, params: ChunkParams, data: Bytes) -> C
     handle
         .join()
         .map_err(|_| ChunkError::Worker("hashing thread panicked".into()))?
+}
+
+/// Cuts and hashes in-memory content into blocks without storing them:
+/// for callers that batch many small blobs into one store call.
+pub fn chunk_blocks(params: ChunkParams, data: Bytes) -> ChunkResult<(Blob, Vec<Block>)> {
+    if data.len() <= INLINE_MAX {
+        return Ok((Blob::Inline(data), Vec::new()));
+    }
+    let mut cuts = Vec::new();
+    params.split(&data, true, &mut cuts);
+    let mut tree = TreeBuilder::new();
+    let mut blocks = Vec::with_capacity(cuts.len() + 1);
+    for (offset, len) in cuts {
+        let chunk = data.slice(offset..offset + len);
+        let cid = Cid::hash(Codec::RAW, &chunk);
+        tree.push_leaf((cid, len as u64))?;
+        blocks.push(Block::trusted(cid, chunk));
+    }
+    let root = tree.finish()?;
+    blocks.extend(tree.take_blocks());
+    let blob = match root {
+        None => Blob::empty(),
+        Some((root, size)) => Blob::Stored { root, size },
+    };
+    Ok((blob, blocks))
 }

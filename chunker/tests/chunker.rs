@@ -405,8 +405,12 @@ fn shared_bytes_give_the_same_blob_without_copying() {
     for len in [0, 10, 1024, 1025, 200_000, (9 << 20) + 3] {
         let data = noise(len, 11 + len as u64);
         let copied = put_bytes(&session, ChunkParams::default(), &data).expect("put");
-        let (shared, stats) =
-            hydra_chunker::put_shared(&session, ChunkParams::default(), bytes::Bytes::from(data.clone())).expect("put");
+        let (shared, stats) = hydra_chunker::put_shared(
+            &session,
+            ChunkParams::default(),
+            bytes::Bytes::from(data.clone()),
+        )
+        .expect("put");
         assert_eq!(copied, shared, "{len}");
         assert_eq!(stats.logical_bytes, len as u64);
         assert_eq!(read_all(&bucket, &shared), data);

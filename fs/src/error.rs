@@ -75,6 +75,9 @@ pub enum FsError {
         /// The filesystem.
         name: String,
     },
+    /// A malformed or truncated archive.
+    #[error("archive: {0}")]
+    Archive(String),
     /// The block layer failed.
     #[error(transparent)]
     Dag(#[from] DagError),
@@ -95,7 +98,7 @@ impl FsError {
             FsError::Access => libc::EACCES,
             FsError::NotPermitted => libc::EPERM,
             FsError::NameTooLong => libc::ENAMETOOLONG,
-            FsError::Invalid(_) | FsError::InvalidMove(_) => libc::EINVAL,
+            FsError::Invalid(_) | FsError::InvalidMove(_) | FsError::Archive(_) => libc::EINVAL,
             FsError::ReadOnly => libc::EROFS,
             FsError::BadHandle => libc::EBADF,
             FsError::NoAttribute => libc::ENODATA,

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use hydra_chunker::{Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, put_shared};
-use hydra_dag::{Bucket, WriteSession};
+use hydra_chunker::{Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, chunk_blocks, put_shared};
+use hydra_dag::{Block, Bucket, WriteSession};
 
 use crate::error::FsResult;
 
@@ -87,10 +87,23 @@ impl FileData {
 
     /// Turns pending changes into a stored blob; returns it.
     pub fn settle(&mut self, cx: &WriteContext<'_>) -> FsResult<Blob> {
+        let mut blocks = Vec::new();
+        let blob = self.settle_into(cx, &mut blocks)?;
+        cx.session.put_blocks(&blocks)?;
+        Ok(blob)
+    }
+
+    /// Like [`FileData::settle`], but a buffered file's blocks are appended
+    /// to `blocks` for the caller to store in one batch with others.
+    pub fn settle_into(&mut self, cx: &WriteContext<'_>, blocks: &mut Vec<Block>) -> FsResult<Blob> {
         let state = std::mem::replace(self, FileData::Clean(Blob::empty()));
         let blob = match state {
             FileData::Clean(blob) => blob,
-            FileData::Buffer(data) => put_shared(cx.session, cx.params, Bytes::from(data))?.0,
+            FileData::Buffer(data) => {
+                let (blob, mut new) = chunk_blocks(cx.params, Bytes::from(data))?;
+                blocks.append(&mut new);
+                blob
+            }
             FileData::Stream { writer, .. } => writer.finish()?.0,
             FileData::Overlay {
                 base,

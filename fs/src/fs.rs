@@ -35,6 +35,9 @@ pub struct FsOptions {
     pub statfs_path: Option<PathBuf>,
     /// Who commits (recorded in the changelog).
     pub author: String,
+    /// Past `dirty_limit`, commit (true) or only store file content
+    /// without moving the ref (false: imports that must commit once).
+    pub commit_on_pressure: bool,
 }
 
 impl Default for FsOptions {
@@ -45,6 +48,7 @@ impl Default for FsOptions {
             dirty_limit: 256 << 20,
             statfs_path: None,
             author: RefNote::by_current_user("").author,
+            commit_on_pressure: true,
         }
     }
 }
@@ -571,8 +575,12 @@ impl Fs {
             s.mark_dirty(ino);
             s.dirty_bytes() > self.inner.options.dirty_limit
         };
-        if over_limit && self.inner.name.is_some() {
-            self.commit("memory threshold")?;
+        if over_limit {
+            if self.inner.options.commit_on_pressure && self.inner.name.is_some() {
+                self.commit("memory threshold")?;
+            } else {
+                self.state().settle_files()?;
+            }
         }
         Ok(data.len())
     }

@@ -27,19 +27,23 @@
 //! # Ok::<(), hydra_fs::FsError>(())
 //! ```
 
+mod archive;
 mod attr;
 mod error;
 mod file;
 mod fs;
 mod namespace;
 pub mod node;
+mod path;
 mod perm;
 mod state;
 mod xattr;
 
+pub use archive::{ArchiveReport, decompress, export_tar, import_tar};
 pub use attr::{Attr, DirEntry, Fh, Ino, OpenFlags, RenameMode, SetAttr, StatFs, TimeSet};
 pub use error::{Errno, FsError, FsResult};
 pub use fs::{Fs, FsOptions, check_name};
 pub use node::Kind;
+pub use path::{PATH_MAX, components, split_last};
 pub use perm::Caller;
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE};

@@ -407,6 +407,26 @@ impl State {
                 .any(|i| matches!(&i.content, Content::File(f) if f.is_dirty()))
     }
 
+    /// Stores the changed content of every file (without committing), so
+    /// memory holds records, not data.
+    pub fn settle_files(&mut self) -> FsResult<()> {
+        let session = self.session.clone();
+        let cx = WriteContext {
+            session: &session,
+            params: self.params,
+        };
+        let mut blocks = Vec::new();
+        for inode in self.inodes.values_mut() {
+            if let Content::File(data) = &mut inode.content
+                && data.is_dirty()
+            {
+                data.settle_into(&cx, &mut blocks)?;
+            }
+        }
+        session.put_blocks(&blocks)?;
+        Ok(())
+    }
+
     /// Bytes of changed file content held in memory.
     pub fn dirty_bytes(&self) -> u64 {
         self.inodes
@@ -455,7 +475,7 @@ impl State {
         let inode = self.get_mut(ino)?;
         inode.dirty = false;
         let content = match &mut inode.content {
-            Content::File(data) => Stored::File(data.settle(&cx)?),
+            Content::File(data) => Stored::File(data.settle_into(&cx, blocks)?),
             Content::Dir(dir) => Stored::Dir(dir.stored),
             Content::Symlink(target) => Stored::Symlink(target.clone()),
             Content::Special => Stored::Special,
