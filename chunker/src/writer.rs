@@ -30,6 +30,8 @@ const QUEUE: usize = 2;
 
 /// A segment and the chunks cut from it.
 type Work = (Bytes, Vec<(usize, usize)>);
+/// The storing thread: its queue and its outcome.
+type Storer = (SyncSender<Vec<Block>>, JoinHandle<ChunkResult<()>>);
 /// The worker: its queue and what it returns.
 type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
 
@@ -39,7 +41,7 @@ type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
 enum BatchStore {
     Direct(WriteSession),
     /// `None` once the thread has been joined.
-    Threaded(Option<(SyncSender<Vec<Block>>, JoinHandle<ChunkResult<()>>)>),
+    Threaded(Option<Storer>),
 }
 
 impl BatchStore {

@@ -45,7 +45,9 @@ fn archive_err(entry: Option<&[u8]>, reason: impl std::fmt::Display) -> FsError 
 /// Wraps `input` in the decompressor its first bytes call for.
 pub fn decompress<'a>(input: impl Read + 'a) -> FsResult<Box<dyn Read + 'a>> {
     let mut input = BufReader::with_capacity(1 << 20, input);
-    let head = input.fill_buf().map_err(|e| archive_err(None, format!("reading: {e}")))?;
+    let head = input
+        .fill_buf()
+        .map_err(|e| archive_err(None, format!("reading: {e}")))?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(input))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -76,7 +78,11 @@ fn pax_time(value: &[u8]) -> Option<i64> {
         }
         nanos += i64::from(d - b'0') * 10i64.pow(8 - i as u32);
     }
-    Some(if secs < 0 { secs * 1_000_000_000 - nanos } else { secs * 1_000_000_000 + nanos })
+    Some(if secs < 0 {
+        secs * 1_000_000_000 - nanos
+    } else {
+        secs * 1_000_000_000 + nanos
+    })
 }
 
 /// Metadata gathered from an entry's header and pax records.
@@ -115,13 +121,17 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                 let ext = ext.map_err(|e| at_err(&e))?;
                 let key = ext.key_bytes();
                 if key == b"mtime" {
-                    meta.mtime = pax_time(ext.value_bytes()).ok_or_else(|| at_err(&"bad pax mtime"))?;
+                    meta.mtime =
+                        pax_time(ext.value_bytes()).ok_or_else(|| at_err(&"bad pax mtime"))?;
                 } else if key == b"atime" {
                     meta.atime = pax_time(ext.value_bytes());
                 } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    meta.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                    meta.xattrs
+                        .push((name.to_vec(), ext.value_bytes().to_vec()));
                 } else if key == b"uid" || key == b"gid" {
-                    let v: Option<u32> = std::str::from_utf8(ext.value_bytes()).ok().and_then(|s| s.parse().ok());
+                    let v: Option<u32> = std::str::from_utf8(ext.value_bytes())
+                        .ok()
+                        .and_then(|s| s.parse().ok());
                     match (key, v) {
                         (b"uid", Some(v)) => meta.uid = v,
                         (b"gid", Some(v)) => meta.gid = v,
@@ -135,9 +145,10 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
         // Normalize: no absolute paths, no `..`.
         let parts = components(&raw_path)?;
         if parts.contains(&&b".."[..]) {
-            report
-                .warnings
-                .push(format!("refused {:?}: '..' would leave the target", String::from_utf8_lossy(&raw_path)));
+            report.warnings.push(format!(
+                "refused {:?}: '..' would leave the target",
+                String::from_utf8_lossy(&raw_path)
+            ));
             continue;
         }
         if parts.is_empty() {
@@ -183,7 +194,8 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                 let mut offset = 0u64;
                 let mut buf = vec![0u8; PIECE];
                 loop {
-                    let n = read_full(&mut entry, &mut buf).map_err(|e| at_err(&format!("truncated data: {e}")))?;
+                    let n = read_full(&mut entry, &mut buf)
+                        .map_err(|e| at_err(&format!("truncated data: {e}")))?;
                     if n == 0 {
                         break;
                     }
@@ -193,7 +205,9 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                 fs.release(fh)?;
                 let expected = entry.header().entry_size().map_err(|e| at_err(&e))?;
                 if kind != EntryType::GNUSparse && offset != expected {
-                    return Err(at_err(&format!("truncated data: {offset} of {expected} bytes")));
+                    return Err(at_err(&format!(
+                        "truncated data: {offset} of {expected} bytes"
+                    )));
                 }
                 report.files += 1;
                 report.bytes += offset;
@@ -225,7 +239,12 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                 }
                 let target_ino = fs
                     .resolve_from(base, &target_parts.join(&b'/'), &c)
-                    .map_err(|_| at_err(&format!("hard link to {:?}, which is not in the archive before it", String::from_utf8_lossy(&target))))?;
+                    .map_err(|_| {
+                        at_err(&format!(
+                            "hard link to {:?}, which is not in the archive before it",
+                            String::from_utf8_lossy(&target)
+                        ))
+                    })?;
                 fs.link(target_ino, parent, &name, &c)?;
                 continue; // the link shares the target's metadata
             }
@@ -233,9 +252,21 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                 let (type_bits, rdev) = match kind {
                     EntryType::Fifo => (libc::S_IFIFO, 0),
                     _ => {
-                        let major = entry.header().device_major().map_err(|e| at_err(&e))?.unwrap_or(0);
-                        let minor = entry.header().device_minor().map_err(|e| at_err(&e))?.unwrap_or(0);
-                        let bits = if kind == EntryType::Char { libc::S_IFCHR } else { libc::S_IFBLK };
+                        let major = entry
+                            .header()
+                            .device_major()
+                            .map_err(|e| at_err(&e))?
+                            .unwrap_or(0);
+                        let minor = entry
+                            .header()
+                            .device_minor()
+                            .map_err(|e| at_err(&e))?
+                            .unwrap_or(0);
+                        let bits = if kind == EntryType::Char {
+                            libc::S_IFCHR
+                        } else {
+                            libc::S_IFBLK
+                        };
                         (bits, libc::makedev(major, minor))
                     }
                 };
@@ -323,16 +354,27 @@ pub fn export_tar(fs: &Fs, path: &[u8], out: impl Write) -> FsResult<ArchiveRepo
         ];
         for xname in fs.listxattr(ino, &c)? {
             let value = fs.getxattr(ino, &xname, &c)?;
-            pax.push((format!("SCHILY.xattr.{}", String::from_utf8_lossy(&xname)), value));
+            pax.push((
+                format!("SCHILY.xattr.{}", String::from_utf8_lossy(&xname)),
+                value,
+            ));
         }
-        let entry_path = if attr.kind == Kind::Dir && name != b"." { [name.as_slice(), b"/"].concat() } else if name == b"." { b"./".to_vec() } else { name.clone() };
+        let entry_path = if attr.kind == Kind::Dir && name != b"." {
+            [name.as_slice(), b"/"].concat()
+        } else if name == b"." {
+            b"./".to_vec()
+        } else {
+            name.clone()
+        };
         let entry_path = String::from_utf8_lossy(&entry_path).into_owned();
         if attr.kind != Kind::Dir && attr.nlink > 1 {
             if let Some(first) = seen_links.get(&ino) {
                 header.set_entry_type(EntryType::Link);
                 header.set_size(0);
                 let target = String::from_utf8_lossy(first).into_owned();
-                builder.append_link(&mut header, &entry_path, &target).map_err(io)?;
+                builder
+                    .append_link(&mut header, &entry_path, &target)
+                    .map_err(io)?;
                 continue;
             }
             seen_links.insert(ino, name.clone());
@@ -344,7 +386,9 @@ pub fn export_tar(fs: &Fs, path: &[u8], out: impl Write) -> FsResult<ArchiveRepo
             Kind::Dir => {
                 header.set_entry_type(EntryType::Directory);
                 header.set_size(0);
-                builder.append_data(&mut header, &entry_path, std::io::empty()).map_err(io)?;
+                builder
+                    .append_data(&mut header, &entry_path, std::io::empty())
+                    .map_err(io)?;
                 let mut children: Vec<(Vec<u8>, Ino)> = fs
                     .readdir(ino, 2, &c)?
                     .into_iter()
@@ -352,16 +396,29 @@ pub fn export_tar(fs: &Fs, path: &[u8], out: impl Write) -> FsResult<ArchiveRepo
                     .collect();
                 children.sort();
                 for (child, child_ino) in children.into_iter().rev() {
-                    let child_path = if name == b"." { child } else { [name.as_slice(), b"/", &child].concat() };
+                    let child_path = if name == b"." {
+                        child
+                    } else {
+                        [name.as_slice(), b"/", &child].concat()
+                    };
                     stack.push((child_ino, child_path));
                 }
             }
             Kind::File => {
                 header.set_entry_type(EntryType::Regular);
                 header.set_size(attr.size);
-                let fh = fs.open_file(ino, OpenFlags { read: true, ..OpenFlags::default() }, &c)?;
+                let fh = fs.open_file(
+                    ino,
+                    OpenFlags {
+                        read: true,
+                        ..OpenFlags::default()
+                    },
+                    &c,
+                )?;
                 let reader = FileReader { fs, fh, offset: 0 };
-                let result = builder.append_data(&mut header, &entry_path, reader).map_err(io);
+                let result = builder
+                    .append_data(&mut header, &entry_path, reader)
+                    .map_err(io);
                 fs.release(fh)?;
                 result?;
                 report.files += 1;
@@ -372,7 +429,11 @@ pub fn export_tar(fs: &Fs, path: &[u8], out: impl Write) -> FsResult<ArchiveRepo
                 header.set_size(0);
                 let target = fs.readlink(ino)?;
                 builder
-                    .append_link(&mut header, &entry_path, String::from_utf8_lossy(&target).as_ref())
+                    .append_link(
+                        &mut header,
+                        &entry_path,
+                        String::from_utf8_lossy(&target).as_ref(),
+                    )
                     .map_err(io)?;
             }
             Kind::CharDev | Kind::BlockDev | Kind::Fifo => {
@@ -383,13 +444,21 @@ pub fn export_tar(fs: &Fs, path: &[u8], out: impl Write) -> FsResult<ArchiveRepo
                 });
                 header.set_size(0);
                 if attr.kind != Kind::Fifo {
-                    header.set_device_major(libc::major(attr.rdev)).map_err(io)?;
-                    header.set_device_minor(libc::minor(attr.rdev)).map_err(io)?;
+                    header
+                        .set_device_major(libc::major(attr.rdev))
+                        .map_err(io)?;
+                    header
+                        .set_device_minor(libc::minor(attr.rdev))
+                        .map_err(io)?;
                 }
-                builder.append_data(&mut header, &entry_path, std::io::empty()).map_err(io)?;
+                builder
+                    .append_data(&mut header, &entry_path, std::io::empty())
+                    .map_err(io)?;
             }
             Kind::Socket => {
-                report.warnings.push(format!("skipped socket {entry_path:?}: tar cannot hold sockets"));
+                report.warnings.push(format!(
+                    "skipped socket {entry_path:?}: tar cannot hold sockets"
+                ));
             }
         }
     }

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use hydra_chunker::{Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, chunk_blocks, put_shared};
+use hydra_chunker::{
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, chunk_blocks, put_shared,
+};
 use hydra_dag::{Block, Bucket, WriteSession};
 
 use crate::error::FsResult;
@@ -95,7 +97,11 @@ impl FileData {
 
     /// Like [`FileData::settle`], but a buffered file's blocks are appended
     /// to `blocks` for the caller to store in one batch with others.
-    pub fn settle_into(&mut self, cx: &WriteContext<'_>, blocks: &mut Vec<Block>) -> FsResult<Blob> {
+    pub fn settle_into(
+        &mut self,
+        cx: &WriteContext<'_>,
+        blocks: &mut Vec<Block>,
+    ) -> FsResult<Blob> {
         let state = std::mem::replace(self, FileData::Clean(Blob::empty()));
         let blob = match state {
             FileData::Clean(blob) => blob,

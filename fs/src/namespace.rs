@@ -11,6 +11,14 @@ use crate::node::{Kind, Meta};
 use crate::perm::{Caller, W, X};
 use crate::state::{Content, Dir, Entries, Inode, State};
 
+/// What a new inode is to be.
+struct NewNode {
+    kind: Kind,
+    mode: u32,
+    rdev: u64,
+    content: Content,
+}
+
 /// Most hard links one inode may have.
 const LINK_MAX: u32 = 65_000;
 
@@ -41,16 +49,13 @@ fn free_name(s: &mut State, parent: Ino, name: &[u8]) -> FsResult<()> {
 }
 
 impl Fs {
-    fn make_node(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        kind: Kind,
-        mode: u32,
-        rdev: u64,
-        content: Content,
-        c: &Caller,
-    ) -> FsResult<Ino> {
+    fn make_node(&self, parent: Ino, name: &[u8], node: NewNode, c: &Caller) -> FsResult<Ino> {
+        let NewNode {
+            kind,
+            mode,
+            rdev,
+            content,
+        } = node;
         self.writable()?;
         let mut s = self.state();
         writable_dir(&mut s, parent, c)?;
@@ -114,7 +119,17 @@ impl Fs {
             entries: Some(Entries::default()),
             subdirs: 0,
         });
-        let ino = self.make_node(parent, name, Kind::Dir, mode, 0, content, c)?;
+        let ino = self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind: Kind::Dir,
+                mode,
+                rdev: 0,
+                content,
+            },
+            c,
+        )?;
         self.state().attr(ino)
     }
 
@@ -139,7 +154,17 @@ impl Fs {
         } else {
             0
         };
-        let ino = self.make_node(parent, name, kind, mode, rdev, content, c)?;
+        let ino = self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind,
+                mode,
+                rdev,
+                content,
+            },
+            c,
+        )?;
         self.state().attr(ino)
     }
 
@@ -153,7 +178,17 @@ impl Fs {
         c: &Caller,
     ) -> FsResult<(Attr, Fh)> {
         let content = Content::File(FileData::Clean(Blob::empty()));
-        let ino = self.make_node(parent, name, Kind::File, mode, 0, content, c)?;
+        let ino = self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind: Kind::File,
+                mode,
+                rdev: 0,
+                content,
+            },
+            c,
+        )?;
         let attr = {
             let mut s = self.state();
             s.get_mut(ino)?.opens += 1;
@@ -175,7 +210,17 @@ impl Fs {
             return Err(FsError::NameTooLong);
         }
         let content = Content::Symlink(target.to_vec());
-        let ino = self.make_node(parent, name, Kind::Symlink, 0o777, 0, content, c)?;
+        let ino = self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind: Kind::Symlink,
+                mode: 0o777,
+                rdev: 0,
+                content,
+            },
+            c,
+        )?;
         self.state().attr(ino)
     }
 

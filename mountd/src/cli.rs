@@ -1,9 +1,11 @@
 //! Command-line parsing and dispatch; one file per subcommand below `cli/`.
 
+mod archive;
 mod blob;
 mod block;
 mod car;
 pub mod error;
+mod fs;
 mod gc;
 mod init;
 mod output;
@@ -43,6 +45,9 @@ enum Command {
     /// Name roots with refs: get, set (compare-and-swap), log, list.
     #[command(subcommand)]
     Ref(refs::RefCommand),
+    /// Work with a filesystem without mounting it: ls, cat, put, snapshots.
+    #[command(subcommand)]
+    Fs(fs::FsCommand),
     /// Delete blocks no ref or changelog entry reaches.
     Gc(gc::GcArgs),
     /// Write data out of the store.
@@ -109,6 +114,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Blob(cmd) => blob::run(&cx, cmd),
         Command::Block(cmd) => block::run(&cx, cmd),
         Command::Ref(cmd) => refs::run(&cx, cmd),
+        Command::Fs(cmd) => fs::run(&cx, cmd),
         Command::Gc(args) => gc::run(&cx, args),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),

@@ -12,6 +12,18 @@ use super::{Context, output};
 /// Subcommands of `hydra export`.
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
+    /// Write a filesystem (or a directory of it) as a tar archive.
+    Tar {
+        /// The filesystem.
+        #[arg(long = "fs", value_name = "NAME")]
+        fs_name: String,
+        /// The directory to export (default: the root).
+        #[arg(default_value = "/")]
+        path: String,
+        /// The output file, or `-` for stdout.
+        #[arg(short, long, default_value = "-")]
+        output: PathBuf,
+    },
     /// Write the DAG under ROOT (a CID or a ref name) as a CAR v1 file.
     Car {
         /// A CID, or a ref whose root to export.
@@ -24,6 +36,28 @@ pub enum ExportCommand {
 /// Subcommands of `hydra import`.
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
+    /// Import a tar archive (plain, gzip, zstd, xz or bzip2) into a filesystem.
+    Tar {
+        /// The archive, or `-` for stdin.
+        file: PathBuf,
+        /// The filesystem (created if it does not exist).
+        #[arg(long = "fs", value_name = "NAME")]
+        fs_name: String,
+        /// The directory to import into.
+        #[arg(long, default_value = "/")]
+        at: String,
+    },
+    /// Import a directory of this machine into a filesystem.
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The filesystem (created if it does not exist).
+        #[arg(long = "fs", value_name = "NAME")]
+        fs_name: String,
+        /// The directory to import into.
+        #[arg(long, default_value = "/")]
+        at: String,
+    },
     /// Verify and store every block of a CAR v1 file; prints its roots.
     Car {
         /// The CAR file.
@@ -36,7 +70,16 @@ pub enum ImportCommand {
 
 /// Runs `hydra export …`.
 pub fn export(cx: &Context, cmd: ExportCommand) -> Result<()> {
-    let ExportCommand::Car { root, file } = cmd;
+    let (root, file) = match cmd {
+        ExportCommand::Car { root, file } => (root, file),
+        ExportCommand::Tar {
+            fs_name,
+            path,
+            output,
+        } => {
+            return super::archive::export_tar_cmd(cx, &fs_name, &path, &output);
+        }
+    };
     let store = cx.open_read()?;
     let root: Cid = match root.parse() {
         Ok(cid) => cid,
@@ -87,7 +130,15 @@ pub fn export(cx: &Context, cmd: ExportCommand) -> Result<()> {
 
 /// Runs `hydra import …`.
 pub fn import(cx: &Context, cmd: ImportCommand) -> Result<()> {
-    let ImportCommand::Car { file, ref_name } = cmd;
+    let (file, ref_name) = match cmd {
+        ImportCommand::Car { file, ref_name } => (file, ref_name),
+        ImportCommand::Tar { file, fs_name, at } => {
+            return super::archive::import_tar_cmd(cx, &file, &fs_name, &at);
+        }
+        ImportCommand::Dir { dir, fs_name, at } => {
+            return super::archive::import_dir_cmd(cx, &dir, &fs_name, &at);
+        }
+    };
     if !file.is_file() {
         anyhow::bail!("{}: not a readable file", file.display());
     }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use hydra_chunker::ChunkError;
 use hydra_dag::DagError;
+use hydra_fs::FsError;
 
 /// Exit code for a failed command.
 const FAILURE: u8 = 1;
@@ -19,6 +20,11 @@ fn dag_error(err: &anyhow::Error) -> Option<&DagError> {
             .downcast_ref::<DagError>()
             .or_else(|| match cause.downcast_ref::<ChunkError>() {
                 Some(ChunkError::Dag(e)) => Some(e),
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<FsError>() {
+                Some(FsError::Dag(e)) => Some(e),
+                Some(FsError::Chunk(ChunkError::Dag(e))) => Some(e),
                 _ => None,
             })
     })
