@@ -447,9 +447,18 @@ impl State {
             session: &session,
             params,
         };
+        // An unloaded directory's entries cannot have changed (children
+        // exist in memory only once loaded): its stored list stands.
         let dirty_dir = {
             let inode = self.get(ino)?;
-            inode.kind == Kind::Dir && inode.dirty
+            inode.dirty
+                && matches!(
+                    &inode.content,
+                    Content::Dir(Dir {
+                        entries: Some(_),
+                        ..
+                    })
+                )
         };
         if dirty_dir {
             let children: Vec<(Vec<u8>, Ino)> = self

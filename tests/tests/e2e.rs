@@ -1,5 +1,8 @@
 //! End-to-end tests of the `hydra` binary against real stores on disk.
 
+#[path = "e2e/tar.rs"]
+mod tar;
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
