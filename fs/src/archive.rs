@@ -5,7 +5,9 @@
 //! devices, fifos, modes, owners, nanosecond times and `SCHILY.xattr`
 //! attributes. Entries that would land outside the target directory
 //! (`..` components, paths through a symlink) are refused with a warning.
-//! The caller commits once at the end, or not at all.
+//! The caller commits once at the end, or not at all. Change times come
+//! from the archive (pax `ctime`, else the mtime), so an import is a pure
+//! function of its archive and importing it twice dedups completely.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -92,6 +94,7 @@ struct EntryMeta {
     gid: u32,
     mtime: i64,
     atime: Option<i64>,
+    ctime: Option<i64>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -102,6 +105,7 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
     let mut archive = tar::Archive::new(decompress(input)?);
     let mut report = ArchiveReport::default();
     let mut dir_meta: Vec<(Ino, EntryMeta)> = Vec::new();
+    let mut buf = vec![0u8; PIECE];
     let entries = archive.entries().map_err(|e| archive_err(None, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| archive_err(None, format!("unreadable header: {e}")))?;
@@ -114,6 +118,7 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
             gid: entry.header().gid().map_err(|e| at_err(&e))? as u32,
             mtime: entry.header().mtime().map_err(|e| at_err(&e))? as i64 * 1_000_000_000,
             atime: None,
+            ctime: None,
             xattrs: Vec::new(),
         };
         if let Some(pax) = entry.pax_extensions().map_err(|e| at_err(&e))? {
@@ -125,6 +130,8 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                         pax_time(ext.value_bytes()).ok_or_else(|| at_err(&"bad pax mtime"))?;
                 } else if key == b"atime" {
                     meta.atime = pax_time(ext.value_bytes());
+                } else if key == b"ctime" {
+                    meta.ctime = pax_time(ext.value_bytes());
                 } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                     meta.xattrs
                         .push((name.to_vec(), ext.value_bytes().to_vec()));
@@ -192,7 +199,6 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let (attr, fh) = fs.create(parent, &name, 0o600, OpenFlags::default(), &c)?;
                 let mut offset = 0u64;
-                let mut buf = vec![0u8; PIECE];
                 loop {
                     let n = read_full(&mut entry, &mut buf)
                         .map_err(|e| at_err(&format!("truncated data: {e}")))?;
@@ -245,8 +251,19 @@ pub fn import_tar(fs: &Fs, input: impl Read, at: &[u8]) -> FsResult<ArchiveRepor
                             String::from_utf8_lossy(&target)
                         ))
                     })?;
+                // The link shares the target's metadata; keep its ctime.
+                let ctime = fs.getattr(target_ino)?.ctime;
                 fs.link(target_ino, parent, &name, &c)?;
-                continue; // the link shares the target's metadata
+                fs.setattr(
+                    target_ino,
+                    &SetAttr {
+                        ctime: Some(ctime),
+                        ..SetAttr::default()
+                    },
+                    None,
+                    &c,
+                )?;
+                continue;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let (type_bits, rdev) = match kind {
@@ -318,10 +335,14 @@ fn apply_meta(fs: &Fs, ino: Ino, meta: &EntryMeta, symlink: bool, c: &Caller) ->
         ..SetAttr::default()
     };
     fs.setattr(ino, &set, None, c)?;
+    // The change time comes from the archive (or is the mtime), not the
+    // clock: importing the same archive twice gives the same tree, so the
+    // second import stores next to nothing.
     set = SetAttr {
         mode: (!symlink).then_some(meta.mode),
         atime: Some(TimeSet::At(meta.atime.unwrap_or(meta.mtime))),
         mtime: Some(TimeSet::At(meta.mtime)),
+        ctime: Some(meta.ctime.unwrap_or(meta.mtime)),
         ..SetAttr::default()
     };
     fs.setattr(ino, &set, None, c)?;

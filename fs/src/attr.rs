@@ -75,6 +75,9 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     /// New modification time.
     pub mtime: Option<TimeSet>,
+    /// A change time to restore, applied after everything else (imports
+    /// only: root alone may set it, as no system call can).
+    pub ctime: Option<i64>,
 }
 
 /// One directory entry from readdir.

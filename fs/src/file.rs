@@ -70,15 +70,6 @@ impl FileData {
         !matches!(self, FileData::Clean(_))
     }
 
-    /// Bytes held in memory for changes.
-    pub fn dirty_bytes(&self) -> u64 {
-        match self {
-            FileData::Clean(_) | FileData::Stream { .. } => 0,
-            FileData::Buffer(data) => data.len() as u64,
-            FileData::Overlay { extents, .. } => extents.values().map(|e| e.len() as u64).sum(),
-        }
-    }
-
     /// The clean blob, if the file has no pending changes.
     pub fn clean_blob(&self) -> Option<&Blob> {
         match self {

@@ -304,6 +304,12 @@ impl Fs {
             }
             inode.meta.ctime = now;
         }
+        if let Some(ctime) = set.ctime {
+            if !c.is_root() {
+                return Err(FsError::NotPermitted);
+            }
+            inode.meta.ctime = ctime;
+        }
         s.mark_dirty(ino);
         s.attr(ino)
     }
@@ -573,7 +579,8 @@ impl Fs {
                 }
             }
             s.mark_dirty(ino);
-            s.dirty_bytes() > self.inner.options.dirty_limit
+            s.written_since_settle += data.len() as u64;
+            s.written_since_settle > self.inner.options.dirty_limit
         };
         if over_limit {
             if self.inner.options.commit_on_pressure && self.inner.name.is_some() {

@@ -46,7 +46,17 @@ pub fn import_dir(fs: &Fs, source: &Path, at: &[u8]) -> FsResult<ArchiveReport> 
                 && m.nlink() > 1
                 && let Some(&first) = links.get(&(m.dev(), m.ino()))
             {
+                let ctime = fs.getattr(first)?.ctime;
                 fs.link(first, dir_ino, name, &c)?;
+                fs.setattr(
+                    first,
+                    &SetAttr {
+                        ctime: Some(ctime),
+                        ..SetAttr::default()
+                    },
+                    None,
+                    &c,
+                )?;
                 continue;
             }
             let ino = if ft.is_dir() {
@@ -125,6 +135,7 @@ fn apply(
         mode: (!symlink).then_some(m.mode() & 0o7777),
         atime: Some(TimeSet::At(m.atime() * 1_000_000_000 + m.atime_nsec())),
         mtime: Some(TimeSet::At(m.mtime() * 1_000_000_000 + m.mtime_nsec())),
+        ctime: Some(m.ctime() * 1_000_000_000 + m.ctime_nsec()),
         ..SetAttr::default()
     };
     fs.setattr(ino, &set, None, c)?;

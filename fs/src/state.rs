@@ -124,6 +124,9 @@ pub struct State {
     pub bucket: Bucket,
     /// Chunk bounds for file content.
     pub params: hydra_chunker::ChunkParams,
+    /// Bytes written since file content was last settled (an upper bound
+    /// of what the overlay holds: cheap to keep, unlike a walk of it).
+    pub written_since_settle: u64,
 }
 
 fn inode_from_record(record: Record, parent: Ino, nlink: u32, group: Option<u64>) -> Inode {
@@ -163,6 +166,7 @@ impl State {
             session: bucket.session(),
             bucket,
             params,
+            written_since_settle: 0,
         };
         let mut root = inode_from_record(
             Record {
@@ -417,25 +421,17 @@ impl State {
         };
         let mut blocks = Vec::new();
         for inode in self.inodes.values_mut() {
+            // Streams store as they go and stay open for more appends.
             if let Content::File(data) = &mut inode.content
                 && data.is_dirty()
+                && !matches!(data, FileData::Stream { .. })
             {
                 data.settle_into(&cx, &mut blocks)?;
             }
         }
         session.put_blocks(&blocks)?;
+        self.written_since_settle = 0;
         Ok(())
-    }
-
-    /// Bytes of changed file content held in memory.
-    pub fn dirty_bytes(&self) -> u64 {
-        self.inodes
-            .values()
-            .map(|i| match &i.content {
-                Content::File(f) => f.dirty_bytes(),
-                _ => 0,
-            })
-            .sum()
     }
 
     /// The record of `ino` for storing, settling file data and encoding
@@ -524,6 +520,7 @@ impl State {
         blocks.append(&mut more);
         self.session.put_blocks(&blocks)?;
         self.links_dirty = false;
+        self.written_since_settle = 0;
         Ok(*root_block.cid())
     }
 

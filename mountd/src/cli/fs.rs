@@ -122,6 +122,9 @@ pub fn open_fs(store: &Store, name: &str, read_only: bool) -> Result<Fs> {
         commit_interval: None,
         statfs_path: Some(store.path().to_path_buf()),
         commit_on_pressure: false,
+        // Small files are stored every 64 MiB, so an import's memory stays
+        // bounded by that, not by the archive.
+        dirty_limit: 64 << 20,
         ..FsOptions::default()
     };
     if read_only && store.bucket().get_ref(&fs_ref(name)?)?.is_none() {
