@@ -211,7 +211,11 @@ impl Writer {
 
 /// Writes every slice, in order, at `offset` (pwritev, resuming after
 /// partial writes).
-fn write_all_vectored_at(file: &File, mut slices: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+fn write_all_vectored_at(
+    file: &File,
+    mut slices: &[&[u8]],
+    mut offset: u64,
+) -> std::io::Result<()> {
     const IOV_MAX: usize = 1024;
     let mut skip = 0; // bytes of slices[0] already written
     while !slices.is_empty() {
