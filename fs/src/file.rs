@@ -17,6 +17,10 @@ use hydra_dag::{Block, Bucket, WriteSession};
 
 use crate::error::FsResult;
 
+/// On flush, files larger than this are stored at once; smaller ones wait
+/// for the commit, which stores many of them in one batch.
+pub const FLUSH_SETTLE_MIN: u64 = 8 << 20;
+
 /// Files up to this size are edited in a memory buffer.
 const BUFFER_MAX: u64 = 4 << 20;
 

@@ -592,6 +592,34 @@ impl Fs {
         Ok(data.len())
     }
 
+    /// Called on every close of a file descriptor: stores the file's
+    /// buffered content (without committing), so a large write-back does
+    /// not wait for the next commit. Errors surface to the closer.
+    pub fn flush(&self, fh: Fh) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        let ino = lock(&handle).ino;
+        if self.inner.options.read_only {
+            return Ok(());
+        }
+        let mut s = self.state();
+        let (session, params) = s.write_context();
+        let mut blocks = Vec::new();
+        if let Content::File(data) = &mut s.get_mut(ino)?.content
+            && data.is_dirty()
+            && data.size() > crate::file::FLUSH_SETTLE_MIN
+        {
+            data.settle_into(
+                &WriteContext {
+                    session: &session,
+                    params,
+                },
+                &mut blocks,
+            )?;
+        }
+        session.put_blocks(&blocks)?;
+        Ok(())
+    }
+
     /// Closes a handle.
     pub fn release(&self, fh: Fh) -> FsResult<()> {
         let handle = lock(&self.inner.handles)

@@ -202,6 +202,38 @@ fn tar_round_trip_keeps_everything() {
         assert!(out.status.success());
         String::from_utf8(out.stdout).expect("utf-8")
     };
+    // The same tree imported as a directory of this machine round-trips too.
+    s.ok(&[
+        "import",
+        "dir",
+        work.join("src").to_str().expect("utf-8"),
+        "--fs",
+        "fromdir",
+    ]);
+    let dir_out = work.join("fromdir.tar");
+    s.ok(&[
+        "export",
+        "tar",
+        "--fs",
+        "fromdir",
+        "-o",
+        dir_out.to_str().expect("utf-8"),
+    ]);
+    extract(&dir_out, &work.join("d"));
+    let from_dir = listing(&work.join("d"));
+    // The source's own top directory times differ from tar's extraction of it.
+    let strip_top = |l: &str| {
+        l.lines()
+            .filter(|x| !x.starts_with(".|"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip_top(&from_dir),
+        strip_top(&listing(&work.join("src"))),
+        "import dir keeps everything"
+    );
+
     // Compressed forms (of the tree without the big file) give back the
     // same archive as the plain one.
     s.ok(&[
