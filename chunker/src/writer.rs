@@ -30,8 +30,10 @@ const QUEUE: usize = 2;
 
 /// A segment and the chunks cut from it.
 type Work = (Bytes, Vec<(usize, usize)>);
-/// The storing thread: its queue and its outcome.
-type Storer = (SyncSender<Vec<Block>>, JoinHandle<ChunkResult<()>>);
+/// The storing threads: their queue and their outcomes.
+type Storer = (SyncSender<Vec<Block>>, Vec<JoinHandle<ChunkResult<()>>>);
+/// Storing threads per writer.
+const STORERS: usize = 2;
 /// The worker: its queue and what it returns.
 type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
 
@@ -45,18 +47,32 @@ enum BatchStore {
 }
 
 impl BatchStore {
+    /// Two storing threads: while one waits for its batch's fsync, the
+    /// other writes the next batch (the volume lets batches overlap).
     fn threaded(session: WriteSession) -> ChunkResult<BatchStore> {
         let (tx, rx) = sync_channel::<Vec<Block>>(QUEUE);
-        let handle = std::thread::Builder::new()
-            .name("hydra-chunk-store".into())
-            .spawn(move || {
-                for batch in rx {
-                    session.put_blocks(&batch)?;
-                }
-                Ok(())
-            })
-            .map_err(|e| ChunkError::Worker(e.to_string()))?;
-        Ok(BatchStore::Threaded(Some((tx, handle))))
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let mut handles = Vec::with_capacity(STORERS);
+        for _ in 0..STORERS {
+            let (session, rx) = (session.clone(), rx.clone());
+            let handle = std::thread::Builder::new()
+                .name("hydra-chunk-store".into())
+                .spawn(move || {
+                    loop {
+                        let batch = {
+                            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                            rx.recv()
+                        };
+                        match batch {
+                            Ok(batch) => session.put_blocks(&batch)?,
+                            Err(_) => return Ok(()),
+                        }
+                    }
+                })
+                .map_err(|e| ChunkError::Worker(e.to_string()))?;
+            handles.push(handle);
+        }
+        Ok(BatchStore::Threaded(Some((tx, handles))))
     }
 
     fn put(&mut self, batch: Vec<Block>) -> ChunkResult<()> {
@@ -79,13 +95,21 @@ impl BatchStore {
         match self {
             BatchStore::Direct(_) | BatchStore::Threaded(None) => Ok(()),
             BatchStore::Threaded(worker) => {
-                let Some((tx, handle)) = worker.take() else {
+                let Some((tx, handles)) = worker.take() else {
                     return Ok(());
                 };
                 drop(tx);
-                handle
-                    .join()
-                    .map_err(|_| ChunkError::Worker("storing thread panicked".into()))?
+                let mut result = Ok(());
+                for handle in handles {
+                    let outcome = handle
+                        .join()
+                        .map_err(|_| ChunkError::Worker("storing thread panicked".into()))
+                        .and_then(|r| r);
+                    if result.is_ok() {
+                        result = outcome;
+                    }
+                }
+                result
             }
         }
     }

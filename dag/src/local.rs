@@ -13,10 +13,10 @@
 mod index;
 pub mod pack;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
@@ -50,9 +50,15 @@ pub struct LocalVolume {
 struct Writer {
     conn: Connection,
     pack: PackId,
-    file: File,
-    /// Committed length of the current pack; the next record goes here.
+    file: Arc<File>,
+    /// Committed length of the current pack.
     end: u64,
+    /// End of the space handed out in the current pack; the next batch
+    /// goes here. Past `end` while batches are being written.
+    next: u64,
+    /// Batches being written (outside the lock) per pack: compaction
+    /// leaves those packs alone.
+    in_flight: HashMap<PackId, u32>,
 }
 
 impl LocalVolume {
@@ -126,12 +132,14 @@ fn recover(mut conn: Connection, packs: &PackSet) -> DagResult<Writer> {
     }
     match committed.last() {
         Some(&(id, size)) if size < TARGET_SIZE => {
-            let file = packs.open_for_append(id, size)?;
+            let file = Arc::new(packs.open_for_append(id, size)?);
             Ok(Writer {
                 conn,
                 pack: id,
                 file,
                 end: size,
+                next: size,
+                in_flight: HashMap::new(),
             })
         }
         last => {
@@ -139,12 +147,14 @@ fn recover(mut conn: Connection, packs: &PackSet) -> DagResult<Writer> {
                 packs.cut_tail(id, size)?;
             }
             let id = PackId(last.map_or(1, |(id, _)| id.0 + 1));
-            let file = new_pack(&mut conn, packs, id)?;
+            let file = Arc::new(new_pack(&mut conn, packs, id)?);
             Ok(Writer {
                 conn,
                 pack: id,
                 file,
                 end: HEADER_LEN,
+                next: HEADER_LEN,
+                in_flight: HashMap::new(),
             })
         }
     }
@@ -161,7 +171,7 @@ fn new_pack(conn: &mut Connection, packs: &PackSet, id: PackId) -> DagResult<Fil
 impl Writer {
     /// Starts a new pack when the current one is full.
     fn rotate_if_full(&mut self, packs: &PackSet) -> DagResult<()> {
-        if self.end >= TARGET_SIZE {
+        if self.next >= TARGET_SIZE {
             self.rotate(packs)?;
         }
         Ok(())
@@ -170,22 +180,19 @@ impl Writer {
     /// Starts appending to a new pack.
     fn rotate(&mut self, packs: &PackSet) -> DagResult<()> {
         let id = PackId(self.pack.0 + 1);
-        self.file = new_pack(&mut self.conn, packs, id)?;
+        self.file = Arc::new(new_pack(&mut self.conn, packs, id)?);
         self.pack = id;
         self.end = HEADER_LEN;
+        self.next = HEADER_LEN;
         Ok(())
     }
 
-    /// Appends blocks to the current pack and fsyncs it; returns each
-    /// block's location. Nothing is committed to the index yet.
-    fn append(&mut self, packs: &PackSet, blocks: &[&Block]) -> DagResult<Vec<Location>> {
+    /// Hands out space for `blocks` in the current pack; returns where
+    /// each goes and the end of the region.
+    fn reserve(&mut self, blocks: &[&Block]) -> (Vec<Location>, u64) {
         let mut locations = Vec::with_capacity(blocks.len());
-        let mut headers = Vec::with_capacity(blocks.len() * 48);
-        let mut header_ends = Vec::with_capacity(blocks.len());
-        let mut at = self.end;
+        let mut at = self.next;
         for block in blocks {
-            write_record_header(block.cid(), block.len(), &mut headers);
-            header_ends.push(headers.len());
             let data_offset = at + record_header_len(block.cid());
             at = data_offset + block.len() as u64;
             locations.push(Location::Packed {
@@ -194,19 +201,39 @@ impl Writer {
                 len: block.len() as u64,
             });
         }
-        // Headers and data go out with vectored writes: no copy of the data.
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(blocks.len() * 2);
-        let mut start = 0;
-        for (block, &end) in blocks.iter().zip(&header_ends) {
-            slices.push(&headers[start..end]);
-            slices.push(block.data());
-            start = end;
-        }
-        write_all_vectored_at(&self.file, &slices, self.end)
+        self.next = at;
+        (locations, at)
+    }
+
+    /// Appends blocks to the current pack and fsyncs it, under the lock
+    /// (compaction); returns each block's location. Nothing is indexed yet.
+    fn append(&mut self, packs: &PackSet, blocks: &[&Block]) -> DagResult<Vec<Location>> {
+        let start = self.next;
+        let (locations, _) = self.reserve(blocks);
+        write_records(&self.file, blocks, start)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| DagError::io(packs.path(self.pack), e))?;
         Ok(locations)
     }
+}
+
+/// Writes the records of `blocks` (headers and data, vectored: no copy of
+/// the data) at `start`.
+fn write_records(file: &File, blocks: &[&Block], start: u64) -> std::io::Result<()> {
+    let mut headers = Vec::with_capacity(blocks.len() * 48);
+    let mut header_ends = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        write_record_header(block.cid(), block.len(), &mut headers);
+        header_ends.push(headers.len());
+    }
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(blocks.len() * 2);
+    let mut from = 0;
+    for (block, &end) in blocks.iter().zip(&header_ends) {
+        slices.push(&headers[from..end]);
+        slices.push(block.data());
+        from = end;
+    }
+    write_all_vectored_at(file, &slices, start)
 }
 
 /// Writes every slice, in order, at `offset` (pwritev, resuming after
@@ -299,10 +326,7 @@ impl LocalVolume {
             w.rotate_if_full(&self.packs)?;
             let refs: Vec<&Block> = batch.iter().collect();
             let locations = w.append(&self.packs, &refs)?;
-            let end = match locations.last() {
-                Some(Location::Packed { offset, len, .. }) => offset + len,
-                _ => w.end,
-            };
+            let end = w.next;
             let tx = w.conn.transaction()?;
             for (block, loc) in batch.iter().zip(&locations) {
                 if let Location::Packed { pack, offset, .. } = loc {
@@ -357,12 +381,17 @@ impl Volume for LocalVolume {
     }
 
     fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
+        // Three steps, so that batches from several threads overlap: under
+        // the lock, sort out what is new and hand out pack space; without
+        // it, write and fsync the records; under the lock again, index them
+        // and move the pack's committed length. Space whose batch fails is
+        // never indexed: garbage inside a pack, or a tail cut on reopen.
         let stored_ms = now_ns() / 1_000_000;
-        self.with_writer(|w| {
+        let mut packed = Vec::new();
+        let mut inline = Vec::new();
+        let mut present = Vec::new();
+        let reserved = self.with_writer(|w| {
             let mut seen = HashSet::with_capacity(blocks.len());
-            let mut packed = Vec::new();
-            let mut inline = Vec::new();
-            let mut present = Vec::new();
             for block in blocks {
                 if !seen.insert(*block.cid()) {
                     continue;
@@ -375,33 +404,42 @@ impl Volume for LocalVolume {
                     packed.push(block);
                 }
             }
-            if packed.is_empty() && inline.is_empty() {
-                if !present.is_empty() {
-                    let tx = w
-                        .conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    for cid in present {
-                        index::touch(&tx, cid, stored_ms)?;
-                    }
-                    tx.commit()?;
-                }
-                return Ok(());
+            if packed.is_empty() {
+                return Ok(None);
             }
             w.rotate_if_full(&self.packs)?;
-            let locations = if packed.is_empty() {
-                Vec::new()
-            } else {
-                w.append(&self.packs, &packed)?
-            };
-            let end = match locations.last() {
-                Some(Location::Packed { offset, len, .. }) => offset + len,
-                _ => w.end,
-            };
+            let start = w.next;
+            let (locations, end) = w.reserve(&packed);
+            *w.in_flight.entry(w.pack).or_default() += 1;
+            Ok(Some((w.pack, w.file.clone(), start, end, locations)))
+        })?;
+        let written = match &reserved {
+            None => Ok(()),
+            Some((pack, file, start, _, _)) => write_records(file, &packed, *start)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| DagError::io(self.packs.path(*pack), e)),
+        };
+        self.with_writer(|w| {
+            if let Some((pack, ..)) = &reserved
+                && let Some(n) = w.in_flight.get_mut(pack)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    w.in_flight.remove(pack);
+                }
+            }
+            written?;
+            if packed.is_empty() && inline.is_empty() && present.is_empty() {
+                return Ok(());
+            }
             let tx = w
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (block, loc) in packed.iter().zip(&locations) {
-                index::insert(&tx, block.cid(), *loc, block.len() as u64, stored_ms)?;
+            if let Some((pack, _, _, end, locations)) = &reserved {
+                for (block, loc) in packed.iter().zip(locations) {
+                    index::insert(&tx, block.cid(), *loc, block.len() as u64, stored_ms)?;
+                }
+                index::grow_pack(&tx, *pack, *end)?;
             }
             for block in &inline {
                 index::insert(
@@ -414,14 +452,15 @@ impl Volume for LocalVolume {
                 index::insert_inline(&tx, block.cid(), block.data())?;
             }
             // A block stored again counts as young again for GC's grace period.
-            for cid in present {
+            for cid in &present {
                 index::touch(&tx, cid, stored_ms)?;
             }
-            if end != w.end {
-                index::set_pack_size(&tx, w.pack, end)?;
-            }
             tx.commit()?;
-            w.end = end;
+            if let Some((pack, _, _, end, _)) = &reserved
+                && *pack == w.pack
+            {
+                w.end = w.end.max(*end);
+            }
             Ok(())
         })
     }
@@ -527,7 +566,7 @@ impl Volume for LocalVolume {
         self.with_writer(|w| {
             let mut stats = CompactStats::default();
             for (pack, size) in index::packs(&w.conn)? {
-                if pack == w.pack && size == HEADER_LEN {
+                if (pack == w.pack && size == HEADER_LEN) || w.in_flight.contains_key(&pack) {
                     continue;
                 }
                 let live: u64 = index::blocks_in_pack(&w.conn, pack)?

@@ -195,6 +195,14 @@ pub fn set_pack_size(tx: &Transaction<'_>, pack: PackId, size: u64) -> DagResult
     Ok(())
 }
 
+/// Moves a pack's committed size up to `size` (never down: batches
+/// written side by side may commit out of order).
+pub fn grow_pack(tx: &Transaction<'_>, pack: PackId, size: u64) -> DagResult<()> {
+    tx.prepare_cached("UPDATE packs SET size = MAX(size, ?2) WHERE id = ?1")?
+        .execute(params![pack.0, size])?;
+    Ok(())
+}
+
 /// Every pack and its committed size, by id.
 pub fn packs(conn: &Connection) -> DagResult<Vec<(PackId, u64)>> {
     let mut stmt = conn.prepare_cached("SELECT id, size FROM packs ORDER BY id")?;
