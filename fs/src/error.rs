@@ -75,6 +75,12 @@ pub enum FsError {
         /// The filesystem.
         name: String,
     },
+    /// A file's content was lost by a storage failure.
+    #[error("file content lost: {0}")]
+    Lost(String),
+    /// The inode's extended attributes would not fit its record.
+    #[error("no space left for extended attributes")]
+    NoSpace,
     /// A malformed or truncated archive.
     #[error("archive: {0}")]
     Archive(String),
@@ -106,7 +112,10 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::Unsupported(_) => libc::EOPNOTSUPP,
             FsError::Conflict { .. } => libc::EBUSY,
-            FsError::Corrupt { .. } | FsError::Dag(_) | FsError::Chunk(_) => libc::EIO,
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::Corrupt { .. } | FsError::Lost(_) | FsError::Dag(_) | FsError::Chunk(_) => {
+                libc::EIO
+            }
         })
     }
 }

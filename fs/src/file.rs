@@ -15,7 +15,7 @@ use hydra_chunker::{
 };
 use hydra_dag::{Block, Bucket, WriteSession};
 
-use crate::error::FsResult;
+use crate::error::{FsError, FsResult};
 
 /// On flush, files larger than this are stored at once; smaller ones wait
 /// for the commit, which stores many of them in one batch.
@@ -38,6 +38,9 @@ pub enum FileData {
         /// Bytes written so far.
         len: u64,
     },
+    /// Content that a failed stream lost: every read and commit reports it
+    /// until the file is truncated or removed.
+    Lost(String),
     /// Random writes over a large blob.
     Overlay {
         /// The content under the writes.
@@ -66,6 +69,7 @@ impl FileData {
             FileData::Buffer(data) => data.len() as u64,
             FileData::Stream { len, .. } => *len,
             FileData::Overlay { size, .. } => *size,
+            FileData::Lost(_) => 0,
         }
     }
 
@@ -85,49 +89,68 @@ impl FileData {
     /// Turns pending changes into a stored blob; returns it.
     pub fn settle(&mut self, cx: &WriteContext<'_>) -> FsResult<Blob> {
         let mut blocks = Vec::new();
-        let blob = self.settle_into(cx, &mut blocks)?;
+        let blob = self.plan(cx, &mut blocks)?;
         cx.session.put_blocks(&blocks)?;
+        self.apply(blob.clone());
         Ok(blob)
     }
 
-    /// Like [`FileData::settle`], but a buffered file's blocks are appended
-    /// to `blocks` for the caller to store in one batch with others.
-    pub fn settle_into(
-        &mut self,
-        cx: &WriteContext<'_>,
-        blocks: &mut Vec<Block>,
-    ) -> FsResult<Blob> {
-        let state = std::mem::replace(self, FileData::Clean(Blob::empty()));
-        let blob = match state {
-            FileData::Clean(blob) => blob,
+    /// The blob the content is to be stored as. A buffered file's blocks
+    /// are appended to `blocks` for the caller to store (many files in one
+    /// batch); the file itself stays as it is until [`FileData::apply`], so
+    /// a commit that fails loses nothing. (Streams and overlays store their
+    /// blocks as they go; a finished stream is clean at once.)
+    pub fn plan(&mut self, cx: &WriteContext<'_>, blocks: &mut Vec<Block>) -> FsResult<Blob> {
+        match self {
+            FileData::Clean(blob) => Ok(blob.clone()),
             FileData::Buffer(data) => {
-                let (blob, mut new) = chunk_blocks(cx.params, Bytes::from(data))?;
+                let (blob, mut new) = chunk_blocks(cx.params, Bytes::copy_from_slice(data))?;
                 blocks.append(&mut new);
-                blob
+                Ok(blob)
             }
-            FileData::Stream { writer, .. } => writer.finish()?.0,
+            FileData::Stream { .. } => {
+                let state = std::mem::replace(self, FileData::Lost("stream interrupted".into()));
+                let FileData::Stream { writer, .. } = state else {
+                    return Err(FsError::Lost("stream interrupted".into()));
+                };
+                match writer.finish() {
+                    Ok((blob, _)) => {
+                        *self = FileData::Clean(blob.clone());
+                        Ok(blob)
+                    }
+                    Err(e) => {
+                        *self = FileData::Lost(e.to_string());
+                        Err(e.into())
+                    }
+                }
+            }
             FileData::Overlay {
                 base,
                 size,
                 extents,
-                ..
             } => {
                 let editor = BlobEditor::new(cx.session.clone(), cx.params);
-                let mut blob = base;
-                if blob.size() > size {
-                    blob = editor.truncate(&blob, size)?;
+                let mut blob = base.clone();
+                if blob.size() > *size {
+                    blob = editor.truncate(&blob, *size)?;
                 }
-                for (offset, data) in extents {
-                    blob = editor.write_at(&blob, offset, &data)?;
+                for (offset, data) in extents.iter() {
+                    blob = editor.write_at(&blob, *offset, data)?;
                 }
-                if blob.size() < size {
-                    blob = editor.truncate(&blob, size)?;
+                if blob.size() < *size {
+                    blob = editor.truncate(&blob, *size)?;
                 }
-                blob
+                Ok(blob)
             }
-        };
-        *self = FileData::Clean(blob.clone());
-        Ok(blob)
+            FileData::Lost(why) => Err(FsError::Lost(why.clone())),
+        }
+    }
+
+    /// Marks the content as stored as `blob` (after its blocks are).
+    pub fn apply(&mut self, blob: Blob) {
+        if !matches!(self, FileData::Lost(_)) {
+            *self = FileData::Clean(blob);
+        }
     }
 
     /// Reads up to `len` bytes at `offset` of content that is not clean.
@@ -151,7 +174,8 @@ impl FileData {
             FileData::Clean(blob) => Ok(BlobReader::new(bucket.clone(), blob.clone())
                 .read_at(offset, (end - offset) as usize)?),
             FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
-            FileData::Stream { .. } => unreachable!("settled above"),
+            FileData::Stream { .. } => Err(FsError::Lost("stream interrupted".into())),
+            FileData::Lost(why) => Err(FsError::Lost(why.clone())),
             FileData::Overlay { base, extents, .. } => {
                 let mut out = vec![0u8; (end - offset) as usize];
                 if offset < base.size() {
@@ -183,8 +207,13 @@ impl FileData {
         offset: u64,
         data: &[u8],
     ) -> FsResult<()> {
+        if data.is_empty() {
+            // POSIX: a zero-length write changes nothing, even past the end.
+            return Ok(());
+        }
         loop {
             match self {
+                FileData::Lost(why) => return Err(FsError::Lost(why.clone())),
                 FileData::Clean(blob) => {
                     let blob = blob.clone();
                     *self = if blob.size() == 0 {
@@ -258,7 +287,14 @@ impl FileData {
                 buf.resize(len as usize, 0);
                 Ok(())
             }
-            FileData::Overlay { size, extents, .. } => {
+            // Above the base, the overlay just moves its end; below it, the
+            // base itself must be cut (else growing again would resurface it).
+            FileData::Overlay {
+                base,
+                size,
+                extents,
+                ..
+            } if len >= base.size() => {
                 // Drop or cut extents past the new end.
                 let beyond: Vec<u64> = extents.range(len..).map(|(k, _)| *k).collect();
                 for k in beyond {

@@ -59,7 +59,7 @@ struct Handle {
     ino: Ino,
     flags: OpenFlags,
     /// A reader of the blob last read through this handle.
-    reader: Option<(Option<Cid>, u64, BlobReader)>,
+    reader: Option<(hydra_chunker::Blob, BlobReader)>,
 }
 
 /// A mounted-or-not filesystem: every POSIX operation over the block DAG.
@@ -90,6 +90,15 @@ impl Drop for Inner {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops setuid, and setgid where it means "execute as group" (a write,
+/// truncate or chown by someone other than root).
+fn clear_suid(meta: &mut Meta) {
+    meta.perm &= !libc::S_ISUID;
+    if meta.perm & 0o010 != 0 {
+        meta.perm &= !libc::S_ISGID;
+    }
 }
 
 /// Checks a single path component.
@@ -228,10 +237,27 @@ impl Fs {
             let inode = s.get(ino)?;
             match inode.kind {
                 Kind::File => {}
+                // truncate(2) says EISDIR; ftruncate(2) on a directory, EINVAL.
+                Kind::Dir if fh.is_some() => {
+                    return Err(FsError::Invalid("ftruncate of a directory"));
+                }
                 Kind::Dir => return Err(FsError::IsDir),
                 _ => return Err(FsError::Invalid("truncate of a non-file")),
             }
-            if fh.is_none() {
+            // Through a handle (ftruncate) it must be this file's, open for
+            // writing; otherwise the caller needs write permission.
+            let via_handle = match fh {
+                Some(fh) => {
+                    let handle = self.handle(fh)?;
+                    let h = lock(&handle);
+                    if h.ino != ino || !h.flags.write {
+                        return Err(FsError::Invalid("handle not open for writing this file"));
+                    }
+                    true
+                }
+                None => false,
+            };
+            if !via_handle {
                 c.check(&inode.meta, inode.kind, W)?;
             }
             let (session, params) = s.write_context();
@@ -247,6 +273,9 @@ impl Fs {
             }
             inode.meta.mtime = now;
             inode.meta.ctime = now;
+            if !c.is_root() {
+                clear_suid(&mut inode.meta);
+            }
         }
         let inode = s.get_mut(ino)?;
         if let Some(mode) = set.mode {
@@ -270,11 +299,10 @@ impl Fs {
                     return Err(FsError::NotPermitted);
                 }
             }
-            if inode.kind != Kind::Dir && (uid != inode.meta.uid || gid != inode.meta.gid) {
-                inode.meta.perm &= !libc::S_ISUID;
-                if inode.meta.perm & 0o010 != 0 {
-                    inode.meta.perm &= !libc::S_ISGID;
-                }
+            // Like Linux: any chown of a non-directory drops setuid (and
+            // setgid where it means "execute as group").
+            if inode.kind != Kind::Dir {
+                clear_suid(&mut inode.meta);
             }
             inode.meta.uid = uid;
             inode.meta.gid = gid;
@@ -462,6 +490,9 @@ impl Fs {
                 )?;
                 inode.meta.mtime = now;
                 inode.meta.ctime = now;
+                if !c.is_root() {
+                    clear_suid(&mut inode.meta);
+                }
                 s.mark_dirty(ino);
             }
         }
@@ -502,19 +533,12 @@ impl Fs {
         }
         if let Some(blob) = clean_blob(inode) {
             drop(s);
-            let key = (blob.root().copied(), blob.size());
-            let reusable = h
-                .reader
-                .as_ref()
-                .is_some_and(|(root, size, _)| (*root, *size) == key);
+            let reusable = h.reader.as_ref().is_some_and(|(cached, _)| *cached == blob);
             if !reusable {
-                h.reader = Some((
-                    key.0,
-                    key.1,
-                    BlobReader::new(self.inner.bucket.clone(), blob),
-                ));
+                let reader = BlobReader::new(self.inner.bucket.clone(), blob.clone());
+                h.reader = Some((blob, reader));
             }
-            let Some((_, _, reader)) = h.reader.as_mut() else {
+            let Some((_, reader)) = h.reader.as_mut() else {
                 return Err(FsError::BadHandle);
             };
             if offset >= reader.size() {
@@ -572,11 +596,8 @@ impl Fs {
             )?;
             inode.meta.mtime = now;
             inode.meta.ctime = now;
-            if !c.is_root() && inode.meta.perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                inode.meta.perm &= !libc::S_ISUID;
-                if inode.meta.perm & 0o010 != 0 {
-                    inode.meta.perm &= !libc::S_ISGID;
-                }
+            if !c.is_root() {
+                clear_suid(&mut inode.meta);
             }
             s.mark_dirty(ino);
             s.written_since_settle += data.len() as u64;
@@ -603,20 +624,15 @@ impl Fs {
         }
         let mut s = self.state();
         let (session, params) = s.write_context();
-        let mut blocks = Vec::new();
         if let Content::File(data) = &mut s.get_mut(ino)?.content
             && data.is_dirty()
             && data.size() > crate::file::FLUSH_SETTLE_MIN
         {
-            data.settle_into(
-                &WriteContext {
-                    session: &session,
-                    params,
-                },
-                &mut blocks,
-            )?;
+            data.settle(&WriteContext {
+                session: &session,
+                params,
+            })?;
         }
-        session.put_blocks(&blocks)?;
         Ok(())
     }
 

@@ -30,7 +30,8 @@ fn writable_dir(s: &mut State, parent: Ino, c: &Caller) -> FsResult<()> {
         return Err(FsError::NotDir);
     }
     c.check(&dir.meta, dir.kind, W | X)?;
-    if dir.nlink == 0 && parent != Ino::ROOT && s.get(dir.parent).is_err() {
+    if dir.nlink == 0 {
+        // Removed while still open: nothing may be created in it.
         return Err(FsError::NotFound);
     }
     s.load_dir(parent)
@@ -124,7 +125,9 @@ impl Fs {
             name,
             NewNode {
                 kind: Kind::Dir,
-                mode,
+                // setuid/setgid are not taken from mkdir's mode (setgid
+                // comes from the parent, below).
+                mode: mode & 0o1777,
                 rdev: 0,
                 content,
             },
@@ -228,6 +231,10 @@ impl Fs {
     pub fn link(&self, ino: Ino, parent: Ino, name: &[u8], c: &Caller) -> FsResult<Attr> {
         self.writable()?;
         let mut s = self.state();
+        s.get(ino)?;
+        // The destination first, as Linux reports it.
+        writable_dir(&mut s, parent, c)?;
+        free_name(&mut s, parent, name)?;
         let inode = s.get(ino)?;
         if inode.kind == Kind::Dir {
             return Err(FsError::NotPermitted);
@@ -238,8 +245,6 @@ impl Fs {
         if inode.nlink == 0 {
             return Err(FsError::NotFound);
         }
-        writable_dir(&mut s, parent, c)?;
-        free_name(&mut s, parent, name)?;
         s.make_group(ino)?;
         s.entries_mut(parent)?.insert(name.to_vec(), ino);
         let now = now_ns();
@@ -304,17 +309,47 @@ impl Fs {
         c: &Caller,
     ) -> FsResult<()> {
         self.writable()?;
+        // Checks in the order Linux reports them: the directories, the
+        // source, the new name, the target's presence, then the moves
+        // that cannot be.
+        let mut s = self.state();
+        writable_dir(&mut s, parent, c)?;
+        writable_dir(&mut s, new_parent, c)?;
         for n in [name, new_name] {
             if n == b"." || n == b".." {
                 return Err(FsError::Invalid("rename of '.' or '..'"));
             }
-            check_name(n)?;
         }
-        let mut s = self.state();
-        writable_dir(&mut s, parent, c)?;
-        writable_dir(&mut s, new_parent, c)?;
+        check_name(name)?;
         let src = s.child(parent, name)?.ok_or(FsError::NotFound)?;
+        check_name(new_name)?;
         let dst = s.child(new_parent, new_name)?;
+        match (mode, dst) {
+            (RenameMode::NoReplace, Some(d))
+                if d != src || parent != new_parent || name != new_name =>
+            {
+                return Err(FsError::Exists);
+            }
+            (RenameMode::Exchange, None) => return Err(FsError::NotFound),
+            _ => {}
+        }
+        // A target that is an ancestor of the source is not empty.
+        if let Some(d) = dst
+            && mode != RenameMode::Exchange
+            && s.get(d)?.kind == Kind::Dir
+        {
+            let mut at = parent;
+            loop {
+                if at == d {
+                    return Err(FsError::NotEmpty);
+                }
+                let up = s.get(at)?.parent;
+                if up == at {
+                    break;
+                }
+                at = up;
+            }
+        }
         c.check_sticky(&s.get(parent)?.meta, &s.get(src)?.meta)?;
         if let Some(dst) = dst {
             c.check_sticky(&s.get(new_parent)?.meta, &s.get(dst)?.meta)?;
@@ -369,7 +404,7 @@ impl Fs {
                 s.entries_mut(parent)?.insert(name.to_vec(), dst);
                 s.entries_mut(new_parent)?.insert(new_name.to_vec(), src);
                 let dst_kind = s.get(dst)?.kind;
-                if parent != new_parent && src_kind != dst_kind {
+                if parent != new_parent && (src_kind == Kind::Dir) != (dst_kind == Kind::Dir) {
                     let (to_new, to_old) = if src_kind == Kind::Dir {
                         (1i64, -1i64)
                     } else {

@@ -16,6 +16,17 @@ use crate::error::{FsError, FsResult};
 use crate::file::{FileData, WriteContext};
 use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_entries, write_entries};
 
+/// A change to make in memory once a commit's blocks are stored.
+#[derive(Debug)]
+enum Update {
+    /// The file's content is now this stored blob.
+    File(Ino, Blob),
+    /// The directory's entry list is now this stored node.
+    Dir(Ino, Option<Cid>),
+    /// The inode's record is stored.
+    Clean(Ino),
+}
+
 /// First cookie of a directory's entries (1 and 2 are `.` and `..`).
 pub const FIRST_COOKIE: u64 = 3;
 
@@ -124,6 +135,8 @@ pub struct State {
     pub bucket: Bucket,
     /// Chunk bounds for file content.
     pub params: hydra_chunker::ChunkParams,
+    /// The root the last successful write of all changes produced.
+    pub written_root: Option<Cid>,
     /// Bytes written since file content was last settled (an upper bound
     /// of what the overlay holds: cheap to keep, unlike a walk of it).
     pub written_since_settle: u64,
@@ -166,6 +179,7 @@ impl State {
             session: bucket.session(),
             bucket,
             params,
+            written_root: None,
             written_since_settle: 0,
         };
         let mut root = inode_from_record(
@@ -199,6 +213,7 @@ impl State {
             .collect();
         state.next_group = fs_root.next_group;
         state.base = Some(root);
+        state.written_root = Some(root);
         Ok(state)
     }
 
@@ -226,6 +241,11 @@ impl State {
             return;
         };
         inode.dirty = true;
+        if inode.nlink == 0 {
+            // Unlinked (an open file, a removed directory): no directory
+            // holds it any more.
+            return;
+        }
         if inode.group.is_some() {
             self.links_dirty = true;
             return;
@@ -333,7 +353,7 @@ impl State {
     /// Link count as stat reports it.
     pub fn nlink(&mut self, ino: Ino) -> FsResult<u32> {
         let inode = self.get(ino)?;
-        if inode.kind != Kind::Dir {
+        if inode.kind != Kind::Dir || inode.nlink == 0 {
             return Ok(inode.nlink);
         }
         self.load_dir(ino)?;
@@ -400,15 +420,13 @@ impl State {
         }
     }
 
-    /// Whether anything changed since the last commit.
+    /// Whether anything changed since the last commit (or a commit wrote a
+    /// root that the ref does not name yet).
     pub fn is_dirty(&self) -> bool {
         self.base.is_none()
             || self.links_dirty
+            || self.written_root != self.base
             || self.inodes.get(&Ino::ROOT).is_some_and(|r| r.dirty)
-            || self
-                .inodes
-                .values()
-                .any(|i| matches!(&i.content, Content::File(f) if f.is_dirty()))
     }
 
     /// Stores the changed content of every file (without committing), so
@@ -420,23 +438,39 @@ impl State {
             params: self.params,
         };
         let mut blocks = Vec::new();
-        for inode in self.inodes.values_mut() {
+        let mut settled = Vec::new();
+        for (ino, inode) in self.inodes.iter_mut() {
             // Streams store as they go and stay open for more appends.
             if let Content::File(data) = &mut inode.content
                 && data.is_dirty()
                 && !matches!(data, FileData::Stream { .. })
             {
-                data.settle_into(&cx, &mut blocks)?;
+                settled.push((*ino, data.plan(&cx, &mut blocks)?));
             }
         }
         session.put_blocks(&blocks)?;
+        for (ino, blob) in settled {
+            if let Some(Inode {
+                content: Content::File(data),
+                ..
+            }) = self.inodes.get_mut(&ino)
+            {
+                data.apply(blob);
+            }
+        }
         self.written_since_settle = 0;
         Ok(())
     }
 
-    /// The record of `ino` for storing, settling file data and encoding
-    /// dirty directories (their blocks are appended to `blocks`).
-    fn record(&mut self, ino: Ino, blocks: &mut Vec<Block>) -> FsResult<Record> {
+    /// The record of `ino` for storing. New blocks (buffered file content,
+    /// directory nodes) are appended to `blocks`, and what to change in
+    /// memory once they are stored to `updates`: nothing changes before.
+    fn record(
+        &mut self,
+        ino: Ino,
+        blocks: &mut Vec<Block>,
+        updates: &mut Vec<Update>,
+    ) -> FsResult<Record> {
         let session = self.session.clone();
         let params = self.params;
         let cx = WriteContext {
@@ -456,6 +490,7 @@ impl State {
                     })
                 )
         };
+        let mut new_list = None;
         if dirty_dir {
             let children: Vec<(Vec<u8>, Ino)> = self
                 .entries(ino)?
@@ -467,24 +502,31 @@ impl State {
             for (name, child) in children {
                 let entry = match self.get(child)?.group {
                     Some(group) => Entry::Link(group),
-                    None => Entry::Inode(self.record(child, blocks)?),
+                    None => Entry::Inode(self.record(child, blocks, updates)?),
                 };
                 listed.push((name, entry.to_ipld()));
             }
             let (root, mut new_blocks) = write_entries(&listed)?;
             blocks.append(&mut new_blocks);
-            if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
-                dir.stored = root;
-            }
+            new_list = Some(root);
         }
         let inode = self.get_mut(ino)?;
-        inode.dirty = false;
         let content = match &mut inode.content {
-            Content::File(data) => Stored::File(data.settle_into(&cx, blocks)?),
-            Content::Dir(dir) => Stored::Dir(dir.stored),
+            Content::File(data) => {
+                let blob = data.plan(&cx, blocks)?;
+                updates.push(Update::File(ino, blob.clone()));
+                Stored::File(blob)
+            }
+            Content::Dir(dir) => Stored::Dir(new_list.unwrap_or(dir.stored)),
             Content::Symlink(target) => Stored::Symlink(target.clone()),
             Content::Special => Stored::Special,
         };
+        if let Some(list) = new_list {
+            updates.push(Update::Dir(ino, list));
+        }
+        if inode.dirty {
+            updates.push(Update::Clean(ino));
+        }
         Ok(Record {
             kind: inode.kind,
             meta: inode.meta.clone(),
@@ -492,10 +534,13 @@ impl State {
         })
     }
 
-    /// Writes every change; returns the new root and its blocks (stored).
+    /// Stores every change and returns the new root. On failure nothing in
+    /// memory has changed (but for finished streams, which are stored), so
+    /// the next commit tries again with everything.
     pub fn write_root(&mut self) -> FsResult<Cid> {
         let mut blocks = Vec::new();
-        let root = self.record(Ino::ROOT, &mut blocks)?;
+        let mut updates = Vec::new();
+        let root = self.record(Ino::ROOT, &mut blocks, &mut updates)?;
         // The link table: materialized groups (re-encoded) and the rest.
         let mut links: Vec<(u64, u32, Record)> = Vec::new();
         let groups: Vec<(u64, Ino)> = self.groups.iter().map(|(g, i)| (*g, *i)).collect();
@@ -504,7 +549,7 @@ impl State {
             if nlink == 0 {
                 continue;
             }
-            let record = self.record(ino, &mut blocks)?;
+            let record = self.record(ino, &mut blocks, &mut updates)?;
             links.push((group, nlink, record));
         }
         for (group, (nlink, record)) in &self.group_records {
@@ -519,8 +564,36 @@ impl State {
         let (root_block, mut more) = fs_root.write()?;
         blocks.append(&mut more);
         self.session.put_blocks(&blocks)?;
+        for update in updates {
+            match update {
+                Update::File(ino, blob) => {
+                    if let Some(Inode {
+                        content: Content::File(data),
+                        ..
+                    }) = self.inodes.get_mut(&ino)
+                    {
+                        data.apply(blob);
+                    }
+                }
+                Update::Dir(ino, list) => {
+                    if let Some(Inode {
+                        content: Content::Dir(dir),
+                        ..
+                    }) = self.inodes.get_mut(&ino)
+                    {
+                        dir.stored = list;
+                    }
+                }
+                Update::Clean(ino) => {
+                    if let Some(inode) = self.inodes.get_mut(&ino) {
+                        inode.dirty = false;
+                    }
+                }
+            }
+        }
         self.links_dirty = false;
         self.written_since_settle = 0;
+        self.written_root = Some(*root_block.cid());
         Ok(*root_block.cid())
     }
 

@@ -14,6 +14,9 @@ pub const XATTR_CREATE: i32 = 1;
 pub const XATTR_REPLACE: i32 = 2;
 /// Largest attribute value.
 const VALUE_MAX: usize = 64 * 1024;
+/// Most bytes of names and values one inode may carry: its record must fit
+/// a directory node, which must fit a block.
+const TOTAL_MAX: usize = 256 * 1024;
 
 /// Checks the caller may touch attribute `name` of an inode for `want`.
 fn check_xattr(
@@ -95,6 +98,16 @@ impl Fs {
         }
         if flags & XATTR_REPLACE != 0 && !exists {
             return Err(FsError::NoAttribute);
+        }
+        let total: usize = inode
+            .meta
+            .xattrs
+            .iter()
+            .filter(|(k, _)| k.as_slice() != name)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if total + name.len() + value.len() > TOTAL_MAX {
+            return Err(FsError::NoSpace);
         }
         inode.meta.xattrs.insert(name.to_vec(), value.to_vec());
         inode.meta.ctime = now_ns();

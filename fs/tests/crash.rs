@@ -508,11 +508,6 @@ fn check_failed_commit_content(fs: &Fs) {
 }
 
 #[test]
-#[ignore = "bug: State::record (fs/src/state.rs) clears the dirty flags (and points \
-            directories at their new, not yet stored, nodes) before Fs::commit \
-            stores the blocks and moves the ref; when storing fails, the next \
-            commit finds nothing dirty and returns Ok(None), and fsync reports \
-            success for changes that were never stored"]
 fn a_failed_commit_is_retried() {
     let (bucket, fs) = failed_commit();
     check_failed_commit_content(&fs);
@@ -523,10 +518,6 @@ fn a_failed_commit_is_retried() {
 }
 
 #[test]
-#[ignore = "bug: after a failed commit (see a_failed_commit_is_retried), directories \
-            that were encoded keep `stored` CIDs of nodes that were never written; \
-            the next successful commit links them from its root, and the committed \
-            filesystem then fails to load them (EIO: block not found)"]
 fn a_failed_commit_leaves_no_dangling_directory() {
     let (bucket, fs) = failed_commit();
     put(&fs, Ino::ROOT, "later", b"another change").expect("put");
@@ -536,11 +527,6 @@ fn a_failed_commit_leaves_no_dangling_directory() {
 }
 
 #[test]
-#[ignore = "bug: a commit settles each dirty file (State::record -> \
-            FileData::settle_into, fs/src/file.rs) into a Clean blob whose blocks \
-            are only queued in the commit's batch; when storing the batch fails, \
-            the file keeps pointing at blocks that were never stored, so its \
-            content is gone (reads fail with EIO) even before any retry"]
 fn a_failed_commit_keeps_file_content() {
     let (bucket, flaky) = flaky_bucket();
     let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
@@ -577,10 +563,6 @@ fn a_failed_commit_keeps_file_content() {
 }
 
 #[test]
-#[ignore = "bug: after a commit lost a race (FsError::Conflict), Fs::commit \
-            (fs/src/fs.rs) returns Ok(None) on the next call and fsync returns Ok, \
-            although the changes were never stored: the failed attempt cleared \
-            the dirty flags"]
 fn fsync_after_a_conflict_does_not_report_success() {
     let bucket = Bucket::in_memory();
     let a = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
@@ -628,10 +610,6 @@ fn many_xattrs(fs: &Fs) -> usize {
 }
 
 #[test]
-#[ignore = "bug: Fs::setxattr (fs/src/xattr.rs) limits each value to 64 KiB but not \
-            the total per inode, while the inode's record must fit in one 1 MiB \
-            block (node.rs write_entries, MAX_BLOCK_SIZE): once the attributes \
-            pass that, every commit fails with EIO until they are removed"]
 fn xattrs_beyond_a_block_are_refused_or_committed() {
     let bucket = Bucket::in_memory();
     let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
@@ -647,11 +625,6 @@ fn xattrs_beyond_a_block_are_refused_or_committed() {
 }
 
 #[test]
-#[ignore = "bug: a commit that fails while encoding one directory (here: b, whose \
-            entry is too large for a block) leaves the sibling directory a, \
-            encoded just before, pointing at a node that was never stored \
-            (State::record, fs/src/state.rs); the next successful commit links it, \
-            and a/f is then unreadable (EIO) in the committed filesystem"]
 fn a_commit_failing_midway_leaves_no_dangling_directory() {
     let bucket = Bucket::in_memory();
     let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");

@@ -349,6 +349,7 @@ fn permissions_for_ordinary_users() {
         sg,
         &SetAttr {
             gid: Some(50),
+            mode: Some(0o2777),
             ..SetAttr::default()
         },
         None,

@@ -10,9 +10,10 @@
 //! a temporary directory whose filesystem has `user.*` xattrs and
 //! `renameat2` flags (ext4, xfs, btrfs, tmpfs >= 6.6).
 //!
-//! Known bugs are steered around (see `steer`) and pinned by the ignored
-//! tests at the end; `HYDRA_MODEL_SHOW_KNOWN_BUGS=1` runs straight into
-//! them. `PROPTEST_CASES` sets the number of sequences (default 256).
+//! The bugs this model found are fixed and pinned by the regression tests
+//! at the end; `HYDRA_MODEL_STEER=1` steers around them (see `steer`) when
+//! a new one is being chased. `PROPTEST_CASES` sets the number of
+//! sequences (default 256).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -443,11 +444,12 @@ fn hydra_tree(fs: &Fs) -> Tree {
 // ---------------------------------------------------------------------------
 // Operations.
 
-/// Whether to steer around the known bugs (each has its own ignored test
-/// below), so that the model keeps looking for new ones. Set
-/// `HYDRA_MODEL_SHOW_KNOWN_BUGS=1` to run straight into them instead.
+/// Whether to steer around the bugs this model once found (each has its
+/// regression test below). They are fixed, so the model runs straight
+/// into every case; `HYDRA_MODEL_STEER=1` turns steering back on while a
+/// new bug is being worked on.
 fn steer() -> bool {
-    std::env::var_os("HYDRA_MODEL_SHOW_KNOWN_BUGS").is_none()
+    std::env::var_os("HYDRA_MODEL_STEER").is_some()
 }
 
 const NAME_255: usize = 4;
@@ -1812,10 +1814,12 @@ fn setuid_and_setgid_bits() {
         .mkdir(Ino::ROOT, b"sg", 0o2777, &root())
         .expect("mkdir")
         .ino;
+    // mkdir drops setgid from its mode, as Linux's VFS does: set it after.
     fs.setattr(
         sg,
         &SetAttr {
             gid: Some(50),
+            mode: Some(0o2777),
             ..SetAttr::default()
         },
         None,
@@ -1938,9 +1942,6 @@ fn setuid_and_setgid_bits() {
 }
 
 #[test]
-#[ignore = "bug: Fs::setattr (fs/src/fs.rs) never clears setuid/setgid when a \
-            non-root caller truncates a file (truncate(2) and O_TRUNC kill them on \
-            Linux, as Fs::write already does for writes)"]
 fn truncate_by_non_root_clears_setuid() {
     let (_bucket, fs) = new_fs();
     let alice = Caller::user(1000, 1000);
@@ -2083,10 +2084,6 @@ fn unlinked_open_files_across_commit_and_reopen() {
 }
 
 #[test]
-#[ignore = "bug: State::is_dirty (fs/src/state.rs) counts the dirty content of an \
-            unlinked file that is still open, which no commit ever stores, so every \
-            commit stores a new changelog entry (the 5 s commit timer too) for as \
-            long as the handle stays open"]
 fn commit_is_clean_while_an_unlinked_file_is_open() {
     let (bucket, fs) = new_fs();
     let (attr, fh) = fs
@@ -2106,10 +2103,6 @@ fn commit_is_clean_while_an_unlinked_file_is_open() {
 }
 
 #[test]
-#[ignore = "bug: writable_dir (fs/src/namespace.rs) lets entries be created in a \
-            directory that was removed while a handle held it open (its condition \
-            needs nlink == 0 *and* a vanished parent); Linux says ENOENT. The \
-            removed directory also reports nlink 2 (State::nlink ignores nlink 0)"]
 fn creating_in_a_removed_directory_is_enoent() {
     // The kernel first.
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -2146,9 +2139,6 @@ fn creating_in_a_removed_directory_is_enoent() {
 }
 
 #[test]
-#[ignore = "bug: FileData::write (fs/src/file.rs) grows the file to the offset of a \
-            zero-length write past the end (Buffer: resize; Overlay: empty extent \
-            and size = offset); pwrite(fd, \"\", 0, off) changes nothing on Linux"]
 fn zero_length_write_past_eof_does_not_extend() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = std::fs::File::create(tmp.path().join("f")).expect("create");
@@ -2165,11 +2155,6 @@ fn zero_length_write_past_eof_does_not_extend() {
 }
 
 #[test]
-#[ignore = "bug: Fs::setattr (fs/src/fs.rs) skips the permission check whenever a \
-            handle is passed, without checking that the handle is open for writing \
-            or even belongs to that inode: ftruncate through a read-only handle \
-            succeeds (Linux: EINVAL), and any handle lets a user truncate a file \
-            they may not write"]
 fn ftruncate_needs_a_handle_open_for_writing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("f"), b"data").expect("write");
@@ -2201,10 +2186,6 @@ fn ftruncate_needs_a_handle_open_for_writing() {
 }
 
 #[test]
-#[ignore = "bug: Fs::read (fs/src/fs.rs) reuses a handle's BlobReader when (blob \
-            root, size) match, but inline blobs (<= 1 KiB) have no root, so after \
-            a same-size rewrite is committed a handle opened earlier keeps \
-            returning the old bytes"]
 fn a_kept_handle_sees_a_same_size_rewrite() {
     let (_bucket, fs) = new_fs();
     let f = put(&fs, Ino::ROOT, "f", b"aaaa", &root());
@@ -2229,10 +2210,6 @@ fn a_kept_handle_sees_a_same_size_rewrite() {
 }
 
 #[test]
-#[ignore = "bug: FileData::truncate (fs/src/file.rs), Overlay branch, only lowers \
-            `size` and keeps the base blob whole; growing the file again (truncate \
-            up, or a write past the new end) exposes the base's old bytes instead \
-            of zeros, in read_dirty and in what settle() commits"]
 fn overlay_shrink_then_grow_reads_zeros() {
     let (bucket, fs) = new_fs();
     let big = bytes(7, 6 << 20);
@@ -2278,11 +2255,6 @@ fn overlay_shrink_then_grow_reads_zeros() {
 }
 
 #[test]
-#[ignore = "bug: Fs::rename (fs/src/namespace.rs), RENAME_EXCHANGE branch, adjusts \
-            both directories' subdirectory counts whenever the two kinds differ \
-            (`src_kind != dst_kind`), e.g. a file and a symlink, instead of only \
-            when exactly one of them is a directory; stat then reports wrong nlink \
-            until the directories are reloaded"]
 fn exchange_of_file_and_symlink_keeps_directory_nlink() {
     let (_bucket, fs) = new_fs();
     let a = fs
@@ -2337,10 +2309,6 @@ fn both_errnos(
 }
 
 #[test]
-#[ignore = "bug (errno precedence): Fs::link (fs/src/namespace.rs) refuses a \
-            directory source with EPERM before it looks at the destination; Linux \
-            reports EEXIST (name taken), ENOTDIR (parent not a directory) and \
-            ENAMETOOLONG first"]
 fn link_checks_the_destination_before_the_source_kind() {
     let setup = [("d", Kind::Dir), ("f", Kind::File)];
     let link = |to: &'static str| {
@@ -2363,9 +2331,6 @@ fn link_checks_the_destination_before_the_source_kind() {
 }
 
 #[test]
-#[ignore = "bug (errno precedence): Fs::rename (fs/src/namespace.rs) validates both \
-            names (ENAMETOOLONG) before anything else; Linux reports a missing \
-            source (ENOENT) and a new parent that is not a directory (ENOTDIR) first"]
 fn rename_checks_the_paths_before_the_new_name() {
     let long = name(NAME_256 as u8);
     let setup = [("f", Kind::File)];
@@ -2402,10 +2367,6 @@ fn rename_checks_the_paths_before_the_new_name() {
 }
 
 #[test]
-#[ignore = "bug (errno precedence): Fs::rename (fs/src/namespace.rs) refuses moving \
-            a directory below itself (EINVAL) before the RENAME_NOREPLACE check \
-            (EEXIST) and the RENAME_EXCHANGE missing-target check (ENOENT), which \
-            Linux makes first"]
 fn rename_reports_noreplace_and_exchange_errors_before_einval() {
     let setup = [("a", Kind::Dir), ("a/b", Kind::Dir)];
     let (kernel, hydra) = both_errnos(
@@ -2441,9 +2402,6 @@ fn rename_reports_noreplace_and_exchange_errors_before_einval() {
 }
 
 #[test]
-#[ignore = "bug (errno precedence): Fs::rename (fs/src/namespace.rs) of a \
-            non-directory over its own ancestor directory says EISDIR; Linux says \
-            ENOTEMPTY (the target is an ancestor of the source)"]
 fn rename_of_a_file_over_its_ancestor_is_enotempty() {
     let setup = [("a", Kind::Dir), ("a/f", Kind::File)];
     let (kernel, hydra) = both_errnos(
