@@ -204,6 +204,11 @@ impl Fs {
         self.state().base
     }
 
+    /// Whether there are changes not yet committed.
+    pub fn is_dirty(&self) -> bool {
+        self.state().is_dirty()
+    }
+
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8], c: &Caller) -> FsResult<Attr> {
         let mut s = self.state();

@@ -8,6 +8,7 @@ pub mod error;
 mod fs;
 mod gc;
 mod init;
+mod mount;
 mod output;
 mod refs;
 mod stats;
@@ -58,6 +59,12 @@ enum Command {
     Import(car::ImportCommand),
     /// Show block, byte, ref and changelog counts.
     Stats,
+    /// Mount a filesystem with FUSE (in the background unless --foreground).
+    Mount(mount::MountArgs),
+    /// Commit and unmount a mount.
+    Umount(mount::UmountArgs),
+    /// List live mounts.
+    Status,
 }
 
 /// What every command gets: where the store is and how to print.
@@ -119,5 +126,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),
         Command::Stats => stats::run(&cx),
+        Command::Mount(args) => mount::mount(&cx, args),
+        Command::Umount(args) => mount::umount(&cx, args),
+        Command::Status => mount::status(&cx),
     }
 }

@@ -1,6 +1,8 @@
 //! `hydra`: the command-line interface and daemon of hydra.
 
 mod cli;
+mod daemon;
+mod fuse;
 
 use std::process::ExitCode;
 

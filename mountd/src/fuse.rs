@@ -1,0 +1,608 @@
+//! The FUSE front end: kernel requests become `Fs` calls, `FsError`s
+//! become errnos through [`FsError::errno`], the one mapping.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use hydra_fs::{Attr, Caller, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet};
+
+/// How long the kernel may cache attributes and entries. Every change goes
+/// through this one mount, which the kernel invalidates itself.
+const TTL: Duration = Duration::from_secs(1);
+/// Largest write the kernel sends in one request.
+pub const MAX_WRITE: u32 = 1 << 20;
+
+/// The filesystem as the kernel sees it.
+#[derive(Debug)]
+pub struct HydraFuse {
+    fs: Fs,
+}
+
+impl HydraFuse {
+    /// Serves `fs`.
+    pub fn new(fs: Fs) -> Self {
+        HydraFuse { fs }
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno().0)
+}
+
+fn time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks,
+        atime: time(a.atime),
+        mtime: time(a.mtime),
+        ctime: time(a.ctime),
+        crtime: time(a.ctime),
+        kind: file_type(a.kind),
+        perm: a.perm as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev as u32,
+        blksize: 64 * 1024,
+        flags: 0,
+    }
+}
+
+/// The caller of a request, with supplementary groups from /proc (the
+/// FUSE header carries only uid and gid; root needs none).
+fn caller(req: &Request) -> Caller {
+    let mut c = Caller::user(req.uid(), req.gid());
+    if c.uid != 0
+        && let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid()))
+        && let Some(line) = status.lines().find(|l| l.starts_with("Groups:"))
+    {
+        c.groups = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|g| g.parse().ok())
+            .collect();
+    }
+    c
+}
+
+fn ino(i: INodeNo) -> Ino {
+    Ino(i.0)
+}
+
+fn entry(reply: ReplyEntry, result: Result<Attr, FsError>) {
+    match result {
+        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn empty(reply: ReplyEmpty, result: Result<(), FsError>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(data);
+    }
+}
+
+impl Filesystem for HydraFuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_WRITE);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        // Unmounted: what is still in memory goes into a last commit.
+        let _ = self.fs.close();
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        entry(
+            reply,
+            self.fs.lookup(ino(parent), name.as_bytes(), &caller(req)),
+        );
+    }
+
+    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino(i)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let when = |t: TimeOrNow| match t {
+            TimeOrNow::Now => TimeSet::Now,
+            TimeOrNow::SpecificTime(t) => TimeSet::At(ns(t)),
+        };
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(when),
+            mtime: mtime.map(when),
+            ctime: None,
+        };
+        match self
+            .fs
+            .setattr(ino(i), &set, fh.map(|f| Fh(f.0)), &caller(req))
+        {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino(i)) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !(umask & 0o7777);
+        entry(
+            reply,
+            self.fs.mknod(
+                ino(parent),
+                name.as_bytes(),
+                mode,
+                u64::from(rdev),
+                &caller(req),
+            ),
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !umask & 0o7777;
+        entry(
+            reply,
+            self.fs
+                .mkdir(ino(parent), name.as_bytes(), mode, &caller(req)),
+        );
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.fs.unlink(ino(parent), name.as_bytes(), &caller(req)),
+        );
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.fs.rmdir(ino(parent), name.as_bytes(), &caller(req)),
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.fs.symlink(
+                ino(parent),
+                name.as_bytes(),
+                target.as_os_str().as_bytes(),
+                &caller(req),
+            ),
+        );
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let bits = flags.bits();
+        let mode = if bits & libc::RENAME_EXCHANGE != 0 {
+            RenameMode::Exchange
+        } else if bits & libc::RENAME_NOREPLACE != 0 {
+            RenameMode::NoReplace
+        } else {
+            RenameMode::Replace
+        };
+        empty(
+            reply,
+            self.fs.rename(
+                ino(parent),
+                name.as_bytes(),
+                ino(newparent),
+                newname.as_bytes(),
+                mode,
+                &caller(req),
+            ),
+        );
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.fs
+                .link(ino(i), ino(newparent), newname.as_bytes(), &caller(req)),
+        );
+    }
+
+    fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
+        match self
+            .fs
+            .open_file(ino(i), OpenFlags::from_libc(flags.0), &caller(req))
+        {
+            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(Fh(fh.0), offset, size as usize) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        _i: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(Fh(fh.0), offset, data, &caller(req)) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.flush(Fh(fh.0)));
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        fh: FileHandle,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.release(Fh(fh.0)));
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.fsync(Some(Fh(fh.0))));
+    }
+
+    fn opendir(&self, req: &Request, i: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
+        match self.fs.access(ino(i), 4, &caller(req)) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.fs.readdir(ino(i), offset, &caller(req)) {
+            Ok(entries) => {
+                for e in entries {
+                    if reply.add(
+                        INodeNo(e.ino.0),
+                        e.cookie,
+                        file_type(e.kind),
+                        OsStr::from_bytes(&e.name),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.fs.readdir_plus(ino(i), offset, &caller(req)) {
+            Ok(entries) => {
+                for (e, a) in entries {
+                    let attr = file_attr(&a);
+                    if reply.add(
+                        INodeNo(e.ino.0),
+                        e.cookie,
+                        OsStr::from_bytes(&e.name),
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.fs.fsync(None));
+    }
+
+    fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_available,
+                s.files,
+                s.files_free,
+                s.block_size,
+                s.name_max,
+                s.block_size,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.fs
+                .setxattr(ino(i), name.as_bytes(), value, flags, &caller(req)),
+        );
+    }
+
+    fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino(i), name.as_bytes(), &caller(req)) {
+            Ok(v) => xattr_reply(reply, size, &v),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino(i), &caller(req)) {
+            Ok(names) => {
+                let mut data = Vec::new();
+                for n in names {
+                    data.extend_from_slice(&n);
+                    data.push(0);
+                }
+                xattr_reply(reply, size, &data);
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.fs.removexattr(ino(i), name.as_bytes(), &caller(req)),
+        );
+    }
+
+    fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.fs
+                .access(ino(i), (mask.bits() & 7) as u32, &caller(req)),
+        );
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & !umask & 0o7777;
+        match self.fs.create(
+            ino(parent),
+            name.as_bytes(),
+            mode,
+            OpenFlags::from_libc(flags),
+            &caller(req),
+        ) {
+            Ok((a, fh)) => reply.created(
+                &TTL,
+                &file_attr(&a),
+                Generation(0),
+                FileHandle(fh.0),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Plain preallocation only: a file grows to cover the range.
+        if mode != 0 {
+            reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+            return;
+        }
+        let size = match self.fs.getattr(ino(i)) {
+            Ok(a) => a.size,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let end = offset.saturating_add(length);
+        let result = if end > size {
+            let set = SetAttr {
+                size: Some(end),
+                ..SetAttr::default()
+            };
+            self.fs
+                .setattr(ino(i), &set, Some(Fh(fh.0)), &caller(req))
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        empty(reply, result);
+    }
+}

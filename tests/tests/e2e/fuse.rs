@@ -1,0 +1,282 @@
+//! The FUSE mount driven by real programs through the kernel.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hydra_tests::TestStore;
+
+/// A mount that is unmounted (and checked) when dropped.
+struct Mounted<'a> {
+    store: &'a TestStore,
+    point: PathBuf,
+}
+
+impl<'a> Mounted<'a> {
+    fn new(store: &'a TestStore, fs: &str, point: &Path, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(point).expect("mkdir mount point");
+        let mut args = vec!["mount", fs, point.to_str().expect("utf-8")];
+        args.extend_from_slice(extra);
+        store.ok(&args);
+        Mounted {
+            store,
+            point: point.to_path_buf(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.point.join(rel)
+    }
+
+    fn umount(mut self) {
+        let point = std::mem::take(&mut self.point);
+        self.store.ok(&["umount", point.to_str().expect("utf-8")]);
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        if !self.point.as_os_str().is_empty() {
+            let _ = self
+                .store
+                .run(&["umount", self.point.to_str().unwrap_or("")]);
+            let _ = Command::new("umount").arg("-l").arg(&self.point).status();
+        }
+    }
+}
+
+fn sh(script: &str, dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg("-euc")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "script failed: {script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn mount_write_umount_remount() {
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "home", &point, &[]);
+    std::fs::write(m.path("hello.txt"), b"hello").expect("write");
+    std::fs::create_dir(m.path("dir")).expect("mkdir");
+    std::fs::hard_link(m.path("hello.txt"), m.path("dir/link")).expect("link");
+    std::os::unix::fs::symlink("../hello.txt", m.path("dir/sym")).expect("symlink");
+    let status = s.ok(&["status"]);
+    assert!(status.contains("home") && status.contains("rw"), "{status}");
+    m.umount();
+    assert!(s.ok(&["status"]).contains("no live mounts"));
+    // Committed: the CLI sees it without a mount.
+    assert_eq!(s.ok(&["fs", "cat", "home", "/dir/link"]), "hello");
+    let m = Mounted::new(&s, "home", &point, &["--read-only"]);
+    assert_eq!(std::fs::read(m.path("dir/sym")).expect("read"), b"hello");
+    let err = std::fs::write(m.path("x"), b"no").expect_err("read-only");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    m.umount();
+}
+
+#[test]
+fn tar_extract_into_the_mount_matches_tmpfs() {
+    let s = TestStore::new();
+    let work = s.scratch("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    sh(
+        r#"mkdir src && cd src
+for d in 1 2 3; do mkdir -p "many/d$d"; for f in $(seq 1 50); do head -c $((f * 97)) /dev/urandom > "many/d$d/f$f"; done; done
+head -c 20M /dev/urandom > big; : > empty
+echo t > target; ln target hard; ln -s target rel; ln -s /etc/passwd abs; ln -s nowhere dangling
+mkfifo fifo; mknod chr c 1 3
+echo s > suid; chmod 4755 suid; mkdir sticky; chmod 1777 sticky
+echo o > odd; chown 4321:8765 odd
+long=$(printf 'l%.0s' $(seq 1 255)); echo long > "$long"
+mkdir -p "a b/ünï"; echo u > "a b/ünï/f"
+setfattr -n user.k -v v target
+touch -h -d '2001-02-03 04:05:06' target
+cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src ."#,
+        &work,
+    );
+    let m = Mounted::new(&s, "t", &s.scratch("mnt"), &[]);
+    let listing = r#"find . -mindepth 1 -printf '%p|%y|%m|%U:%G|%s|%T@|%n|%l\n' | LC_ALL=C sort | awk -F'|' '$2=="d"{$5="-"}1'; getfattr -h -d -m '^user\.' -R . 2>/dev/null | grep -v '^$'"#;
+    std::fs::create_dir_all(work.join("ref")).expect("mkdir");
+    sh("tar --xattrs --xattrs-include='*' -xpf t.tar -C ref", &work);
+    sh(
+        &format!(
+            "tar --xattrs --xattrs-include='*' -xpf t.tar -C {}",
+            m.point.display()
+        ),
+        &work,
+    );
+    let expected = sh(listing, &work.join("ref"));
+    let got = sh(listing, &m.point);
+    assert_eq!(got, expected, "listing through the mount");
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(work.join("ref"))
+        .arg(&m.point)
+        .output()
+        .expect("diff");
+    let report = String::from_utf8_lossy(&diff.stdout);
+    let real: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.contains("fifo") && !l.contains("character special"))
+        .collect();
+    assert!(real.is_empty(), "bytes differ: {real:?}");
+    // cp -a and mv between directories inside the mount.
+    sh(
+        &format!(
+            "cd {} && cp -a many copy && mv copy/d1 moved && diff -r many/d1 moved && rm -r copy",
+            m.point.display()
+        ),
+        &work,
+    );
+    m.umount();
+    // What was extracted through the mount is what export gives back.
+    let exported = work.join("out.tar");
+    s.ok(&[
+        "export",
+        "tar",
+        "--fs",
+        "t",
+        "-o",
+        exported.to_str().expect("utf-8"),
+    ]);
+    std::fs::create_dir_all(work.join("back")).expect("mkdir");
+    sh(
+        "tar --xattrs --xattrs-include='*' -xpf out.tar -C back",
+        &work,
+    );
+    let back = sh(listing, &work.join("back"));
+    let strip_moved = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with("./moved"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip_moved(&back), strip_moved(&expected));
+}
+
+#[test]
+fn sqlite_database_survives_remount() {
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "db", &point, &[]);
+    let db = m.path("test.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); \
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) \
+             INSERT INTO t(v) SELECT hex(randomblob(20)) FROM c; SELECT count(*) FROM t;",
+        )
+        .output()
+        .expect("sqlite3 (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("100000"));
+    m.umount();
+    let m = Mounted::new(&s, "db", &point, &[]);
+    let out = Command::new("sqlite3")
+        .arg(m.path("test.db"))
+        .arg("PRAGMA integrity_check; SELECT count(*) FROM t;")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n100000\n");
+    m.umount();
+}
+
+#[test]
+fn kill_9_leaves_the_last_commit_and_every_fsync() {
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "c", &point, &["--commit-interval", "3600"]);
+    // fsync'd files must survive; unsynced ones may not.
+    for i in 0..20 {
+        let data = vec![i as u8; 100_000 + i * 1000];
+        let path = m.path(&format!("synced{i}"));
+        let mut f = std::fs::File::create(&path).expect("create");
+        std::io::Write::write_all(&mut f, &data).expect("write");
+        f.sync_all().expect("fsync");
+    }
+    std::fs::write(m.path("unsynced"), vec![7u8; 5_000_000]).expect("write");
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
+    let pid = status[0]["pid"].as_u64().expect("pid");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("umount").arg("-l").arg(&point).status();
+    std::mem::forget(m);
+    let m = Mounted::new(&s, "c", &point, &[]);
+    for i in 0..20 {
+        let got = std::fs::read(m.path(&format!("synced{i}"))).expect("synced file survives");
+        assert_eq!(got, vec![i as u8; 100_000 + i * 1000]);
+    }
+    if let Ok(data) = std::fs::read(m.path("unsynced")) {
+        assert!(
+            data.iter().all(|&b| b == 7),
+            "an unsynced file is whole or absent"
+        );
+    }
+    m.umount();
+}
+
+#[test]
+fn eight_processes_at_once() {
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "p", &point, &[]);
+    let script = r#"
+set -e
+d="$1/w$2"; mkdir -p "$d" "$1/shared"
+for i in $(seq 1 60); do
+  head -c $((i * 517)) /dev/urandom > "$d/f$i"
+  cp "$d/f$i" "$d/g$i"; cmp "$d/f$i" "$d/g$i"
+  mv "$d/g$i" "$1/shared/p$2-$i"
+  [ $((i % 3)) = 0 ] && rm "$d/f$i"
+done
+echo done
+"#;
+    let children: Vec<_> = (0..8)
+        .map(|p| {
+            Command::new("bash")
+                .args(["-c", script, "x"])
+                .arg(&m.point)
+                .arg(p.to_string())
+                .output()
+        })
+        .collect();
+    for (p, out) in children.into_iter().enumerate() {
+        let out = out.expect("run");
+        assert!(
+            out.status.success(),
+            "process {p}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    m.umount();
+    let m = Mounted::new(&s, "p", &point, &["--read-only"]);
+    let shared = std::fs::read_dir(m.path("shared")).expect("ls").count();
+    assert_eq!(shared, 8 * 60);
+    for p in 0..8 {
+        assert_eq!(
+            std::fs::read_dir(m.path(&format!("w{p}")))
+                .expect("ls")
+                .count(),
+            40
+        );
+    }
+    m.umount();
+}
