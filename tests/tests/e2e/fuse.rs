@@ -280,3 +280,78 @@ echo done
     }
     m.umount();
 }
+
+#[test]
+fn git_clone_status_fsck_checkout_gc() {
+    let s = TestStore::new();
+    let work = s.scratch("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    // A real repository with history: generated here, cloned into the mount.
+    sh(
+        r#"git init -q -b main origin && cd origin
+git config user.email t@example.com && git config user.name t
+for c in $(seq 1 30); do
+  mkdir -p "src/m$((c % 5))"
+  head -c $((c * 3000)) /dev/urandom | base64 > "src/m$((c % 5))/f$c.txt"
+  echo "line $c" >> README
+  git add -A && git commit -q -m "commit $c"
+done
+git tag v1 HEAD~10"#,
+        &work,
+    );
+    let m = Mounted::new(&s, "git", &s.scratch("mnt"), &[]);
+    let clone = m.path("clone");
+    sh(
+        &format!(
+            "git clone -q --no-hardlinks {}/origin {} && cd {} && \
+             test -z \"$(git status --porcelain)\" && git fsck --full && \
+             git checkout -q v1 && test -z \"$(git status --porcelain)\" && \
+             git checkout -q main && git gc -q && git fsck --full && git log --oneline | wc -l",
+            work.display(),
+            clone.display(),
+            clone.display()
+        ),
+        &work,
+    );
+    m.umount();
+    let m = Mounted::new(&s, "git", &s.scratch("mnt"), &[]);
+    sh(
+        &format!(
+            "cd {} && git fsck --full && test -z \"$(git status --porcelain)\"",
+            m.path("clone").display()
+        ),
+        &work,
+    );
+    m.umount();
+}
+
+#[test]
+fn fio_verifies_random_and_sequential_writes() {
+    let s = TestStore::new();
+    let m = Mounted::new(&s, "fio", &s.scratch("mnt"), &[]);
+    for rw in ["randwrite", "write"] {
+        let out = Command::new("fio")
+            .args([
+                "--name=v",
+                &format!("--directory={}", m.point.display()),
+                &format!("--rw={rw}"),
+                "--bs=4k",
+                "--size=32m",
+                "--verify=crc32c",
+                "--do_verify=1",
+                "--ioengine=psync",
+                "--end_fsync=1",
+            ])
+            .output()
+            .expect("fio (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "fio {rw}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("verify: bad"), "{text}");
+    }
+    m.umount();
+}
