@@ -19,7 +19,7 @@ use hydra_dag::{Block, Cid, Codec, WriteSession};
 use crate::blob::{Blob, BlobStats, INLINE_MAX};
 use crate::error::{ChunkError, ChunkResult};
 use crate::params::ChunkParams;
-use crate::tree::TreeBuilder;
+use crate::tree::{Link, TreeBuilder};
 
 /// Input is cut in segments of this size.
 const SEGMENT: usize = 4 << 20;
@@ -138,6 +138,16 @@ impl Sink {
         }
     }
 
+    /// Starts the tree with leaves that exist already (a resumed blob).
+    fn prefix(&mut self, leaves: &[Link]) -> ChunkResult<()> {
+        for leaf in leaves {
+            self.tree.push_leaf(*leaf)?;
+            self.stats.chunks += 1;
+            self.stats.logical_bytes += leaf.1;
+        }
+        Ok(())
+    }
+
     fn take(&mut self, (segment, cuts): Work) -> ChunkResult<()> {
         for (offset, len) in cuts {
             let data = segment.slice(offset..offset + len);
@@ -184,9 +194,10 @@ impl Sink {
 }
 
 /// Starts the hashing thread (which starts the storing thread).
-fn spawn_hasher(session: &WriteSession) -> ChunkResult<Worker> {
+fn spawn_hasher(session: &WriteSession, prefix: &[Link]) -> ChunkResult<Worker> {
     let (tx, rx) = sync_channel(QUEUE);
-    let sink = Sink::new(BatchStore::threaded(session.clone())?);
+    let mut sink = Sink::new(BatchStore::threaded(session.clone())?);
+    sink.prefix(prefix)?;
     let handle = std::thread::Builder::new()
         .name("hydra-chunk-hash".into())
         .spawn(move || run_worker(sink, rx))
@@ -204,6 +215,8 @@ fn run_worker(mut sink: Sink, rx: Receiver<Work>) -> ChunkResult<(Blob, BlobStat
 /// Writes a blob from a stream of bytes, in bounded memory.
 #[derive(Debug)]
 pub struct BlobWriter {
+    /// Leaves of an existing blob this one continues (see `resume`).
+    prefix: Vec<Link>,
     params: ChunkParams,
     buf: Vec<u8>,
     cuts: Vec<(usize, usize)>,
@@ -215,12 +228,36 @@ impl BlobWriter {
     /// A writer storing through `session` with the given chunk bounds.
     pub fn new(session: WriteSession, params: ChunkParams) -> Self {
         BlobWriter {
+            prefix: Vec::new(),
             params,
             buf: Vec::new(),
             cuts: Vec::new(),
             session,
             worker: None,
         }
+    }
+
+    /// A writer that appends to `blob`: its leaves but the last are kept as
+    /// they are, the last is cut again together with what is written next.
+    /// The result is the blob that writing everything afresh would give.
+    pub fn resume(session: WriteSession, params: ChunkParams, blob: &Blob) -> ChunkResult<Self> {
+        let mut writer = BlobWriter::new(session.clone(), params);
+        let mut reader = crate::reader::BlobReader::new(session.bucket().clone(), blob.clone());
+        let mut leaves = reader.leaves()?;
+        match leaves.pop() {
+            Some((_, last_len)) => {
+                let start = blob.size() - last_len;
+                let tail = reader.read_at(start, last_len as usize)?;
+                writer.prefix = leaves;
+                writer.write_bytes(&tail)?;
+            }
+            None => {
+                if let Blob::Inline(data) = blob {
+                    writer.write_bytes(data)?;
+                }
+            }
+        }
+        Ok(writer)
     }
 
     /// Cuts the buffered bytes and hands whole chunks to the worker.
@@ -239,7 +276,7 @@ impl BlobWriter {
         self.buf.extend_from_slice(&tail);
         let work = (Bytes::from(segment), std::mem::take(&mut self.cuts));
         if self.worker.is_none() {
-            self.worker = Some(spawn_hasher(&self.session)?);
+            self.worker = Some(spawn_hasher(&self.session, &self.prefix)?);
         }
         if let Some((tx, _)) = &self.worker
             && tx.send(work).is_err()
@@ -310,7 +347,7 @@ impl BlobWriter {
 
     /// Stores what is left and returns the blob with its statistics.
     pub fn finish(mut self) -> ChunkResult<(Blob, BlobStats)> {
-        if self.worker.is_none() && self.buf.len() <= INLINE_MAX {
+        if self.worker.is_none() && self.prefix.is_empty() && self.buf.len() <= INLINE_MAX {
             let data = Bytes::from(std::mem::take(&mut self.buf));
             let stats = BlobStats {
                 logical_bytes: data.len() as u64,
@@ -323,6 +360,7 @@ impl BlobWriter {
             self.cuts.clear();
             self.params.split(&self.buf, true, &mut self.cuts);
             let mut sink = Sink::new(BatchStore::Direct(self.session.clone()));
+            sink.prefix(&self.prefix)?;
             let segment = Bytes::from(std::mem::take(&mut self.buf));
             sink.take((segment, std::mem::take(&mut self.cuts)))?;
             return sink.finish();
@@ -381,7 +419,7 @@ pub fn put_shared(
         sink.take((data, cuts))?;
         return sink.finish();
     }
-    let (tx, handle) = spawn_hasher(session)?;
+    let (tx, handle) = spawn_hasher(session, &[])?;
     let mut pos = 0;
     while pos < data.len() {
         let end = (pos + SEGMENT).min(data.len());

@@ -416,3 +416,22 @@ fn shared_bytes_give_the_same_blob_without_copying() {
         assert_eq!(read_all(&bucket, &shared), data);
     }
 }
+
+#[test]
+fn a_resumed_writer_gives_the_fresh_blob() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let data = noise(6 << 20, 21);
+    for split in [0usize, 100, 70_000, 3 << 20] {
+        let first = put_bytes(&session, small(), &data[..split]).expect("put");
+        let mut w = BlobWriter::resume(session.clone(), small(), &first).expect("resume");
+        w.write_bytes(&data[split..]).expect("write");
+        let (resumed, stats) = w.finish().expect("finish");
+        assert_eq!(stats.logical_bytes, data.len() as u64);
+        assert_eq!(
+            resumed,
+            put_bytes(&session, small(), &data).expect("put"),
+            "split at {split}"
+        );
+    }
+}

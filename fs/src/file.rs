@@ -21,6 +21,10 @@ use crate::error::{FsError, FsResult};
 /// for the commit, which stores many of them in one batch.
 pub const FLUSH_SETTLE_MIN: u64 = 8 << 20;
 
+/// A stream keeps writes arriving this far ahead of its end (and at most
+/// this many bytes of them) to append once the gap fills.
+const REORDER_WINDOW: u64 = 32 << 20;
+
 /// Files up to this size are edited in a memory buffer.
 const BUFFER_MAX: u64 = 4 << 20;
 
@@ -37,6 +41,9 @@ pub enum FileData {
         writer: Box<BlobWriter>,
         /// Bytes written so far.
         len: u64,
+        /// Writes that arrived ahead of `len` (the kernel's requests can
+        /// overtake each other), appended once the gap before them fills.
+        ahead: BTreeMap<u64, Vec<u8>>,
     },
     /// Content that a failed stream lost: every read and commit reports it
     /// until the file is truncated or removed.
@@ -67,7 +74,10 @@ impl FileData {
         match self {
             FileData::Clean(blob) => blob.size(),
             FileData::Buffer(data) => data.len() as u64,
-            FileData::Stream { len, .. } => *len,
+            FileData::Stream { len, ahead, .. } => ahead
+                .iter()
+                .next_back()
+                .map_or(*len, |(o, d)| (*len).max(o + d.len() as u64)),
             FileData::Overlay { size, .. } => *size,
             FileData::Lost(_) => 0,
         }
@@ -110,13 +120,23 @@ impl FileData {
             }
             FileData::Stream { .. } => {
                 let state = std::mem::replace(self, FileData::Lost("stream interrupted".into()));
-                let FileData::Stream { writer, .. } = state else {
+                let FileData::Stream { writer, ahead, .. } = state else {
                     return Err(FsError::Lost("stream interrupted".into()));
                 };
                 match writer.finish() {
-                    Ok((blob, _)) => {
+                    Ok((blob, _)) if ahead.is_empty() => {
                         *self = FileData::Clean(blob.clone());
                         Ok(blob)
+                    }
+                    Ok((blob, _)) => {
+                        // Writes still waiting past a gap: an overlay of them.
+                        let size = self_size_of(&blob, &ahead);
+                        *self = FileData::Overlay {
+                            base: blob,
+                            size,
+                            extents: ahead,
+                        };
+                        self.plan(cx, blocks)
                     }
                     Err(e) => {
                         *self = FileData::Lost(e.to_string());
@@ -216,7 +236,19 @@ impl FileData {
                 FileData::Lost(why) => return Err(FsError::Lost(why.clone())),
                 FileData::Clean(blob) => {
                     let blob = blob.clone();
-                    *self = if blob.size() == 0 {
+                    *self = if blob.size() > BUFFER_MAX && offset == blob.size() {
+                        // Appending to a large file (a stream a commit
+                        // interrupted, a log): keep streaming.
+                        FileData::Stream {
+                            writer: Box::new(BlobWriter::resume(
+                                cx.session.clone(),
+                                cx.params,
+                                &blob,
+                            )?),
+                            len: blob.size(),
+                            ahead: BTreeMap::new(),
+                        }
+                    } else if blob.size() == 0 {
                         FileData::Buffer(Vec::new())
                     } else if blob.size() <= BUFFER_MAX {
                         let size = blob.size() as usize;
@@ -231,16 +263,20 @@ impl FileData {
                 }
                 FileData::Buffer(buf) => {
                     let end = offset + data.len() as u64;
-                    if offset == buf.len() as u64 && end > BUFFER_MAX {
+                    if offset >= buf.len() as u64
+                        && end > BUFFER_MAX
+                        && offset - buf.len() as u64 <= REORDER_WINDOW
+                    {
                         // A large sequential write: stream it from here on.
                         let mut writer = BlobWriter::new(cx.session.clone(), cx.params);
                         writer.write_bytes(buf)?;
-                        writer.write_bytes(data)?;
+                        let len = buf.len() as u64;
                         *self = FileData::Stream {
                             writer: Box::new(writer),
-                            len: end,
+                            len,
+                            ahead: BTreeMap::new(),
                         };
-                        return Ok(());
+                        continue;
                     }
                     if end > BUFFER_MAX * 4 {
                         // Random writes far out: keep them as an overlay.
@@ -259,10 +295,24 @@ impl FileData {
                     buf[offset as usize..end as usize].copy_from_slice(data);
                     return Ok(());
                 }
-                FileData::Stream { writer, len } => {
+                FileData::Stream { writer, len, ahead } => {
                     if offset == *len {
                         writer.write_bytes(data)?;
                         *len += data.len() as u64;
+                        // Whatever waited for this gap follows now.
+                        while let Some(next) = ahead.remove(len) {
+                            writer.write_bytes(&next)?;
+                            *len += next.len() as u64;
+                        }
+                        return Ok(());
+                    }
+                    let waiting: u64 = ahead.values().map(|d| d.len() as u64).sum();
+                    if offset > *len
+                        && offset - *len <= REORDER_WINDOW
+                        && waiting + data.len() as u64 <= REORDER_WINDOW
+                        && !ahead.contains_key(&offset)
+                    {
+                        ahead.insert(offset, data.to_vec());
                         return Ok(());
                     }
                     self.settle(cx)?;
@@ -316,6 +366,14 @@ impl FileData {
             }
         }
     }
+}
+
+/// The size of a blob with extents laid over it.
+fn self_size_of(base: &Blob, extents: &BTreeMap<u64, Vec<u8>>) -> u64 {
+    extents
+        .iter()
+        .next_back()
+        .map_or(base.size(), |(o, d)| base.size().max(o + d.len() as u64))
 }
 
 /// Inserts an extent, merging it with any it overlaps or touches.

@@ -538,18 +538,22 @@ impl Fs {
         }
         if let Some(blob) = clean_blob(inode) {
             drop(s);
-            let reusable = h.reader.as_ref().is_some_and(|(cached, _)| *cached == blob);
-            if !reusable {
-                let reader = BlobReader::new(self.inner.bucket.clone(), blob.clone());
-                h.reader = Some((blob, reader));
-            }
-            let Some((_, reader)) = h.reader.as_mut() else {
-                return Err(FsError::BadHandle);
+            // Take the handle's reader and read with no lock held, so the
+            // kernel's parallel read-ahead requests overlap; a concurrent
+            // read on the same handle makes a reader of its own.
+            let cached = h.reader.take().filter(|(cached, _)| *cached == blob);
+            drop(h);
+            let mut reader = match cached {
+                Some((_, reader)) => reader,
+                None => BlobReader::new(self.inner.bucket.clone(), blob.clone()),
             };
-            if offset >= reader.size() {
-                return Ok(Vec::new());
-            }
-            return Ok(reader.read_at(offset, size)?);
+            let result = if offset >= reader.size() {
+                Ok(Vec::new())
+            } else {
+                reader.read_at(offset, size).map_err(FsError::from)
+            };
+            lock(&handle).reader.get_or_insert((blob, reader));
+            return result;
         }
         let (session, params) = s.write_context();
         let bucket = s.bucket.clone();

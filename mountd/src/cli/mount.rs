@@ -12,6 +12,11 @@ use super::fs::snapshot_root;
 use super::{Context, output};
 use crate::daemon;
 
+/// Block cache of a mount daemon.
+const DAEMON_CACHE: usize = 64 << 20;
+/// Changed bytes a mount daemon holds before committing.
+const DAEMON_DIRTY_LIMIT: u64 = 128 << 20;
+
 /// Arguments of `hydra mount`.
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -57,11 +62,20 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
         return spawn_daemon(cx, &args, &mountpoint);
     }
     let read_only = args.read_only || args.snapshot.is_some();
-    let store = if read_only {
-        cx.open_read()?
-    } else {
-        cx.open_write()?
+    // A daemon keeps its memory small: a modest block cache (the kernel's
+    // page cache holds file data anyway) and frequent settling of writes.
+    let options = StoreOptions {
+        cache_bytes: DAEMON_CACHE,
     };
+    let mode = if read_only {
+        OpenMode::ReadOnly
+    } else {
+        OpenMode::ReadWrite
+    };
+    if !read_only && !cx.store_path.exists() {
+        Store::init(&cx.store_path, &options)?;
+    }
+    let store = Store::open(&cx.store_path, mode, &options)?;
     let fs = open(&store, &args, read_only)?;
     daemon::serve(fs, store.path(), &mountpoint, &args.fs, args.allow_other)
 }
@@ -91,6 +105,7 @@ fn open(store: &Store, args: &MountArgs, read_only: bool) -> Result<Fs> {
         read_only,
         commit_interval: Some(std::time::Duration::from_secs(args.commit_interval.max(1))),
         statfs_path: Some(store.path().to_path_buf()),
+        dirty_limit: DAEMON_DIRTY_LIMIT,
         ..FsOptions::default()
     };
     let fs = Fs::open(bucket, &args.fs, &owner, options)?;
