@@ -132,8 +132,14 @@ pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: b
         SessionACL::Owner
     };
     config.n_threads = Some(2);
-    let session = fuser::Session::new(crate::fuse::HydraFuse::new(fs.clone()), mountpoint, &config)
-        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let notifier = std::sync::Arc::new(std::sync::OnceLock::new());
+    let session = fuser::Session::new(
+        crate::fuse::HydraFuse::new(fs.clone(), notifier.clone()),
+        mountpoint,
+        &config,
+    )
+    .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     let background = session.spawn().context("cannot start the FUSE session")?;
 
     let mut record = MountRecord {

@@ -21,15 +21,28 @@ const TTL: Duration = Duration::from_secs(1);
 pub const MAX_WRITE: u32 = 1 << 20;
 
 /// The filesystem as the kernel sees it.
-#[derive(Debug)]
 pub struct HydraFuse {
     fs: Fs,
+    /// Tells the kernel to drop cached attributes the filesystem changed
+    /// behind its back; set once the session exists.
+    notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 impl HydraFuse {
-    /// Serves `fs`.
-    pub fn new(fs: Fs) -> Self {
-        HydraFuse { fs }
+    /// Serves `fs`; `notifier` is filled in once the session exists.
+    pub fn new(fs: Fs, notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>) -> Self {
+        HydraFuse { fs, notifier }
+    }
+
+    /// Drops the kernel's cached attributes of `ino`, from another thread
+    /// (the kernel may hold the inode's lock until this request is answered).
+    fn invalidate_attr_later(&self, ino: INodeNo) {
+        let notifier = self.notifier.clone();
+        std::thread::spawn(move || {
+            if let Some(n) = notifier.get() {
+                let _ = n.inval_inode(ino, -1, 0);
+            }
+        });
     }
 }
 
@@ -500,11 +513,15 @@ impl Filesystem for HydraFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        empty(
-            reply,
-            self.fs
-                .setxattr(ino(i), name.as_bytes(), value, flags, &caller(req)),
-        );
+        let result = self
+            .fs
+            .setxattr(ino(i), name.as_bytes(), value, flags, &caller(req));
+        let changes_mode = result.is_ok() && name.as_bytes() == b"system.posix_acl_access";
+        empty(reply, result);
+        if changes_mode {
+            // An access ACL lands in the mode bits the kernel has cached.
+            self.invalidate_attr_later(i);
+        }
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {

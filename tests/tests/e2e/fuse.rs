@@ -127,6 +127,15 @@ cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src ."#,
         .filter(|l| !l.contains("fifo") && !l.contains("character special"))
         .collect();
     assert!(real.is_empty(), "bytes differ: {real:?}");
+    // cp -a keeps modes (it sets them through an ACL xattr, which must land
+    // in the mode bits) and everything else; mv between directories.
+    sh(
+        &format!(
+            "cd {} && cp -a target mode-copy && test \"$(stat -c %a mode-copy)\" = \"$(stat -c %a target)\" && rm mode-copy",
+            m.point.display()
+        ),
+        &work,
+    );
     // cp -a and mv between directories inside the mount.
     sh(
         &format!(
