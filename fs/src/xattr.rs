@@ -78,7 +78,7 @@ fn acl_mode(value: &[u8]) -> Option<(u32, bool)> {
         return None;
     }
     let entries = &value[4..];
-    if entries.len() % 8 != 0 {
+    if !entries.len().is_multiple_of(8) {
         return None;
     }
     let (mut user, mut group, mut mask, mut other) = (None, None, None, None);
