@@ -1,6 +1,6 @@
 //! `hydra import tar|dir` and `hydra export tar`.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -8,38 +8,6 @@ use hydra_fs::{ArchiveReport, export_tar, import_dir, import_tar};
 
 use super::fs::open_fs;
 use super::{Context, output};
-
-/// Counts bytes read through a progress bar when stderr is a terminal.
-struct Progress<R> {
-    inner: R,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl<R: Read> Read for Progress<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
-        Ok(n)
-    }
-}
-
-fn bar(len: Option<u64>) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = len.map_or_else(
-        indicatif::ProgressBar::new_spinner,
-        indicatif::ProgressBar::new,
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    Some(bar)
-}
 
 fn report(cx: &Context, verb: &str, r: &ArchiveReport, root: Option<hydra_dag::Cid>) -> Result<()> {
     for w in &r.warnings {
@@ -72,18 +40,9 @@ pub fn import_tar_cmd(cx: &Context, file: &Path, fs_name: &str, at: &str) -> Res
     };
     let store = cx.open_write()?;
     let fs = open_fs(&store, fs_name, false)?;
-    let progress = bar(len);
-    let r = import_tar(
-        &fs,
-        Progress {
-            inner: input,
-            bar: progress.clone(),
-        },
-        at.as_bytes(),
-    )?;
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    let mut progress = output::Progress::new(input, len);
+    let r = import_tar(&fs, &mut progress, at.as_bytes())?;
+    progress.finish();
     fs.commit(&format!("import tar {}", file.display()))?;
     report(cx, "imported", &r, fs.base())
 }

@@ -1,6 +1,6 @@
 //! `hydra blob put|cat|stat`.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -63,38 +63,6 @@ pub fn run(cx: &Context, cmd: BlobCommand) -> Result<()> {
     }
 }
 
-/// Counts bytes through a progress bar when stderr is a terminal.
-struct Progress<R> {
-    inner: R,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl<R: Read> Read for Progress<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
-        Ok(n)
-    }
-}
-
-fn progress_bar(len: Option<u64>) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match len {
-        Some(len) => indicatif::ProgressBar::new(len),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    Some(bar)
-}
-
 fn put(cx: &Context, file: &PathBuf, ref_name: Option<RefName>) -> Result<()> {
     let (input, len): (Box<dyn Read>, Option<u64>) = if file.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), None)
@@ -108,16 +76,11 @@ fn put(cx: &Context, file: &PathBuf, ref_name: Option<RefName>) -> Result<()> {
     let bucket = store.bucket();
     let params = ChunkParams::from_policy(&bucket.policy().chunking)?;
     let session = bucket.session();
-    let bar = progress_bar(len);
     let mut writer = BlobWriter::new(session.clone(), params);
-    writer.write_from(Progress {
-        inner: input,
-        bar: bar.clone(),
-    })?;
+    let mut progress = output::Progress::new(input, len);
+    writer.write_from(&mut progress)?;
+    progress.finish();
     let (blob, stats) = writer.finish()?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
     // Inline content has no block of its own; on its own it is one raw chunk.
     let root = match &blob {
         Blob::Inline(data) => session.put(Codec::RAW, data.clone())?,
