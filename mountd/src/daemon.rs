@@ -133,8 +133,13 @@ pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: b
     };
     config.n_threads = Some(2);
     let notifier = std::sync::Arc::new(std::sync::OnceLock::new());
+    let snapshots = if read_only {
+        None
+    } else {
+        Some(crate::snapdir::Snapshots::new(fs.bucket().clone(), name)?)
+    };
     let session = fuser::Session::new(
-        crate::fuse::HydraFuse::new(fs.clone(), notifier.clone()),
+        crate::fuse::HydraFuse::new(fs.clone(), snapshots, notifier.clone()),
         mountpoint,
         &config,
     )

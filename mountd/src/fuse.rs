@@ -6,13 +6,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::snapdir::{Place, SNAPSHOTS_NAME, Snapshots, attr_in, join, place};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use hydra_fs::{Attr, Caller, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet};
+use hydra_fs::{
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet,
+};
 
 /// How long the kernel may cache attributes and entries. Every change goes
 /// through this one mount, which the kernel invalidates itself.
@@ -23,6 +26,8 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// The filesystem as the kernel sees it.
 pub struct HydraFuse {
     fs: Fs,
+    /// `.snapshots` of a live mount (none for a snapshot mount).
+    snapshots: Option<Snapshots>,
     /// Tells the kernel to drop cached attributes the filesystem changed
     /// behind its back; set once the session exists.
     notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
@@ -30,8 +35,84 @@ pub struct HydraFuse {
 
 impl HydraFuse {
     /// Serves `fs`; `notifier` is filled in once the session exists.
-    pub fn new(fs: Fs, notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>) -> Self {
-        HydraFuse { fs, notifier }
+    pub fn new(
+        fs: Fs,
+        snapshots: Option<Snapshots>,
+        notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+    ) -> Self {
+        HydraFuse {
+            fs,
+            snapshots,
+            notifier,
+        }
+    }
+
+    fn snapshots(&self) -> Result<&Snapshots, FsError> {
+        self.snapshots.as_ref().ok_or(FsError::NotFound)
+    }
+
+    /// The filesystem an inode (or handle) number belongs to, the number
+    /// within it, and the snapshot id for views.
+    fn target(&self, n: u64) -> Result<(Fs, Ino, Option<u64>), FsError> {
+        match place(n) {
+            Place::Live(i) => Ok((self.fs.clone(), i, None)),
+            Place::Snapshot(id, i) => Ok((self.snapshots()?.view(id)?, i, Some(id))),
+            Place::Dir => Err(FsError::IsDir),
+        }
+    }
+
+    /// A directory's entries after `offset`, with global inode numbers.
+    fn listing(&self, n: u64, offset: u64, c: &Caller) -> Result<Vec<(DirEntry, Attr)>, FsError> {
+        if place(n) == Place::Dir {
+            let snaps = self.snapshots()?;
+            let root = self.fs.getattr(Ino::ROOT)?;
+            let dir = snaps.dir_attr(&root);
+            let mut out = vec![
+                (
+                    DirEntry {
+                        ino: dir.ino,
+                        name: b".".to_vec(),
+                        kind: Kind::Dir,
+                        cookie: 1,
+                    },
+                    dir.clone(),
+                ),
+                (
+                    DirEntry {
+                        ino: Ino::ROOT,
+                        name: b"..".to_vec(),
+                        kind: Kind::Dir,
+                        cookie: 2,
+                    },
+                    root,
+                ),
+            ];
+            for (k, id) in snaps.ids()?.into_iter().enumerate() {
+                let attr = attr_in(id, snaps.view(id)?.getattr(Ino::ROOT)?);
+                let cookie = k as u64 + 3;
+                out.push((
+                    DirEntry {
+                        ino: attr.ino,
+                        name: id.to_string().into_bytes(),
+                        kind: Kind::Dir,
+                        cookie,
+                    },
+                    attr,
+                ));
+            }
+            return Ok(out.into_iter().filter(|(e, _)| e.cookie > offset).collect());
+        }
+        let (fs, i, view) = self.target(n)?;
+        let entries = fs.readdir_plus(i, offset, c)?;
+        Ok(entries
+            .into_iter()
+            .map(|(mut e, a)| {
+                if let Some(id) = view {
+                    e.ino = Ino(join(id, e.ino.0));
+                }
+                (e, global(a, view))
+            })
+            .collect())
     }
 
     /// Drops the kernel's cached attributes of `ino`, from another thread
@@ -43,6 +124,13 @@ impl HydraFuse {
                 let _ = n.inval_inode(ino, -1, 0);
             }
         });
+    }
+}
+
+fn global(attr: Attr, view: Option<u64>) -> Attr {
+    match view {
+        Some(id) => attr_in(id, attr),
+        None => attr,
     }
 }
 
@@ -155,14 +243,34 @@ impl Filesystem for HydraFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(
-            reply,
-            self.fs.lookup(ino(parent), name.as_bytes(), &caller(req)),
-        );
+        let name = name.as_bytes();
+        let result = match place(parent.0) {
+            Place::Live(Ino::ROOT) if name == SNAPSHOTS_NAME && self.snapshots.is_some() => self
+                .fs
+                .getattr(Ino::ROOT)
+                .and_then(|root| Ok(self.snapshots()?.dir_attr(&root))),
+            Place::Dir => self.snapshots().and_then(|snaps| {
+                let id = snaps.id_of(name)?;
+                Ok(attr_in(id, snaps.view(id)?.getattr(Ino::ROOT)?))
+            }),
+            _ => self
+                .target(parent.0)
+                .and_then(|(fs, i, view)| Ok(global(fs.lookup(i, name, &caller(req))?, view))),
+        };
+        entry(reply, result);
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino(i)) {
+        let result = match place(i.0) {
+            Place::Dir => self
+                .fs
+                .getattr(Ino::ROOT)
+                .and_then(|root| Ok(self.snapshots()?.dir_attr(&root))),
+            _ => self
+                .target(i.0)
+                .and_then(|(fs, i, view)| Ok(global(fs.getattr(i)?, view))),
+        };
+        match result {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -209,7 +317,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino(i)) {
+        match self.target(i.0).and_then(|(fs, i, _)| fs.readlink(i)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
         }
@@ -335,11 +443,12 @@ impl Filesystem for HydraFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
-        match self
-            .fs
-            .open_file(ino(i), OpenFlags::from_libc(flags.0), &caller(req))
-        {
-            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+        let result = self.target(i.0).and_then(|(fs, i, view)| {
+            let fh = fs.open_file(i, OpenFlags::from_libc(flags.0), &caller(req))?;
+            Ok(view.map_or(fh.0, |id| join(id, fh.0)))
+        });
+        match result {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -355,7 +464,10 @@ impl Filesystem for HydraFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(Fh(fh.0), offset, size as usize) {
+        match self
+            .target(fh.0)
+            .and_then(|(fs, h, _)| fs.read(Fh(h.0), offset, size as usize))
+        {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e)),
         }
@@ -387,7 +499,10 @@ impl Filesystem for HydraFuse {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.fs.flush(Fh(fh.0)));
+        empty(
+            reply,
+            self.target(fh.0).and_then(|(fs, h, _)| fs.flush(Fh(h.0))),
+        );
     }
 
     fn release(
@@ -400,7 +515,10 @@ impl Filesystem for HydraFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.fs.release(Fh(fh.0)));
+        empty(
+            reply,
+            self.target(fh.0).and_then(|(fs, h, _)| fs.release(Fh(h.0))),
+        );
     }
 
     fn fsync(
@@ -415,7 +533,13 @@ impl Filesystem for HydraFuse {
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
-        match self.fs.access(ino(i), 4, &caller(req)) {
+        let result = match place(i.0) {
+            Place::Dir => Ok(()),
+            _ => self
+                .target(i.0)
+                .and_then(|(fs, i, _)| fs.access(i, 4, &caller(req))),
+        };
+        match result {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
@@ -429,9 +553,9 @@ impl Filesystem for HydraFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(ino(i), offset, &caller(req)) {
+        match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
-                for e in entries {
+                for (e, _) in entries {
                     if reply.add(
                         INodeNo(e.ino.0),
                         e.cookie,
@@ -455,7 +579,7 @@ impl Filesystem for HydraFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.fs.readdir_plus(ino(i), offset, &caller(req)) {
+        match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
                 for (e, a) in entries {
                     let attr = file_attr(&a);
@@ -525,14 +649,20 @@ impl Filesystem for HydraFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(ino(i), name.as_bytes(), &caller(req)) {
+        match self
+            .target(i.0)
+            .and_then(|(fs, i, _)| fs.getxattr(i, name.as_bytes(), &caller(req)))
+        {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.listxattr(ino(i), &caller(req)) {
+        match self
+            .target(i.0)
+            .and_then(|(fs, i, _)| fs.listxattr(i, &caller(req)))
+        {
             Ok(names) => {
                 let mut data = Vec::new();
                 for n in names {
@@ -553,11 +683,15 @@ impl Filesystem for HydraFuse {
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        empty(
-            reply,
-            self.fs
-                .access(ino(i), (mask.bits() & 7) as u32, &caller(req)),
-        );
+        let mask = (mask.bits() & 7) as u32;
+        let result = match place(i.0) {
+            Place::Dir if mask & 2 != 0 => Err(FsError::ReadOnly),
+            Place::Dir => Ok(()),
+            _ => self
+                .target(i.0)
+                .and_then(|(fs, i, _)| fs.access(i, mask, &caller(req))),
+        };
+        empty(reply, result);
     }
 
     fn create(

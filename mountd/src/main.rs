@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod fuse;
+mod snapdir;
 
 use std::process::ExitCode;
 

@@ -364,3 +364,47 @@ fn fio_verifies_random_and_sequential_writes() {
     }
     m.umount();
 }
+
+#[test]
+fn snapshots_are_reachable_by_id_and_hidden_from_readdir() {
+    let s = TestStore::new();
+    let m = Mounted::new(&s, "snap", &s.scratch("mnt"), &[]);
+    let fsync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .expect("fsync")
+    };
+    std::fs::write(m.path("f"), b"one").expect("write");
+    fsync(&m.path("f"));
+    std::fs::write(m.path("f"), b"two").expect("write");
+    fsync(&m.path("f"));
+    let names: Vec<String> = std::fs::read_dir(&m.point)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["f"], "the root's listing does not show .snapshots");
+    let mut ids: Vec<u64> = std::fs::read_dir(m.path(".snapshots"))
+        .expect("ls .snapshots")
+        .map(|e| {
+            e.expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .parse()
+                .expect("ids are numbers")
+        })
+        .collect();
+    ids.sort();
+    assert!(ids.len() >= 3, "{ids:?}");
+    let contents: Vec<Option<Vec<u8>>> = ids
+        .iter()
+        .map(|id| std::fs::read(m.path(&format!(".snapshots/{id}/f"))).ok())
+        .collect();
+    assert!(contents.contains(&Some(b"one".to_vec())), "{contents:?}");
+    assert_eq!(contents.last().cloned().flatten(), Some(b"two".to_vec()));
+    let last = ids.last().expect("an id");
+    assert!(
+        std::fs::write(m.path(&format!(".snapshots/{last}/f")), b"x").is_err(),
+        "snapshots are read-only"
+    );
+    m.umount();
+}
