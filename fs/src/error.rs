@@ -84,12 +84,12 @@ pub enum FsError {
     /// A malformed or truncated archive.
     #[error("archive: {0}")]
     Archive(String),
-    /// The block layer failed.
+    /// The block layer failed (boxed: it is large, and rare).
     #[error(transparent)]
-    Dag(#[from] DagError),
+    Dag(Box<DagError>),
     /// Blob reading or writing failed.
     #[error(transparent)]
-    Chunk(#[from] ChunkError),
+    Chunk(Box<ChunkError>),
 }
 
 impl FsError {
@@ -117,5 +117,17 @@ impl FsError {
                 libc::EIO
             }
         })
+    }
+}
+
+impl From<DagError> for FsError {
+    fn from(e: DagError) -> Self {
+        FsError::Dag(Box::new(e))
+    }
+}
+
+impl From<ChunkError> for FsError {
+    fn from(e: ChunkError) -> Self {
+        FsError::Chunk(Box::new(e))
     }
 }

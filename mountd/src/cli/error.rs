@@ -23,8 +23,11 @@ fn dag_error(err: &anyhow::Error) -> Option<&DagError> {
                 _ => None,
             })
             .or_else(|| match cause.downcast_ref::<FsError>() {
-                Some(FsError::Dag(e)) => Some(e),
-                Some(FsError::Chunk(ChunkError::Dag(e))) => Some(e),
+                Some(FsError::Dag(e)) => Some(&**e),
+                Some(FsError::Chunk(c)) => match &**c {
+                    ChunkError::Dag(e) => Some(e),
+                    _ => None,
+                },
                 _ => None,
             })
     })
