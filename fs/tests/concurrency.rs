@@ -10,55 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hydra_dag::Bucket;
-use hydra_fs::{Caller, Fs, FsError, FsOptions, Ino, Kind, OpenFlags, RenameMode};
+use hydra_fs::{Fs, FsError, Ino, Kind, RenameMode};
+
+mod support;
+use support::*;
 
 const THREADS: usize = 8;
 const ITERATIONS: usize = 300;
 const SHARED_NAMES: usize = 4;
-
-fn opts() -> FsOptions {
-    FsOptions {
-        commit_interval: None,
-        ..FsOptions::default()
-    }
-}
-
-fn root() -> Caller {
-    Caller::root()
-}
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        ..OpenFlags::default()
-    }
-}
-
-fn ro() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        ..OpenFlags::default()
-    }
-}
-
-fn errno(e: &FsError) -> i32 {
-    e.errno().0
-}
-
-/// Deterministic bytes: `len` bytes from `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Self-describing content: a header naming writer, iteration and length,
 /// then bytes derived from them. Any torn or mixed-up file fails `valid`.

@@ -25,46 +25,12 @@ use hydra_dag::{
     Block, Bucket, BucketPolicy, Cid, DagError, DagResult, LogEntry, MemoryVolume, OpenMode,
     RefName, RefNote, Store, StoreOptions, Volume, VolumeStats,
 };
-use hydra_fs::{Caller, Fs, FsError, FsOptions, Ino, Kind, OpenFlags};
+use hydra_fs::{Fs, FsError, Ino, Kind, OpenFlags};
+
+mod support;
+use support::*;
 
 const CHILD_ENV: &str = "HYDRA_FS_CRASH_DIR";
-
-fn opts() -> FsOptions {
-    FsOptions {
-        commit_interval: None,
-        ..FsOptions::default()
-    }
-}
-
-fn root() -> Caller {
-    Caller::root()
-}
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        ..OpenFlags::default()
-    }
-}
-
-fn errno(e: FsError) -> i32 {
-    e.errno().0
-}
-
-/// Deterministic bytes: `len` bytes from `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn lookup(fs: &Fs, path: &str) -> Result<Ino, FsError> {
     let mut ino = Ino::ROOT;

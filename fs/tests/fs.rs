@@ -1,32 +1,10 @@
 //! API-level tests of the filesystem core.
 
 use hydra_dag::Bucket;
-use hydra_fs::{
-    Caller, Fs, FsError, FsOptions, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet,
-};
+use hydra_fs::{Caller, Fs, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet};
 
-fn opts() -> FsOptions {
-    FsOptions {
-        commit_interval: None,
-        ..FsOptions::default()
-    }
-}
-
-fn root() -> Caller {
-    Caller::root()
-}
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        ..OpenFlags::default()
-    }
-}
-
-fn errno(e: FsError) -> i32 {
-    e.errno().0
-}
+mod support;
+use support::*;
 
 fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
     let (attr, fh) = fs

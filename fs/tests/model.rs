@@ -32,12 +32,8 @@ use hydra_fs::{
 use proptest::prelude::*;
 use rustix::fs::{RenameFlags, XattrFlags};
 
-fn opts() -> FsOptions {
-    FsOptions {
-        commit_interval: None,
-        ..FsOptions::default()
-    }
-}
+mod support;
+use support::*;
 
 /// Options for a model run: with a small `dirty_limit`, writes commit (or
 /// only store file content) under memory pressure.
@@ -52,29 +48,6 @@ fn model_opts(pressure: Option<bool>) -> FsOptions {
     }
 }
 
-fn root() -> Caller {
-    Caller::root()
-}
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        ..OpenFlags::default()
-    }
-}
-
-fn ro() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        ..OpenFlags::default()
-    }
-}
-
-fn errno(e: FsError) -> i32 {
-    e.errno().0
-}
-
 fn hy<T>(r: Result<T, FsError>) -> Result<T, i32> {
     r.map_err(errno)
 }
@@ -86,20 +59,6 @@ fn os(e: std::io::Error) -> i32 {
 
 fn rx(e: rustix::io::Errno) -> i32 {
     e.raw_os_error()
-}
-
-/// Deterministic bytes: `len` bytes from `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 // ---------------------------------------------------------------------------
