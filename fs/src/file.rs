@@ -35,6 +35,9 @@ pub enum FileData {
     Clean(Blob),
     /// The whole content in memory.
     Buffer(Vec<u8>),
+    /// A buffer a commit is storing: the same bytes, shared with the blocks
+    /// being written (no copy); clean once they are stored.
+    Planned(Bytes),
     /// Appended to sequentially, being chunked as it arrives.
     Stream {
         /// The writer.
@@ -74,6 +77,7 @@ impl FileData {
         match self {
             FileData::Clean(blob) => blob.size(),
             FileData::Buffer(data) => data.len() as u64,
+            FileData::Planned(data) => data.len() as u64,
             FileData::Stream { len, ahead, .. } => ahead
                 .iter()
                 .next_back()
@@ -114,7 +118,14 @@ impl FileData {
         match self {
             FileData::Clean(blob) => Ok(blob.clone()),
             FileData::Buffer(data) => {
-                let (blob, mut new) = chunk_blocks(cx.params, Bytes::copy_from_slice(data))?;
+                let data = Bytes::from(std::mem::take(data));
+                *self = FileData::Planned(data.clone());
+                let (blob, mut new) = chunk_blocks(cx.params, data)?;
+                blocks.append(&mut new);
+                Ok(blob)
+            }
+            FileData::Planned(data) => {
+                let (blob, mut new) = chunk_blocks(cx.params, data.clone())?;
                 blocks.append(&mut new);
                 Ok(blob)
             }
@@ -194,6 +205,7 @@ impl FileData {
             FileData::Clean(blob) => Ok(BlobReader::new(bucket.clone(), blob.clone())
                 .read_at(offset, (end - offset) as usize)?),
             FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
+            FileData::Planned(data) => Ok(data[offset as usize..end as usize].to_vec()),
             FileData::Stream { .. } => Err(FsError::Lost("stream interrupted".into())),
             FileData::Lost(why) => Err(FsError::Lost(why.clone())),
             FileData::Overlay { base, extents, .. } => {
@@ -234,6 +246,8 @@ impl FileData {
         loop {
             match self {
                 FileData::Lost(why) => return Err(FsError::Lost(why.clone())),
+                // A commit that stored these bytes failed: edit them again.
+                FileData::Planned(data) => *self = FileData::Buffer(data.to_vec()),
                 FileData::Clean(blob) => {
                     let blob = blob.clone();
                     *self = if blob.size() > BUFFER_MAX && offset == blob.size() {
@@ -331,6 +345,9 @@ impl FileData {
         if len == 0 {
             *self = FileData::Buffer(Vec::new());
             return Ok(());
+        }
+        if let FileData::Planned(data) = self {
+            *self = FileData::Buffer(data.to_vec());
         }
         match self {
             FileData::Buffer(buf) if len <= BUFFER_MAX * 4 => {

@@ -15,7 +15,7 @@ use crate::daemon;
 /// Block cache of a mount daemon.
 const DAEMON_CACHE: usize = 64 << 20;
 /// Changed bytes a mount daemon holds before committing.
-const DAEMON_DIRTY_LIMIT: u64 = 128 << 20;
+const DAEMON_DIRTY_LIMIT: u64 = 64 << 20;
 
 /// Arguments of `hydra mount`.
 #[derive(Debug, Args)]
