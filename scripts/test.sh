@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hydra-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the tests drive for real.
-packages=(sqlite3 attr tar gzip zstd xz-utils bzip2 python3 fuse3 git fio)
+packages=(sqlite3 attr tar gzip zstd xz-utils bzip2 python3 fuse3 git fio rsync)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -144,6 +144,15 @@ cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src ."#,
         ),
         &work,
     );
+    // rsync -a (temporary files, renames over, times and modes) likewise.
+    sh(
+        &format!(
+            "cd {} && rsync -a many/ synced/ && diff -r many synced && \
+             test \"$(stat -c %Y many/d2/f7)\" = \"$(stat -c %Y synced/d2/f7)\" && rm -r synced",
+            m.point.display()
+        ),
+        &work,
+    );
     m.umount();
     // What was extracted through the mount is what export gives back.
     let exported = work.join("out.tar");
