@@ -202,8 +202,19 @@ fn caller(req: &Request) -> Caller {
     c
 }
 
-fn ino(i: INodeNo) -> Ino {
-    Ino(i.0)
+/// The live inode a kernel number names; anything else (`.snapshots`
+/// and the snapshots in it) is read-only: the calling operation answers
+/// EROFS.
+macro_rules! live {
+    ($n:expr, $reply:expr) => {
+        match place($n.0) {
+            Place::Live(i) => i,
+            _ => {
+                $reply.error(Errno::from_i32(libc::EROFS));
+                return;
+            }
+        }
+    };
 }
 
 fn entry(reply: ReplyEntry, result: Result<Attr, FsError>) {
@@ -294,6 +305,7 @@ impl Filesystem for HydraFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let i_live = live!(i, reply);
         let when = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
             TimeOrNow::SpecificTime(t) => TimeSet::At(ns(t)),
@@ -309,7 +321,7 @@ impl Filesystem for HydraFuse {
         };
         match self
             .fs
-            .setattr(ino(i), &set, fh.map(|f| Fh(f.0)), &caller(req))
+            .setattr(i_live, &set, fh.map(|f| Fh(f.0)), &caller(req))
         {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
@@ -333,11 +345,12 @@ impl Filesystem for HydraFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let parent_live = live!(parent, reply);
         let mode = mode & !(umask & 0o7777);
         entry(
             reply,
             self.fs.mknod(
-                ino(parent),
+                parent_live,
                 name.as_bytes(),
                 mode,
                 u64::from(rdev),
@@ -355,25 +368,28 @@ impl Filesystem for HydraFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
         entry(
             reply,
             self.fs
-                .mkdir(ino(parent), name.as_bytes(), mode, &caller(req)),
+                .mkdir(parent_live, name.as_bytes(), mode, &caller(req)),
         );
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent_live = live!(parent, reply);
         empty(
             reply,
-            self.fs.unlink(ino(parent), name.as_bytes(), &caller(req)),
+            self.fs.unlink(parent_live, name.as_bytes(), &caller(req)),
         );
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent_live = live!(parent, reply);
         empty(
             reply,
-            self.fs.rmdir(ino(parent), name.as_bytes(), &caller(req)),
+            self.fs.rmdir(parent_live, name.as_bytes(), &caller(req)),
         );
     }
 
@@ -385,10 +401,11 @@ impl Filesystem for HydraFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let parent_live = live!(parent, reply);
         entry(
             reply,
             self.fs.symlink(
-                ino(parent),
+                parent_live,
                 name.as_bytes(),
                 target.as_os_str().as_bytes(),
                 &caller(req),
@@ -406,6 +423,8 @@ impl Filesystem for HydraFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let newparent_live = live!(newparent, reply);
+        let parent_live = live!(parent, reply);
         let bits = flags.bits();
         let mode = if bits & libc::RENAME_EXCHANGE != 0 {
             RenameMode::Exchange
@@ -417,9 +436,9 @@ impl Filesystem for HydraFuse {
         empty(
             reply,
             self.fs.rename(
-                ino(parent),
+                parent_live,
                 name.as_bytes(),
-                ino(newparent),
+                newparent_live,
                 newname.as_bytes(),
                 mode,
                 &caller(req),
@@ -435,10 +454,12 @@ impl Filesystem for HydraFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let i_live = live!(i, reply);
+        let newparent_live = live!(newparent, reply);
         entry(
             reply,
             self.fs
-                .link(ino(i), ino(newparent), newname.as_bytes(), &caller(req)),
+                .link(i_live, newparent_live, newname.as_bytes(), &caller(req)),
         );
     }
 
@@ -485,6 +506,10 @@ impl Filesystem for HydraFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if !matches!(place(fh.0), Place::Live(_)) {
+            reply.error(Errno::from_i32(libc::EROFS));
+            return;
+        }
         match self.fs.write(Fh(fh.0), offset, data, &caller(req)) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
@@ -637,9 +662,10 @@ impl Filesystem for HydraFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let i_live = live!(i, reply);
         let result = self
             .fs
-            .setxattr(ino(i), name.as_bytes(), value, flags, &caller(req));
+            .setxattr(i_live, name.as_bytes(), value, flags, &caller(req));
         let changes_mode = result.is_ok() && name.as_bytes() == b"system.posix_acl_access";
         empty(reply, result);
         if changes_mode {
@@ -676,9 +702,10 @@ impl Filesystem for HydraFuse {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let i_live = live!(i, reply);
         empty(
             reply,
-            self.fs.removexattr(ino(i), name.as_bytes(), &caller(req)),
+            self.fs.removexattr(i_live, name.as_bytes(), &caller(req)),
         );
     }
 
@@ -704,9 +731,10 @@ impl Filesystem for HydraFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
         match self.fs.create(
-            ino(parent),
+            parent_live,
             name.as_bytes(),
             mode,
             OpenFlags::from_libc(flags),
@@ -733,12 +761,13 @@ impl Filesystem for HydraFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let i_live = live!(i, reply);
         // Plain preallocation only: a file grows to cover the range.
         if mode != 0 {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
         }
-        let size = match self.fs.getattr(ino(i)) {
+        let size = match self.fs.getattr(i_live) {
             Ok(a) => a.size,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -749,7 +778,7 @@ impl Filesystem for HydraFuse {
                 ..SetAttr::default()
             };
             self.fs
-                .setattr(ino(i), &set, Some(Fh(fh.0)), &caller(req))
+                .setattr(i_live, &set, Some(Fh(fh.0)), &caller(req))
                 .map(|_| ())
         } else {
             Ok(())

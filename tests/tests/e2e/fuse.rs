@@ -411,9 +411,14 @@ fn snapshots_are_reachable_by_id_and_hidden_from_readdir() {
     assert!(contents.contains(&Some(b"one".to_vec())), "{contents:?}");
     assert_eq!(contents.last().cloned().flatten(), Some(b"two".to_vec()));
     let last = ids.last().expect("an id");
-    assert!(
-        std::fs::write(m.path(&format!(".snapshots/{last}/f")), b"x").is_err(),
+    let err = std::fs::write(m.path(&format!(".snapshots/{last}/f")), b"x").expect_err("read-only");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EROFS),
         "snapshots are read-only"
     );
+    let err =
+        std::fs::create_dir(m.path(&format!(".snapshots/{last}/new"))).expect_err("read-only");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     m.umount();
 }
