@@ -151,16 +151,26 @@ impl PackSet {
         let Some(file) = self.handle(id)? else {
             return Ok(None);
         };
-        let mut buf = vec![0u8; len];
-        match file.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(Some(Bytes::from(buf))),
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(DagError::CorruptPack {
-                path: self.path(id),
-                offset,
-                reason: format!("record of {len} bytes runs past the end of the pack"),
-            }),
-            Err(e) => Err(DagError::io(self.path(id), e)),
+        // Read into the vector's spare capacity: no zeroing of a buffer the
+        // read overwrites anyway (this is the path of every cold block).
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = offset + buf.len() as u64;
+            match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at) {
+                Ok(0) => {
+                    return Err(DagError::CorruptPack {
+                        path: self.path(id),
+                        offset,
+                        reason: format!("record of {len} bytes runs past the end of the pack"),
+                    });
+                }
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(DagError::io(self.path(id), e.into())),
+            }
         }
+        buf.truncate(len);
+        Ok(Some(Bytes::from(buf)))
     }
 
     fn handle(&self, id: PackId) -> DagResult<Option<Arc<File>>> {
