@@ -135,3 +135,19 @@ pub fn tree_digest(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Runs a bash script (`-eu`) in `dir`; asserts it succeeds; returns stdout.
+pub fn sh(script: &str, dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg("-euc")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "script failed: {script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

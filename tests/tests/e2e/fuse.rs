@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hydra_tests::TestStore;
+use hydra_tests::{TestStore, sh};
 
 /// A mount that is unmounted (and checked) when dropped.
 struct Mounted<'a> {
@@ -42,21 +42,6 @@ impl Drop for Mounted<'_> {
             let _ = Command::new("umount").arg("-l").arg(&self.point).status();
         }
     }
-}
-
-fn sh(script: &str, dir: &Path) -> String {
-    let out = Command::new("bash")
-        .arg("-euc")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "script failed: {script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -5,21 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use hydra_tests::{TestStore, last_line};
-
-fn sh(script: &str, dir: &Path) {
-    let out = Command::new("bash")
-        .arg("-euc")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "script failed: {script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use hydra_tests::{TestStore, last_line, sh};
 
 fn need(tool: &str) {
     let found = Command::new("sh")
