@@ -209,6 +209,12 @@ impl Fs {
         self.state().is_dirty()
     }
 
+    /// Bytes written since file content was last stored (an upper bound of
+    /// what the write-back overlay holds).
+    pub fn pending_bytes(&self) -> u64 {
+        self.state().written_since_settle
+    }
+
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8], c: &Caller) -> FsResult<Attr> {
         let mut s = self.state();

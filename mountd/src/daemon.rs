@@ -27,6 +27,9 @@ pub struct MountRecord {
     pub root: Option<String>,
     /// Whether changes await a commit.
     pub dirty: bool,
+    /// Bytes written and not yet stored.
+    #[serde(default)]
+    pub dirty_bytes: u64,
 }
 
 /// The registry folder of a store.
@@ -154,6 +157,7 @@ pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: b
         read_only,
         root: fs.base().map(|c| c.to_string()),
         dirty: false,
+        dirty_bytes: 0,
     };
     write_record(store, &record)?;
 
@@ -182,6 +186,7 @@ pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: b
             std::thread::sleep(Duration::from_millis(500));
             record.root = refresh_fs.base().map(|c| c.to_string());
             record.dirty = refresh_fs.is_dirty();
+            record.dirty_bytes = refresh_fs.pending_bytes();
             let _ = write_record(&refresh_store, &record);
         }
     });

@@ -211,13 +211,21 @@ pub fn status(cx: &Context) -> Result<()> {
         println!("no live mounts");
     }
     for m in mounts {
+        let pending = if m.dirty {
+            format!(
+                ", changes pending ({} unstored)",
+                output::bytes(m.dirty_bytes)
+            )
+        } else {
+            String::new()
+        };
         println!(
             "{}\t{}\tpid {}\t{}{}\troot {}",
             m.mountpoint.display(),
             m.fs,
             m.pid,
             if m.read_only { "ro" } else { "rw" },
-            if m.dirty { ", changes pending" } else { "" },
+            pending,
             m.root.as_deref().unwrap_or("-")
         );
     }
