@@ -51,10 +51,8 @@ struct Writer {
     conn: Connection,
     pack: PackId,
     file: Arc<File>,
-    /// Committed length of the current pack.
-    end: u64,
     /// End of the space handed out in the current pack; the next batch
-    /// goes here. Past `end` while batches are being written.
+    /// goes here. (The committed length lives in the index.)
     next: u64,
     /// Batches being written (outside the lock) per pack: compaction
     /// leaves those packs alone.
@@ -137,7 +135,6 @@ fn recover(mut conn: Connection, packs: &PackSet) -> DagResult<Writer> {
                 conn,
                 pack: id,
                 file,
-                end: size,
                 next: size,
                 in_flight: HashMap::new(),
             })
@@ -152,7 +149,6 @@ fn recover(mut conn: Connection, packs: &PackSet) -> DagResult<Writer> {
                 conn,
                 pack: id,
                 file,
-                end: HEADER_LEN,
                 next: HEADER_LEN,
                 in_flight: HashMap::new(),
             })
@@ -182,7 +178,6 @@ impl Writer {
         let id = PackId(self.pack.0 + 1);
         self.file = Arc::new(new_pack(&mut self.conn, packs, id)?);
         self.pack = id;
-        self.end = HEADER_LEN;
         self.next = HEADER_LEN;
         Ok(())
     }
@@ -336,7 +331,6 @@ impl LocalVolume {
             }
             index::set_pack_size(&tx, w.pack, end)?;
             tx.commit()?;
-            w.end = end;
             stats.bytes_copied += batch.iter().map(|b| b.len() as u64).sum::<u64>();
             batch.clear();
             Ok(())
@@ -456,11 +450,6 @@ impl Volume for LocalVolume {
                 index::touch(&tx, cid, stored_ms)?;
             }
             tx.commit()?;
-            if let Some((pack, _, _, end, _)) = &reserved
-                && *pack == w.pack
-            {
-                w.end = w.end.max(*end);
-            }
             Ok(())
         })
     }

@@ -64,9 +64,9 @@ pub enum FileData {
 
 /// What writing needs: where blocks go and how to cut them.
 #[derive(Debug, Clone)]
-pub struct WriteContext<'a> {
+pub struct WriteContext {
     /// Pins what is written until the next commit.
-    pub session: &'a WriteSession,
+    pub session: WriteSession,
     /// Chunk bounds.
     pub params: ChunkParams,
 }
@@ -101,7 +101,7 @@ impl FileData {
     }
 
     /// Turns pending changes into a stored blob; returns it.
-    pub fn settle(&mut self, cx: &WriteContext<'_>) -> FsResult<Blob> {
+    pub fn settle(&mut self, cx: &WriteContext) -> FsResult<Blob> {
         let mut blocks = Vec::new();
         let blob = self.plan(cx, &mut blocks)?;
         cx.session.put_blocks(&blocks)?;
@@ -114,7 +114,7 @@ impl FileData {
     /// batch); the file itself stays as it is until [`FileData::apply`], so
     /// a commit that fails loses nothing. (Streams and overlays store their
     /// blocks as they go; a finished stream is clean at once.)
-    pub fn plan(&mut self, cx: &WriteContext<'_>, blocks: &mut Vec<Block>) -> FsResult<Blob> {
+    pub fn plan(&mut self, cx: &WriteContext, blocks: &mut Vec<Block>) -> FsResult<Blob> {
         match self {
             FileData::Clean(blob) => Ok(blob.clone()),
             FileData::Buffer(data) => {
@@ -189,7 +189,7 @@ impl FileData {
     pub fn read_dirty(
         &mut self,
         bucket: &Bucket,
-        cx: &WriteContext<'_>,
+        cx: &WriteContext,
         offset: u64,
         len: usize,
     ) -> FsResult<Vec<u8>> {
@@ -235,7 +235,7 @@ impl FileData {
     pub fn write(
         &mut self,
         bucket: &Bucket,
-        cx: &WriteContext<'_>,
+        cx: &WriteContext,
         offset: u64,
         data: &[u8],
     ) -> FsResult<()> {
@@ -295,7 +295,7 @@ impl FileData {
                     if end > BUFFER_MAX * 4 {
                         // Random writes far out: keep them as an overlay.
                         let base =
-                            put_shared(cx.session, cx.params, Bytes::from(std::mem::take(buf)))?.0;
+                            put_shared(&cx.session, cx.params, Bytes::from(std::mem::take(buf)))?.0;
                         *self = FileData::Overlay {
                             size: base.size(),
                             base,
@@ -341,7 +341,7 @@ impl FileData {
     }
 
     /// Cuts or extends the file to `len` bytes.
-    pub fn truncate(&mut self, cx: &WriteContext<'_>, len: u64) -> FsResult<()> {
+    pub fn truncate(&mut self, cx: &WriteContext, len: u64) -> FsResult<()> {
         if len == 0 {
             *self = FileData::Buffer(Vec::new());
             return Ok(());

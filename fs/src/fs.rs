@@ -17,7 +17,6 @@ use hydra_dag::{Bucket, Cid, LogEntry, RefName, RefNote, now_ns};
 
 use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
 use crate::error::{FsError, FsResult};
-use crate::file::WriteContext;
 use crate::node::{Kind, Meta};
 use crate::perm::{Caller, R, W, X};
 use crate::state::{Content, FIRST_COOKIE, State, clean_blob};
@@ -271,16 +270,10 @@ impl Fs {
             if !via_handle {
                 c.check(&inode.meta, inode.kind, W)?;
             }
-            let (session, params) = s.write_context();
+            let cx = s.write_context();
             let inode = s.get_mut(ino)?;
             if let Content::File(data) = &mut inode.content {
-                data.truncate(
-                    &WriteContext {
-                        session: &session,
-                        params,
-                    },
-                    size,
-                )?;
+                data.truncate(&cx, size)?;
             }
             inode.meta.mtime = now;
             inode.meta.ctime = now;
@@ -486,19 +479,13 @@ impl Fs {
             c.check(&inode.meta, inode.kind, want)?;
         }
         if flags.truncate && inode.kind == Kind::File {
-            let (session, params) = s.write_context();
+            let cx = s.write_context();
             let now = now_ns();
             let inode = s.get_mut(ino)?;
             if let Content::File(data) = &mut inode.content
                 && data.size() > 0
             {
-                data.truncate(
-                    &WriteContext {
-                        session: &session,
-                        params,
-                    },
-                    0,
-                )?;
+                data.truncate(&cx, 0)?;
                 inode.meta.mtime = now;
                 inode.meta.ctime = now;
                 if !c.is_root() {
@@ -561,19 +548,11 @@ impl Fs {
             lock(&handle).reader.get_or_insert((blob, reader));
             return result;
         }
-        let (session, params) = s.write_context();
+        let cx = s.write_context();
         let bucket = s.bucket.clone();
         let ino = h.ino;
         match &mut s.get_mut(ino)?.content {
-            Content::File(data) => Ok(data.read_dirty(
-                &bucket,
-                &WriteContext {
-                    session: &session,
-                    params,
-                },
-                offset,
-                size,
-            )?),
+            Content::File(data) => Ok(data.read_dirty(&bucket, &cx, offset, size)?),
             _ => Err(FsError::Invalid("not a regular file")),
         }
     }
@@ -592,7 +571,7 @@ impl Fs {
         drop(h);
         let over_limit = {
             let mut s = self.state();
-            let (session, params) = s.write_context();
+            let cx = s.write_context();
             let bucket = s.bucket.clone();
             let now = now_ns();
             let inode = s.get_mut(ino)?;
@@ -600,15 +579,7 @@ impl Fs {
                 return Err(FsError::Invalid("not a regular file"));
             };
             let at = if append { file.size() } else { offset };
-            file.write(
-                &bucket,
-                &WriteContext {
-                    session: &session,
-                    params,
-                },
-                at,
-                data,
-            )?;
+            file.write(&bucket, &cx, at, data)?;
             inode.meta.mtime = now;
             inode.meta.ctime = now;
             if !c.is_root() {
@@ -638,15 +609,12 @@ impl Fs {
             return Ok(());
         }
         let mut s = self.state();
-        let (session, params) = s.write_context();
+        let cx = s.write_context();
         if let Content::File(data) = &mut s.get_mut(ino)?.content
             && data.is_dirty()
             && data.size() > crate::file::FLUSH_SETTLE_MIN
         {
-            data.settle(&WriteContext {
-                session: &session,
-                params,
-            })?;
+            data.settle(&cx)?;
         }
         Ok(())
     }

@@ -432,11 +432,7 @@ impl State {
     /// Stores the changed content of every file (without committing), so
     /// memory holds records, not data.
     pub fn settle_files(&mut self) -> FsResult<()> {
-        let session = self.session.clone();
-        let cx = WriteContext {
-            session: &session,
-            params: self.params,
-        };
+        let cx = self.write_context();
         let mut blocks = Vec::new();
         let mut settled = Vec::new();
         for (ino, inode) in self.inodes.iter_mut() {
@@ -448,7 +444,7 @@ impl State {
                 settled.push((*ino, data.plan(&cx, &mut blocks)?));
             }
         }
-        session.put_blocks(&blocks)?;
+        cx.session.put_blocks(&blocks)?;
         for (ino, blob) in settled {
             if let Some(Inode {
                 content: Content::File(data),
@@ -471,12 +467,7 @@ impl State {
         blocks: &mut Vec<Block>,
         updates: &mut Vec<Update>,
     ) -> FsResult<Record> {
-        let session = self.session.clone();
-        let params = self.params;
-        let cx = WriteContext {
-            session: &session,
-            params,
-        };
+        let cx = self.write_context();
         // An unloaded directory's entries cannot have changed (children
         // exist in memory only once loaded): its stored list stands.
         let dirty_dir = {
@@ -604,8 +595,11 @@ impl State {
     }
 
     /// Context for writing file data.
-    pub fn write_context(&self) -> (WriteSession, hydra_chunker::ChunkParams) {
-        (self.session.clone(), self.params)
+    pub fn write_context(&self) -> WriteContext {
+        WriteContext {
+            session: self.session.clone(),
+            params: self.params,
+        }
     }
 }
 
