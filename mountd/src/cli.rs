@@ -11,6 +11,7 @@ mod init;
 mod mount;
 mod output;
 mod refs;
+mod serve;
 mod stats;
 
 use std::path::PathBuf;
@@ -61,9 +62,11 @@ enum Command {
     Stats,
     /// Mount a filesystem with FUSE (in the background unless --foreground).
     Mount(mount::MountArgs),
-    /// Commit and unmount a mount.
+    /// Serve a filesystem over 9P2000.L (in the background unless --foreground).
+    Serve(serve::ServeArgs),
+    /// Commit and stop a mount (by mount point) or a 9P server (by address).
     Umount(mount::UmountArgs),
-    /// List live mounts.
+    /// List live mounts and 9P servers.
     Status,
 }
 
@@ -127,6 +130,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(cmd) => car::import(&cx, cmd),
         Command::Stats => stats::run(&cx),
         Command::Mount(args) => mount::mount(&cx, args),
+        Command::Serve(args) => serve::serve(&cx, args),
         Command::Umount(args) => mount::umount(&cx, args),
         Command::Status => mount::status(&cx),
     }

@@ -1,5 +1,6 @@
-//! Mount daemons: serving a filesystem over FUSE until told to stop, and
-//! the registry of live mounts that `hydra status` and `hydra umount` read.
+//! Daemons: serving a filesystem over FUSE, 9P or both until told to
+//! stop, and the registry of live mounts and servers that `hydra status`
+//! and `hydra umount` read.
 //!
 //! The registry is a folder `mounts/` in the store with one JSON file per
 //! mount, written by the daemon (which holds the store lock) and read
@@ -8,17 +9,25 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, OnceLock};
+
 use anyhow::{Context as _, Result, bail};
-use hydra_fs::Fs;
+use hydra_fs::{Fs, Ino};
 use serde::{Deserialize, Serialize};
+
+use crate::ninep::{self, Cidr, Export, Listen, session::Invalidate};
 
 /// What the registry records of one mount.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MountRecord {
     /// The daemon's process id.
     pub pid: u32,
-    /// Where it is mounted.
+    /// Where it is mounted with FUSE (empty: not mounted, 9P only).
     pub mountpoint: PathBuf,
+    /// Where it serves 9P.
+    #[serde(default)]
+    pub listen: Vec<String>,
     /// The filesystem served.
     pub fs: String,
     /// Read-only (or a snapshot).
@@ -37,9 +46,16 @@ pub fn registry(store: &Path) -> PathBuf {
     store.join("mounts")
 }
 
-fn record_path(store: &Path, mountpoint: &Path) -> PathBuf {
-    let key: String = mountpoint
-        .to_string_lossy()
+/// The name a daemon is known by: its mount point, else its first address.
+pub fn record_key(record: &MountRecord) -> String {
+    if record.mountpoint.as_os_str().is_empty() {
+        return record.listen.first().cloned().unwrap_or_default();
+    }
+    record.mountpoint.to_string_lossy().into_owned()
+}
+
+fn record_path(store: &Path, key: &str) -> PathBuf {
+    let key: String = key
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
@@ -49,16 +65,16 @@ fn record_path(store: &Path, mountpoint: &Path) -> PathBuf {
 /// Writes (or refreshes) a mount's record.
 pub fn write_record(store: &Path, record: &MountRecord) -> Result<()> {
     std::fs::create_dir_all(registry(store))?;
-    let path = record_path(store, &record.mountpoint);
+    let path = record_path(store, &record_key(record));
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(record)?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
 }
 
-/// Removes a mount's record.
-pub fn remove_record(store: &Path, mountpoint: &Path) {
-    let _ = std::fs::remove_file(record_path(store, mountpoint));
+/// Removes a daemon's record.
+pub fn remove_record(store: &Path, record: &MountRecord) {
+    let _ = std::fs::remove_file(record_path(store, &record_key(record)));
 }
 
 /// Whether process `pid` is alive.
@@ -108,9 +124,134 @@ pub fn is_hydra_mount(path: &Path) -> bool {
     })
 }
 
-/// Serves `fs` at `mountpoint` until SIGINT/SIGTERM or an unmount, then
-/// commits. Records itself in the store's registry while it runs.
-pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: bool) -> Result<()> {
+/// What a daemon serves its filesystem through.
+#[derive(Debug, Default)]
+pub struct Fronts {
+    /// Mount with FUSE here.
+    pub mountpoint: Option<PathBuf>,
+    /// Let other users use the FUSE mount.
+    pub allow_other: bool,
+    /// Serve 9P on these addresses.
+    pub listen: Vec<Listen>,
+    /// TCP clients the 9P server admits (empty: loopback only).
+    pub allow: Vec<Cidr>,
+}
+
+/// Serves `fs` through `fronts` until SIGINT/SIGTERM (or an unmount of
+/// the FUSE mount), then commits. Records itself in the store's registry
+/// once every front end is live.
+pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
+    let read_only = fs.is_read_only();
+    let notifier = Arc::new(OnceLock::new());
+    let ninep = if fronts.listen.is_empty() {
+        None
+    } else {
+        let export = Export {
+            fs: fs.clone(),
+            name: name.to_string(),
+            snapshots: Some(crate::snapdir::Snapshots::new(fs.bucket().clone(), name)?),
+            invalidate: fronts
+                .mountpoint
+                .as_ref()
+                .map(|_| Arc::new(FuseInvalidate(notifier.clone())) as Arc<dyn Invalidate>),
+        };
+        let config = ninep::Config {
+            allow: fronts.allow.clone(),
+            ..ninep::Config::default()
+        };
+        let names: Vec<String> = fronts.listen.iter().map(ToString::to_string).collect();
+        Some(
+            ninep::server::start(export, config, &fronts.listen)
+                .with_context(|| format!("cannot listen on {}", names.join(", ")))?,
+        )
+    };
+    let fuse = match &fronts.mountpoint {
+        Some(mountpoint) => Some(mount_fuse(
+            &fs,
+            name,
+            mountpoint,
+            fronts.allow_other,
+            &notifier,
+        )?),
+        None => None,
+    };
+
+    let mut record = MountRecord {
+        pid: std::process::id(),
+        mountpoint: fronts.mountpoint.clone().unwrap_or_default(),
+        listen: fronts.listen.iter().map(ToString::to_string).collect(),
+        fs: name.to_string(),
+        read_only,
+        root: fs.base().map(|c| c.to_string()),
+        dirty: false,
+        dirty_bytes: 0,
+    };
+    write_record(store, &record)?;
+
+    // A signal unmounts (the FUSE session then ends) or, with no mount,
+    // ends the wait below.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let handle = signals.handle();
+    let target = fronts.mountpoint.clone();
+    let (signalled, wait_signal) = std::sync::mpsc::channel::<()>();
+    let signal_thread = std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("hydra: signal {signal}: committing and stopping");
+            if let Some(target) = target
+                && let Err(e) = unmount(&target)
+            {
+                eprintln!("hydra: error: unmount of {} failed: {e}", target.display());
+            }
+            let _ = signalled.send(());
+        }
+    });
+    // Refresh the record while serving (for `hydra status`).
+    let refresh_fs = fs.clone();
+    let refresh_store = store.to_path_buf();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refresh_stop = stop.clone();
+    let final_record = record.clone();
+    let refresher = std::thread::spawn(move || {
+        while !refresh_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(500));
+            record.root = refresh_fs.base().map(|c| c.to_string());
+            record.dirty = refresh_fs.is_dirty();
+            record.dirty_bytes = refresh_fs.pending_bytes();
+            let _ = write_record(&refresh_store, &record);
+        }
+    });
+    let joined = match fuse {
+        Some(background) => background.join().context("FUSE session failed"),
+        None => {
+            let _ = wait_signal.recv();
+            Ok(())
+        }
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.close();
+    let _ = signal_thread.join();
+    let _ = refresher.join();
+    if let Some(server) = ninep {
+        server.stop();
+    }
+    let closed = fs.close();
+    remove_record(store, &final_record);
+    joined?;
+    closed.context("final commit failed")?;
+    Ok(())
+}
+
+/// Mounts `fs` at `mountpoint` and starts the FUSE session threads.
+fn mount_fuse(
+    fs: &Fs,
+    name: &str,
+    mountpoint: &Path,
+    allow_other: bool,
+    notifier: &Arc<OnceLock<fuser::Notifier>>,
+) -> Result<fuser::BackgroundSession> {
     use fuser::{Config, MountOption, SessionACL};
     let read_only = fs.is_read_only();
     let mut options = vec![
@@ -135,7 +276,6 @@ pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: b
         SessionACL::Owner
     };
     config.n_threads = Some(2);
-    let notifier = std::sync::Arc::new(std::sync::OnceLock::new());
     let snapshots = if read_only {
         None
     } else {
@@ -148,58 +288,25 @@ pub fn serve(fs: Fs, store: &Path, mountpoint: &Path, name: &str, allow_other: b
     )
     .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
-    let background = session.spawn().context("cannot start the FUSE session")?;
+    session.spawn().context("cannot start the FUSE session")
+}
 
-    let mut record = MountRecord {
-        pid: std::process::id(),
-        mountpoint: mountpoint.to_path_buf(),
-        fs: name.to_string(),
-        read_only,
-        root: fs.base().map(|c| c.to_string()),
-        dirty: false,
-        dirty_bytes: 0,
-    };
-    write_record(store, &record)?;
+/// Drops the FUSE kernel's caches of what 9P clients change.
+#[derive(Debug)]
+struct FuseInvalidate(Arc<OnceLock<fuser::Notifier>>);
 
-    // Signals ask for an unmount; the session then ends and is joined below.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
-    let handle = signals.handle();
-    let target = mountpoint.to_path_buf();
-    let signal_thread = std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            eprintln!("hydra: signal {signal}: committing and unmounting");
-            if let Err(e) = unmount(&target) {
-                eprintln!("hydra: error: unmount of {} failed: {e}", target.display());
-            }
+impl Invalidate for FuseInvalidate {
+    fn inode(&self, ino: Ino) {
+        if let Some(n) = self.0.get() {
+            let _ = n.inval_inode(fuser::INodeNo(ino.0), 0, 0);
         }
-    });
-    // Refresh the record while mounted (for `hydra status`).
-    let refresh_fs = fs.clone();
-    let refresh_store = store.to_path_buf();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let refresh_stop = stop.clone();
-    let refresher = std::thread::spawn(move || {
-        while !refresh_stop.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(500));
-            record.root = refresh_fs.base().map(|c| c.to_string());
-            record.dirty = refresh_fs.is_dirty();
-            record.dirty_bytes = refresh_fs.pending_bytes();
-            let _ = write_record(&refresh_store, &record);
+    }
+
+    fn entry(&self, parent: Ino, name: &[u8]) {
+        if let Some(n) = self.0.get() {
+            let _ = n.inval_entry(fuser::INodeNo(parent.0), std::ffi::OsStr::from_bytes(name));
         }
-    });
-    let joined = background.join();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    handle.close();
-    let _ = signal_thread.join();
-    let _ = refresher.join();
-    let closed = fs.close();
-    remove_record(store, mountpoint);
-    joined.context("FUSE session failed")?;
-    closed.context("final commit failed")?;
-    Ok(())
+    }
 }
 
 /// Unmounts `mountpoint`: directly as root, else through fusermount3.
@@ -221,15 +328,16 @@ fn unmount(mountpoint: &Path) -> Result<()> {
     }
 }
 
-/// Waits until `mountpoint` is a live mount or the daemon `child` exits.
-pub fn wait_until_mounted(
+/// Waits until the daemon `child` is live (`ready` says so) or exits.
+pub fn wait_until_ready(
     child: &mut std::process::Child,
-    mountpoint: &Path,
+    what: &str,
     log: &Path,
+    ready: impl Fn() -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if is_hydra_mount(mountpoint) {
+        if ready() {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -241,25 +349,31 @@ pub fn wait_until_mounted(
                 .unwrap_or("no output")
                 .trim_start_matches("hydra: error: ")
                 .to_string();
-            bail!("the mount daemon exited ({status}): {last}");
+            bail!("the daemon exited ({status}): {last}");
         }
         if Instant::now() > deadline {
-            bail!(
-                "{} did not appear within 60 s (see {})",
-                mountpoint.display(),
-                log.display()
-            );
+            bail!("{what} was not live within 60 s (see {})", log.display());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Asks the daemon serving `mountpoint` to commit and unmount; waits.
-pub fn stop(store: &Path, mountpoint: &Path) -> Result<bool> {
-    let Some(record) = live_mounts(store)
-        .into_iter()
-        .find(|r| r.mountpoint == mountpoint)
-    else {
+/// Whether the daemon `pid` has recorded itself as live.
+pub fn is_registered(store: &Path, pid: u32) -> bool {
+    live_mounts(store).iter().any(|r| r.pid == pid)
+}
+
+/// Asks the daemon mounted at `target` (or serving 9P at address
+/// `target`) to commit and stop; waits.
+pub fn stop(store: &Path, target: &Path) -> Result<bool> {
+    let text = target.to_string_lossy();
+    let Some(record) = live_mounts(store).into_iter().find(|r| {
+        r.mountpoint == target
+            || r.listen.iter().any(|l| *l == text)
+            || text
+                .parse::<Listen>()
+                .is_ok_and(|t| r.listen.contains(&t.to_string()))
+    }) else {
         return Ok(false);
     };
     let pid = rustix::process::Pid::from_raw(record.pid as i32)

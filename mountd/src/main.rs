@@ -1,13 +1,9 @@
 //! `hydra`: the command-line interface and daemon of hydra.
 
-mod cli;
-mod daemon;
-mod fuse;
-mod snapdir;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use hydra_mountd::cli;
 
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {

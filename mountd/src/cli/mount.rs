@@ -11,6 +11,7 @@ use hydra_fs::{Caller, Fs, FsOptions};
 use super::fs::snapshot_root;
 use super::{Context, output};
 use crate::daemon;
+use crate::ninep::{Cidr, Listen};
 
 /// Block cache of a mount daemon.
 const DAEMON_CACHE: usize = 64 << 20;
@@ -39,6 +40,12 @@ pub struct MountArgs {
     /// Commit this often while there are changes.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     commit_interval: u64,
+    /// Also serve the filesystem over 9P2000.L here (repeatable).
+    #[arg(long = "serve-9p", value_name = "tcp:HOST:PORT|unix:PATH")]
+    serve_9p: Vec<Listen>,
+    /// TCP clients the 9P server admits (CIDR, repeatable; default: loopback).
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<Cidr>,
 }
 
 /// Arguments of `hydra umount`.
@@ -59,9 +66,37 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
         bail!("{} is already a mount point", mountpoint.display());
     }
     if !args.foreground {
-        return spawn_daemon(cx, &args, &mountpoint);
+        let read_only = args.read_only || args.snapshot.is_some();
+        let (child, log) = spawn_daemon(cx, &args.fs, read_only)?;
+        return report_started(
+            cx,
+            child,
+            &log,
+            &args.fs,
+            &mountpoint.display().to_string(),
+            || daemon::is_hydra_mount(&mountpoint),
+        );
     }
     let read_only = args.read_only || args.snapshot.is_some();
+    let store = open_store(cx, read_only)?;
+    let fs = open(
+        &store,
+        &args.fs,
+        args.snapshot.as_deref(),
+        read_only,
+        args.commit_interval,
+    )?;
+    let fronts = daemon::Fronts {
+        mountpoint: Some(mountpoint),
+        allow_other: args.allow_other,
+        listen: args.serve_9p,
+        allow: args.allow,
+    };
+    daemon::serve(fs, store.path(), &args.fs, fronts)
+}
+
+/// Opens a store for a daemon: created when absent (unless read-only).
+pub(super) fn open_store(cx: &Context, read_only: bool) -> Result<Store> {
     // A daemon keeps its memory small: a modest block cache (the kernel's
     // page cache holds file data anyway) and frequent settling of writes.
     let options = StoreOptions {
@@ -75,27 +110,30 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
     if !read_only && !cx.store_path.exists() {
         Store::init(&cx.store_path, &options)?;
     }
-    let store = Store::open(&cx.store_path, mode, &options)?;
-    let fs = open(&store, &args, read_only)?;
-    daemon::serve(fs, store.path(), &mountpoint, &args.fs, args.allow_other)
+    Ok(Store::open(&cx.store_path, mode, &options)?)
 }
 
-fn open(store: &Store, args: &MountArgs, read_only: bool) -> Result<Fs> {
+/// Opens filesystem `name` (or its snapshot) for a daemon, creating it
+/// empty when it does not exist and may be written.
+pub(super) fn open(
+    store: &Store,
+    name: &str,
+    snapshot: Option<&str>,
+    read_only: bool,
+    commit_interval: u64,
+) -> Result<Fs> {
     let bucket = store.bucket().clone();
-    if let Some(snap) = &args.snapshot {
-        let root = snapshot_root(store, &args.fs, snap)?;
+    if let Some(snap) = snapshot {
+        let root = snapshot_root(store, name, snap)?;
         return Ok(Fs::open_snapshot(bucket, root)?);
     }
-    let name = hydra_dag::RefName::new(format!("fs/{}", args.fs))?;
-    let exists = bucket.get_ref(&name)?.is_some();
+    let ref_name = hydra_dag::RefName::new(format!("fs/{name}"))?;
+    let exists = bucket.get_ref(&ref_name)?.is_some();
     if !exists && read_only {
-        bail!("filesystem {} does not exist", args.fs);
+        bail!("filesystem {name} does not exist");
     }
     if !exists {
-        eprintln!(
-            "hydra: note: filesystem {} does not exist yet; created it empty",
-            args.fs
-        );
+        eprintln!("hydra: note: filesystem {name} does not exist yet; created it empty");
     }
     let owner = Caller::user(
         rustix::process::getuid().as_raw(),
@@ -103,25 +141,31 @@ fn open(store: &Store, args: &MountArgs, read_only: bool) -> Result<Fs> {
     );
     let options = FsOptions {
         read_only,
-        commit_interval: Some(std::time::Duration::from_secs(args.commit_interval.max(1))),
+        commit_interval: Some(std::time::Duration::from_secs(commit_interval.max(1))),
         statfs_path: Some(store.path().to_path_buf()),
         dirty_limit: DAEMON_DIRTY_LIMIT,
         ..FsOptions::default()
     };
-    let fs = Fs::open(bucket, &args.fs, &owner, options)?;
+    let fs = Fs::open(bucket, name, &owner, options)?;
     if !exists {
         fs.commit("create")?;
     }
     Ok(fs)
 }
 
-fn spawn_daemon(cx: &Context, args: &MountArgs, mountpoint: &Path) -> Result<()> {
+/// Starts this very command again in the background with
+/// `--foreground`, its output going to a log in the store.
+pub(super) fn spawn_daemon(
+    cx: &Context,
+    fs: &str,
+    read_only: bool,
+) -> Result<(std::process::Child, PathBuf)> {
     // Fail here, not in the daemon, when the store cannot be opened.
     if !cx.store_path.exists() {
         Store::init(&cx.store_path, &StoreOptions::default())?;
         eprintln!("hydra: created a new store at {}", cx.store_path.display());
     }
-    let mode = if args.read_only || args.snapshot.is_some() {
+    let mode = if read_only {
         OpenMode::ReadOnly
     } else {
         OpenMode::ReadWrite
@@ -129,45 +173,46 @@ fn spawn_daemon(cx: &Context, args: &MountArgs, mountpoint: &Path) -> Result<()>
     drop(Store::open(&cx.store_path, mode, &StoreOptions::default())?);
     let logs = daemon::registry(&cx.store_path);
     std::fs::create_dir_all(&logs)?;
-    let log = logs.join(format!("{}.log", args.fs));
+    let log = logs.join(format!("{fs}.log"));
     let log_file =
         std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
     let exe = std::env::current_exe().context("cannot find the hydra binary")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--store")
-        .arg(&cx.store_path)
-        .arg("mount")
-        .arg(&args.fs)
-        .arg(mountpoint)
-        .arg("--foreground")
-        .arg("--commit-interval")
-        .arg(args.commit_interval.to_string());
-    if args.read_only {
-        cmd.arg("--read-only");
-    }
-    if args.allow_other {
-        cmd.arg("--allow-other");
-    }
-    if let Some(snap) = &args.snapshot {
-        cmd.arg("--snapshot").arg(snap);
-    }
+    // The same command line; the store path travels in the environment,
+    // which a `--store` on the command line still overrides.
+    cmd.env("HYDRA_STORE", &cx.store_path)
+        .args(std::env::args_os().skip(1))
+        .arg("--foreground");
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
         .spawn()
-        .context("cannot start the mount daemon")?;
-    daemon::wait_until_mounted(&mut child, mountpoint, &log)?;
+        .context("cannot start the daemon")?;
+    Ok((child, log))
+}
+
+/// Waits for a started daemon to be live and says where it serves.
+pub(super) fn report_started(
+    cx: &Context,
+    mut child: std::process::Child,
+    log: &Path,
+    fs: &str,
+    place: &str,
+    ready: impl Fn() -> bool,
+) -> Result<()> {
+    daemon::wait_until_ready(&mut child, place, log, ready)?;
     if cx.json {
-        return output::json(
-            &serde_json::json!({ "mountpoint": mountpoint, "pid": child.id(), "fs": args.fs }),
-        );
+        return output::json(&serde_json::json!({ "at": place, "pid": child.id(), "fs": fs }));
     }
+    let verb = if place.starts_with("tcp:") || place.starts_with("unix:") {
+        "serving"
+    } else {
+        "mounted"
+    };
     println!(
-        "mounted {} at {} (pid {}, log {})",
-        args.fs,
-        mountpoint.display(),
+        "{verb} {fs} at {place} (pid {}, log {})",
         child.id(),
         log.display()
     );
@@ -208,7 +253,7 @@ pub fn status(cx: &Context) -> Result<()> {
         return output::json(&mounts);
     }
     if mounts.is_empty() {
-        println!("no live mounts");
+        println!("no live mounts or servers");
     }
     for m in mounts {
         let pending = if m.dirty {
@@ -219,9 +264,14 @@ pub fn status(cx: &Context) -> Result<()> {
         } else {
             String::new()
         };
+        let mut at = Vec::new();
+        if !m.mountpoint.as_os_str().is_empty() {
+            at.push(m.mountpoint.display().to_string());
+        }
+        at.extend(m.listen.iter().map(|l| format!("9p {l}")));
         println!(
             "{}\t{}\tpid {}\t{}{}\troot {}",
-            m.mountpoint.display(),
+            at.join(", "),
             m.fs,
             m.pid,
             if m.read_only { "ro" } else { "rw" },
