@@ -39,6 +39,9 @@ pub struct MountRecord {
     /// Bytes written and not yet stored.
     #[serde(default)]
     pub dirty_bytes: u64,
+    /// What the 9P server holds (when it serves 9P).
+    #[serde(default)]
+    pub ninep: Option<ninep::server::Stats>,
 }
 
 /// The registry folder of a store.
@@ -135,6 +138,8 @@ pub struct Fronts {
     pub listen: Vec<Listen>,
     /// TCP clients the 9P server admits (empty: loopback only).
     pub allow: Vec<Cidr>,
+    /// 9P connections served at once (`None`: the default).
+    pub max_connections: Option<usize>,
 }
 
 /// Serves `fs` through `fronts` until SIGINT/SIGTERM (or an unmount of
@@ -155,10 +160,13 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
                 .as_ref()
                 .map(|_| Arc::new(FuseInvalidate(notifier.clone())) as Arc<dyn Invalidate>),
         };
-        let config = ninep::Config {
+        let mut config = ninep::Config {
             allow: fronts.allow.clone(),
             ..ninep::Config::default()
         };
+        if let Some(n) = fronts.max_connections {
+            config.max_connections = n;
+        }
         let names: Vec<String> = fronts.listen.iter().map(ToString::to_string).collect();
         Some(
             ninep::server::start(export, config, &fronts.listen)
@@ -185,6 +193,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         root: fs.base().map(|c| c.to_string()),
         dirty: false,
         dirty_bytes: 0,
+        ninep: ninep.as_ref().map(|n| n.server.stats()),
     };
     write_record(store, &record)?;
 
@@ -214,12 +223,14 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresh_stop = stop.clone();
     let final_record = record.clone();
+    let server = ninep.as_ref().map(|n| n.server.clone());
     let refresher = std::thread::spawn(move || {
         while !refresh_stop.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(500));
             record.root = refresh_fs.base().map(|c| c.to_string());
             record.dirty = refresh_fs.is_dirty();
             record.dirty_bytes = refresh_fs.pending_bytes();
+            record.ninep = server.as_ref().map(|s| s.stats());
             let _ = write_record(&refresh_store, &record);
         }
     });

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: find (and build) the real `hydra` binary,
 //! run it against a temporary store, and check its output.
 
+pub mod ninep;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -91,6 +91,7 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
         allow_other: args.allow_other,
         listen: args.serve_9p,
         allow: args.allow,
+        max_connections: None,
     };
     daemon::serve(fs, store.path(), &args.fs, fronts)
 }

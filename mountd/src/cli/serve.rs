@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Refuse every change.
     #[arg(long)]
     read_only: bool,
+    /// Connections served at once; more are closed on arrival.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    max_connections: usize,
     /// Stay in the foreground instead of starting a daemon.
     #[arg(long)]
     foreground: bool,
@@ -48,6 +51,7 @@ pub fn serve(cx: &Context, args: ServeArgs) -> Result<()> {
         allow_other: false,
         listen: args.listen,
         allow: args.allow,
+        max_connections: Some(args.max_connections),
     };
     daemon::serve(fs, store.path(), &args.fs, fronts)
 }

@@ -59,6 +59,18 @@ pub struct Server {
     global: Arc<Semaphore>,
     next_conn: AtomicU64,
     live: AtomicUsize,
+    sessions: Mutex<Vec<std::sync::Weak<Session>>>,
+}
+
+/// What a server holds now, for `hydra status` and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Connections being served.
+    pub connections: usize,
+    /// Fids held by all of them.
+    pub fids: usize,
+    /// Byte-range locks held.
+    pub locks: usize,
 }
 
 /// A bound listener, ready to serve.
@@ -99,12 +111,23 @@ impl Server {
             config,
             next_conn: AtomicU64::new(1),
             live: AtomicUsize::new(0),
+            sessions: Mutex::new(Vec::new()),
         })
     }
 
-    /// Connections being served now.
-    pub fn live_connections(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+    /// Connections, fids and locks held now.
+    pub fn stats(&self) -> Stats {
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|s| s.strong_count() > 0);
+        Stats {
+            connections: self.live.load(Ordering::Relaxed),
+            fids: sessions
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .map(|s| s.fid_count())
+                .sum(),
+            locks: self.locks.count(),
+        }
     }
 
     /// Serves every listener until `stop` turns true.
@@ -172,6 +195,7 @@ impl Server {
             self.locks.clone(),
             MAX_MSIZE,
         ));
+        lock(&self.sessions).push(Arc::downgrade(&session));
         let (mut rd, wr) = tokio::io::split(stream);
         let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let writer = tokio::spawn(write_loop(wr, rx));

@@ -125,8 +125,8 @@ enum Change {
 enum Opened {
     /// Walked to, not opened.
     No,
-    /// An open file.
-    File(Fh),
+    /// An open file, and whether it is open for writing.
+    File(Fh, bool),
     /// An open directory.
     Dir(Fh),
     /// An extended attribute (or the list of names) to read.
@@ -405,8 +405,10 @@ impl Session {
             }
             Tmsg::Setattr { fid, set } => {
                 let f = self.fid(fid)?;
+                // Through a handle open for writing, a truncate needs no
+                // write permission (ftruncate after open).
                 let fh = match f.opened {
-                    Opened::File(fh) => Some(fh),
+                    Opened::File(fh, true) => Some(fh),
                     _ => None,
                 };
                 f.fs.setattr(f.ino, &set_attr(&set), fh, &f.caller)?;
@@ -416,7 +418,7 @@ impl Session {
             Tmsg::Fsync { fid, .. } => {
                 let f = self.fid(fid)?;
                 let fh = match f.opened {
-                    Opened::File(fh) | Opened::Dir(fh) => Some(fh),
+                    Opened::File(fh, _) | Opened::Dir(fh) => Some(fh),
                     _ => None,
                 };
                 f.fs.fsync(fh)?;
@@ -686,12 +688,12 @@ impl Session {
             return Err(NpError::AlreadyOpen(fid));
         }
         let attr = f.fs.getattr(f.ino)?;
-        let fh =
-            f.fs.open_file(f.ino, OpenFlags::from_libc(flags as i32), &f.caller)?;
+        let flags = OpenFlags::from_libc(flags as i32);
+        let fh = f.fs.open_file(f.ino, flags, &f.caller)?;
         let opened = if attr.kind == Kind::Dir {
             Opened::Dir(fh)
         } else {
-            Opened::File(fh)
+            Opened::File(fh, flags.write)
         };
         self.set_opened(fid, opened, &f)?;
         Ok(Rmsg::Lopen(qid(&attr), 0))
@@ -739,7 +741,7 @@ impl Session {
             let mut fids = self.fids();
             if let Some(entry) = fids.get_mut(&fid) {
                 *entry = Fid {
-                    opened: Opened::File(fh),
+                    opened: Opened::File(fh, true),
                     ..created
                 };
             } else {
@@ -759,7 +761,7 @@ impl Session {
         let f = self.fid(fid)?;
         let count = (count as usize).min(self.max_io());
         match &f.opened {
-            Opened::File(fh) => Ok(Rmsg::Read(f.fs.read(*fh, offset, count)?)),
+            Opened::File(fh, _) => Ok(Rmsg::Read(f.fs.read(*fh, offset, count)?)),
             Opened::XattrRead(data) => {
                 let start = (offset.min(data.len() as u64)) as usize;
                 let end = start.saturating_add(count).min(data.len());
@@ -773,7 +775,7 @@ impl Session {
     fn write(&self, fid: u32, offset: u64, data: Bytes) -> NpResult<Rmsg> {
         let f = self.fid(fid)?;
         match &f.opened {
-            Opened::File(fh) => {
+            Opened::File(fh, _) => {
                 let n = f.fs.write(*fh, offset, &data, &f.caller)?;
                 Ok(Rmsg::Write(n as u32))
             }
@@ -909,7 +911,7 @@ fn remove(f: &Fid) -> NpResult<()> {
 /// Closes what a fid has open; an attribute being written is set now.
 fn release(f: &Fid) -> NpResult<()> {
     match &f.opened {
-        Opened::File(fh) => {
+        Opened::File(fh, _) => {
             let flushed = f.fs.flush(*fh);
             f.fs.release(*fh)?;
             flushed?;
