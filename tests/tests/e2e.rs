@@ -2,6 +2,8 @@
 
 #[path = "e2e/fuse.rs"]
 mod fuse;
+#[path = "e2e/kernel9p.rs"]
+mod kernel9p;
 #[path = "e2e/ninep.rs"]
 mod ninep;
 #[path = "e2e/tar.rs"]

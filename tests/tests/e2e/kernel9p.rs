@@ -1,0 +1,178 @@
+//! The Linux kernel's 9P client against `hydra serve`: a QEMU guest (built
+//! by `tests/guest/build.sh` from Debian's kernel and busybox) mounts the
+//! server with `mount -t 9p -o trans=tcp` and runs the host's own tar,
+//! git, sqlite3 and fio in it, as the FUSE tests do on the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hydra_tests::{TestStore, sh};
+
+use super::ninep::Served;
+
+/// Builds (once, cached) the guest kernel and initramfs.
+fn guest() -> PathBuf {
+    for tool in ["qemu-system-x86_64", "busybox", "cpio"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(found, "{tool} missing: scripts/test.sh installs it");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let out = home.join(".cache/hydra-guest");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/build.sh");
+    let status = Command::new("sh")
+        .arg(&script)
+        .arg(&out)
+        .status()
+        .expect("run build.sh");
+    assert!(status.success(), "building the guest failed");
+    out
+}
+
+/// Runs `script` in the guest; returns what the guest printed.
+fn run_guest(image: &Path, script: &Path) -> String {
+    let out = Command::new("timeout")
+        .args(["1500", "qemu-system-x86_64"])
+        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2"])
+        .args(["-m", "3072", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(image.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(image.join("initrd.img"))
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 quiet panic=-1 hydra.script={}",
+            script.display()
+        ))
+        .args([
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
+        .args([
+            "-virtfs",
+            "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        ])
+        .output()
+        .expect("run qemu");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn linux_kernel_client_carries_tar_git_sqlite_fio() {
+    let image = guest();
+    let s = TestStore::new();
+    // The guest sees the host's root read-only, but its /tmp is its own:
+    // inputs live under /var/tmp.
+    let work = tempfile::Builder::new()
+        .prefix("hydra-9p-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir");
+    let w = work.path();
+    sh(
+        r#"mkdir src && cd src
+for d in 1 2 3; do mkdir -p "many/d$d"; for f in $(seq 1 40); do head -c $((f * 97)) /dev/urandom > "many/d$d/f$f"; done; done
+head -c 8M /dev/urandom > big; : > empty
+echo t > target; ln target hard; ln -s target rel; ln -s /etc/passwd abs; ln -s nowhere dangling
+mkfifo fifo; mknod chr c 1 3
+echo s > suid; chmod 4755 suid; mkdir sticky; chmod 1777 sticky
+echo o > odd; chown 4321:8765 odd
+long=$(printf 'l%.0s' $(seq 1 255)); echo long > "$long"
+mkdir -p "a b/ünï"; echo u > "a b/ünï/f"
+setfattr -n user.k -v v target
+touch -h -d '2001-02-03 04:05:06.123456789' target
+cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src . && rm -rf src
+git init -q -b main origin && cd origin
+git config user.email t@example.com && git config user.name t
+for c in $(seq 1 20); do
+  mkdir -p "src/m$((c % 4))"
+  head -c $((c * 2000)) /dev/urandom | base64 > "src/m$((c % 4))/f$c.txt"
+  echo "line $c" >> README
+  git add -A && git commit -q -m "commit $c"
+done
+git tag v1 HEAD~8"#,
+        w,
+    );
+    let srv = Served::serve(&s, "k", &[]);
+    let port = srv.addr.rsplit(':').next().expect("port");
+    let script = w.join("guest.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"set -eu
+W={w}
+mnt() {{ mount -t 9p -o trans=tcp,port={port},version=9p2000.L,msize=1048576,cache=loose,aname=k 10.0.2.2 /tmp/h; }}
+# Times to the second: the 6.1 kernel's v9fs keeps 1 s granularity.
+listing() {{
+  cd "$1" && find . -mindepth 1 -printf '%p|%y|%m|%U:%G|%s|%T@|%n|%l\n' | LC_ALL=C sort | awk -F'|' '$2=="d"{{$5="-"}} {{split($6,t,"."); $6=t[1]}} 1'
+}}
+mkdir -p /tmp/h /tmp/ref
+mnt
+grep ' 9p ' /proc/mounts | grep -q 10.0.2.2 && echo MOUNTED
+tar --xattrs --xattrs-include='*' -xpf $W/t.tar -C /tmp/ref
+mkdir /tmp/h/tar
+tar --xattrs --xattrs-include='*' -xpf $W/t.tar -C /tmp/h/tar
+(listing /tmp/ref) > /tmp/l1
+(listing /tmp/h/tar) > /tmp/l2
+diff /tmp/l1 /tmp/l2
+diff -r --no-dereference /tmp/ref /tmp/h/tar | grep -v -e fifo -e 'character special' > /tmp/d || true
+test ! -s /tmp/d
+# (the guest's tmpfs keeps no user xattrs; the mount must)
+test "$(getfattr -h --only-values -n user.k /tmp/h/tar/target)" = v
+test "$(getfattr -h --only-values -n user.k /tmp/h/tar/hard)" = v
+echo TAR-OK
+cd /tmp/h && cp -a tar/many copy && mv copy/d1 moved && diff -r tar/many/d1 moved && rm -r copy && cd /
+echo CP-MV-OK
+git clone -q --no-hardlinks $W/origin /tmp/h/clone
+cd /tmp/h/clone
+test -z "$(git status --porcelain)"
+git fsck --full 2>/dev/null
+git checkout -q v1 && test -z "$(git status --porcelain)"
+git checkout -q main && git gc -q && git fsck --full 2>/dev/null
+cd /
+echo GIT-OK
+sqlite3 /tmp/h/test.db "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) INSERT INTO t(v) SELECT hex(randomblob(20)) FROM c; SELECT count(*) FROM t;" | grep -q 100000
+echo SQLITE-OK
+for rw in randwrite write; do
+  fio --name=v --directory=/tmp/h --rw=$rw --bs=4k --size=16m --verify=crc32c --do_verify=1 --ioengine=psync --end_fsync=1 > /tmp/fio.out
+  ! grep -q 'verify: bad' /tmp/fio.out
+done
+echo FIO-OK
+umount /tmp/h
+mnt
+test "$(sqlite3 /tmp/h/test.db 'PRAGMA integrity_check; SELECT count(*) FROM t;' | tr '\n' ' ')" = "ok 100000 "
+cd /tmp/h/clone && git fsck --full 2>/dev/null && test -z "$(git status --porcelain)" && cd /
+umount /tmp/h
+echo REMOUNT-OK
+"#,
+            w = w.display()
+        ),
+    )
+    .expect("write guest script");
+    let console = run_guest(&image, &script);
+    for marker in [
+        "MOUNTED",
+        "TAR-OK",
+        "CP-MV-OK",
+        "GIT-OK",
+        "SQLITE-OK",
+        "FIO-OK",
+        "REMOUNT-OK",
+        "GUEST-EXIT 0",
+    ] {
+        assert!(
+            console.contains(marker),
+            "guest did not reach {marker}:\n{console}"
+        );
+    }
+    srv.stop();
+    // Everything the guest wrote is committed in the store.
+    let ls = s.ok(&["fs", "ls", "k", "/"]);
+    for name in ["tar", "clone", "test.db", "moved"] {
+        assert!(ls.contains(name), "{name} missing: {ls}");
+    }
+}
