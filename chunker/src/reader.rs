@@ -14,6 +14,8 @@ use crate::tree::{Link, Node};
 
 /// Leaves fetched ahead of a sequential reader.
 const PREFETCH_AHEAD: usize = 8;
+/// Most chunks a sequential `read_at` of large ranges warms ahead.
+const PREFETCH_MAX: usize = 64;
 
 /// Reads a blob at any offset in O(depth) block fetches.
 ///
@@ -28,6 +30,10 @@ pub struct BlobReader {
     last_leaf: Option<(Cid, Bytes)>,
     pos: u64,
     prefetch: Option<SyncSender<Cid>>,
+    /// Where the last `read_at` ended: a read starting there is sequential.
+    read_end: Option<u64>,
+    /// Chunks to warm ahead of the current read.
+    ahead_limit: usize,
 }
 
 impl BlobReader {
@@ -40,6 +46,8 @@ impl BlobReader {
             last_leaf: None,
             pos: 0,
             prefetch: None,
+            read_end: None,
+            ahead_limit: PREFETCH_AHEAD,
         }
     }
 
@@ -99,8 +107,18 @@ impl BlobReader {
         }
         let end = offset.saturating_add(len as u64).min(size);
         let mut out = Vec::with_capacity((end - offset) as usize);
+        // A read where the last one ended is sequential: warm the blocks
+        // after it while the caller uses these (about two reads' worth).
+        let sequential = self.read_end == Some(offset) && offset > 0;
+        self.read_end = Some(end);
         match self.blob.clone() {
             Blob::Inline(data) => out.extend_from_slice(&data[offset as usize..end as usize]),
+            Blob::Stored { root, size } if sequential => {
+                self.ahead_limit = (2 * len / (64 << 10)).clamp(PREFETCH_AHEAD, PREFETCH_MAX);
+                let mut ahead = Vec::new();
+                self.read_range(root, size, offset, end, &mut out, Some(&mut ahead))?;
+                self.warm(ahead);
+            }
             Blob::Stored { root, size } => {
                 self.read_range(root, size, offset, end, &mut out, None)?
             }
@@ -138,7 +156,7 @@ impl BlobReader {
             let start = node.start_of(i);
             if start >= to {
                 if let Some(ahead) = ahead.as_deref_mut()
-                    && ahead.len() < PREFETCH_AHEAD
+                    && ahead.len() < self.ahead_limit
                 {
                     ahead.push(node.links[i].0);
                     continue;
@@ -199,9 +217,20 @@ impl BlobReader {
         Ok(out)
     }
 
+    /// Asks the prefetch thread to bring `cids` into the block cache.
+    fn warm(&mut self, cids: Vec<Cid>) {
+        if let Some(tx) = self.start_prefetcher() {
+            for cid in cids {
+                if let Err(TrySendError::Disconnected(_)) = tx.try_send(cid) {
+                    break;
+                }
+            }
+        }
+    }
+
     fn start_prefetcher(&mut self) -> Option<&SyncSender<Cid>> {
         if self.prefetch.is_none() {
-            let (tx, rx) = sync_channel::<Cid>(PREFETCH_AHEAD * 2);
+            let (tx, rx) = sync_channel::<Cid>(PREFETCH_MAX * 2);
             let bucket = self.bucket.clone();
             let spawned = std::thread::Builder::new()
                 .name("hydra-prefetch".into())
@@ -231,15 +260,10 @@ impl Read for BlobReader {
         match self.blob.clone() {
             Blob::Inline(data) => out.extend_from_slice(&data[self.pos as usize..end as usize]),
             Blob::Stored { root, size } => {
+                self.ahead_limit = PREFETCH_AHEAD;
                 let mut ahead = Vec::new();
                 self.read_range(root, size, self.pos, end, &mut out, Some(&mut ahead))?;
-                if let Some(tx) = self.start_prefetcher() {
-                    for cid in ahead {
-                        if let Err(TrySendError::Disconnected(_)) = tx.try_send(cid) {
-                            break;
-                        }
-                    }
-                }
+                self.warm(ahead);
             }
         }
         buf[..out.len()].copy_from_slice(&out);

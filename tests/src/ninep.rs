@@ -9,6 +9,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use hydra_mountd::ninep::wire::{self, NOFID, Qid, Rmsg, Tmsg};
 
+/// A message's debug form, cut short (writes carry megabytes).
+fn short(m: &impl std::fmt::Debug) -> String {
+    let mut s = format!("{m:?}");
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
 /// One connection.
 #[derive(Debug)]
 pub struct Client {
@@ -31,6 +45,7 @@ impl Client {
     pub fn connect(addr: &str, msize: u32) -> std::io::Result<Client> {
         let stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_nodelay(true)?;
         let mut c = Client {
             stream,
             next_tag: 1,
@@ -91,7 +106,7 @@ impl Client {
     /// Sends a request that must succeed.
     pub fn ok(&mut self, msg: &Tmsg) -> Rmsg {
         match self.rpc(msg) {
-            Rmsg::Lerror(e) => panic!("{msg:?} failed with errno {e}"),
+            Rmsg::Lerror(e) => panic!("{} failed with errno {e}", short(msg)),
             r => r,
         }
     }
@@ -100,7 +115,7 @@ impl Client {
     pub fn err(&mut self, msg: &Tmsg) -> i32 {
         match self.rpc(msg) {
             Rmsg::Lerror(e) => e as i32,
-            r => panic!("{msg:?} should fail, got {r:?}"),
+            r => panic!("{} should fail, got {}", short(msg), short(&r)),
         }
     }
 
@@ -163,6 +178,49 @@ impl Client {
                 r => panic!("Twrite answered {r:?}"),
             }
             offset += chunk.len() as u64;
+        }
+    }
+
+    /// One Tread whose data lands in `buf` (reused: no allocation or
+    /// decoding copy per read, so a benchmark measures the server).
+    /// Returns the bytes read; panics on an error reply.
+    pub fn read_into(&mut self, fid: u32, offset: u64, buf: &mut Vec<u8>) -> usize {
+        let count = self.msize - wire::IOHDR as u32;
+        let tag = self.send(&Tmsg::Read { fid, offset, count });
+        let mut head = [0u8; 7];
+        self.stream.read_exact(&mut head).expect("reply");
+        let size = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        assert_eq!(u16::from_le_bytes([head[5], head[6]]), tag);
+        if head[4] != 117 {
+            let mut rest = vec![0u8; size - 7];
+            self.stream.read_exact(&mut rest).expect("reply");
+            panic!("Tread answered type {} {rest:?}", head[4]);
+        }
+        let mut n = [0u8; 4];
+        self.stream.read_exact(&mut n).expect("reply");
+        let n = u32::from_le_bytes(n) as usize;
+        buf.resize(n.max(buf.len()), 0);
+        self.stream.read_exact(&mut buf[..n]).expect("reply");
+        n
+    }
+
+    /// One Twrite sent straight from `data` (no frame copy); returns the
+    /// count the server wrote.
+    pub fn write_from(&mut self, fid: u32, offset: u64, data: &[u8]) -> u32 {
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1) % 0xfff0;
+        let mut head = Vec::with_capacity(23);
+        head.extend_from_slice(&((23 + data.len()) as u32).to_le_bytes());
+        head.push(118);
+        head.extend_from_slice(&tag.to_le_bytes());
+        head.extend_from_slice(&fid.to_le_bytes());
+        head.extend_from_slice(&offset.to_le_bytes());
+        head.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.stream.write_all(&head).expect("send");
+        self.stream.write_all(data).expect("send");
+        match self.recv().expect("reply") {
+            (t, Rmsg::Write(n)) if t == tag => n,
+            (_, r) => panic!("Twrite answered {}", short(&r)),
         }
     }
 

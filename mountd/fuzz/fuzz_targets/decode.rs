@@ -23,7 +23,11 @@ const RGETATTR_IGNORED: std::ops::Range<usize> = 128..160;
 fuzz_target!(|data: &[u8]| {
     if let Ok((tag, msg)) = decode_t(Bytes::copy_from_slice(data)) {
         let again = encode_t(tag, &msg);
-        assert_eq!(again.as_slice(), data, "request re-encodes differently: {msg:?}");
+        assert_eq!(
+            again.as_slice(),
+            data,
+            "request re-encodes differently: {msg:?}"
+        );
         let back = decode_t(Bytes::from(again)).expect("re-encoded request decodes");
         assert_eq!(back, (tag, msg));
     }
@@ -35,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
             expect[RGETATTR_IGNORED].fill(0);
             assert_eq!(again, expect, "Rgetattr re-encodes differently: {msg:?}");
         } else {
-            assert_eq!(again.as_slice(), data, "reply re-encodes differently: {msg:?}");
+            assert_eq!(
+                again.as_slice(),
+                data,
+                "reply re-encodes differently: {msg:?}"
+            );
         }
         let back = decode_r(&again).expect("re-encoded reply decodes");
         assert_eq!(back, (tag, msg));

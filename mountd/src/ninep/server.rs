@@ -1,8 +1,8 @@
 //! The 9P2000.L server: listeners, connections, and the request loop.
 //!
-//! Each connection has a reader (frames in), a writer (frames out) and
-//! runs each request on a blocking thread, so many tags are served at
-//! once. Memory is bounded: a frame is read only after taking a permit of
+//! Each connection has a reader (frames in) and runs each request on a
+//! blocking thread, which sends its own reply, so many tags are served
+//! at once. Memory is bounded: a frame is read only after taking a permit of
 //! its connection (at most [`PER_CONN`] outstanding) and of the server (at
 //! most [`GLOBAL`] outstanding), and frames over msize close the
 //! connection. Connections past the limit are closed at once.
@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::listen::{Cidr, Listen, admitted};
 use super::locks::LockTable;
@@ -197,8 +197,8 @@ impl Server {
         ));
         lock(&self.sessions).push(Arc::downgrade(&session));
         let (mut rd, wr) = tokio::io::split(stream);
-        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let writer = tokio::spawn(write_loop(wr, rx));
+        let tx = Arc::new(Replies::new(wr));
+        let runtime = tokio::runtime::Handle::current();
         let mine = Arc::new(Semaphore::new(PER_CONN));
         let inflight: Inflight = Arc::new(Mutex::new(HashMap::new()));
         let mut msize = MAX_MSIZE;
@@ -244,7 +244,7 @@ impl Server {
                         break;
                     };
                     let errno = NpError::Wire(e).errno();
-                    let _ = tx.send(wire::encode_r(tag, &Rmsg::Lerror(errno)));
+                    tx.send(tag, &Rmsg::Lerror(errno)).await;
                     continue;
                 }
             };
@@ -269,7 +269,7 @@ impl Server {
                     } else {
                         b"unknown".to_vec()
                     };
-                    let _ = tx.send(wire::encode_r(tag, &Rmsg::Version { msize, version }));
+                    tx.send(tag, &Rmsg::Version { msize, version }).await;
                 }
                 Tmsg::Flush { oldtag } => {
                     let running = lock(&inflight).get(&oldtag).map(|(_, rx)| rx.clone());
@@ -279,9 +279,17 @@ impl Server {
                             // Ends when the flushed request has answered.
                             let _ = rx.changed().await;
                         }
-                        let _ = tx.send(wire::encode_r(tag, &Rmsg::Flush));
+                        tx.send(tag, &Rmsg::Flush).await;
                         drop((own, global));
                     });
+                }
+                msg if is_quick(&msg) || session.is_quick(&msg) => {
+                    // In-memory metadata work: answered here, which saves
+                    // two thread hops per request (a commit holding the
+                    // filesystem briefly delays this connection only).
+                    let reply = session.handle(msg);
+                    tx.send(tag, &reply).await;
+                    drop((own, global));
                 }
                 msg => {
                     let (done, rx) = watch::channel(());
@@ -290,9 +298,11 @@ impl Server {
                     let session = session.clone();
                     let tx = tx.clone();
                     let inflight = inflight.clone();
+                    let runtime = runtime.clone();
                     tokio::task::spawn_blocking(move || {
                         let reply = session.handle(msg);
-                        let _ = tx.send(wire::encode_r(tag, &reply));
+                        // Answered from this thread: no hop to another task.
+                        runtime.block_on(tx.send(tag, &reply));
                         let mut map = lock(&inflight);
                         if map.get(&tag).is_some_and(|(g, _)| *g == generation) {
                             map.remove(&tag);
@@ -310,9 +320,65 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || s.reset()).await;
             drop(all);
         }
-        drop(tx);
-        let _ = writer.await;
+        tx.close().await;
     }
+}
+
+/// The sending half of a connection, shared by whoever answers.
+struct Replies {
+    w: tokio::sync::Mutex<BufWriter<Box<dyn AsyncWrite + Send + Unpin>>>,
+}
+
+impl Replies {
+    fn new<W: AsyncWrite + Send + Unpin + 'static>(w: W) -> Replies {
+        let w: Box<dyn AsyncWrite + Send + Unpin> = Box::new(w);
+        Replies {
+            w: tokio::sync::Mutex::new(BufWriter::with_capacity(64 << 10, w)),
+        }
+    }
+
+    /// Sends one reply. A failed send is left to the reader, which sees
+    /// the connection end.
+    async fn send(&self, tag: u16, msg: &Rmsg) {
+        let (head, body) = wire::encode_r_parts(tag, msg);
+        let mut w = self.w.lock().await;
+        let _ = async {
+            w.write_all(&head).await?;
+            w.write_all(body).await?;
+            w.flush().await
+        }
+        .await;
+    }
+
+    async fn close(&self) {
+        let _ = self.w.lock().await.shutdown().await;
+    }
+}
+
+/// Requests that only touch the inode table in memory: no block I/O, no
+/// waiting on a client (reads, writes, fsync, clunks of open files,
+/// truncating setattrs and directory listings are not).
+fn is_quick(msg: &Tmsg) -> bool {
+    matches!(
+        msg,
+        Tmsg::Attach { .. }
+            | Tmsg::Auth { .. }
+            | Tmsg::Walk { .. }
+            | Tmsg::Getattr { .. }
+            | Tmsg::Statfs { .. }
+            | Tmsg::Readlink { .. }
+            | Tmsg::Mkdir { .. }
+            | Tmsg::Symlink { .. }
+            | Tmsg::Mknod { .. }
+            | Tmsg::Link { .. }
+            | Tmsg::Lcreate { .. }
+            | Tmsg::Renameat { .. }
+            | Tmsg::Unlinkat { .. }
+            | Tmsg::Xattrwalk { .. }
+            | Tmsg::Xattrcreate { .. }
+            | Tmsg::Lock { .. }
+            | Tmsg::Getlock { .. }
+    )
 }
 
 /// Outstanding requests of a connection: tag → (generation, done signal).
@@ -325,24 +391,6 @@ fn conn_generation() -> u64 {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut w = BufWriter::with_capacity(256 << 10, wr);
-    while let Some(frame) = rx.recv().await {
-        if w.write_all(&frame).await.is_err() {
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if w.write_all(&more).await.is_err() {
-                return;
-            }
-        }
-        if w.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
 }
 
 struct RemoveOnDrop(std::path::PathBuf);

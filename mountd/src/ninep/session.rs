@@ -285,6 +285,20 @@ impl Session {
         self.msize.store(msize, Ordering::Relaxed);
     }
 
+    /// Whether a clunk only forgets a fid (closing a file opened for
+    /// writing stores its content, which is not quick).
+    pub fn is_quick(&self, msg: &Tmsg) -> bool {
+        let Tmsg::Clunk { fid } = msg else {
+            return false;
+        };
+        self.fids().get(fid).is_some_and(|f| {
+            matches!(
+                f.opened,
+                Opened::No | Opened::XattrRead(_) | Opened::File(_, false) | Opened::Dir(_)
+            )
+        })
+    }
+
     /// Clunks every fid (Tversion, or the connection's end) and drops its locks.
     pub fn reset(&self) {
         let fids: Vec<Fid> = self.fids().drain().map(|(_, f)| f).collect();

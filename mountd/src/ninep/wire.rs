@@ -18,8 +18,9 @@ pub const NONUNAME: u32 = 0xffff_ffff;
 pub const MAXWELEM: usize = 16;
 /// Bytes of the frame header: size, type, tag.
 pub const HEADER: usize = 7;
-/// Bytes of the Rread / Twrite header (frame header + count).
-pub const IOHDR: usize = HEADER + 4 + 4 + 8;
+/// Bytes a client sets aside for the Twrite / Rread header: msize less
+/// this is the most data one message carries (Linux's P9_IOHDRSZ).
+pub const IOHDR: usize = 24;
 
 /// Qid type bits.
 pub mod qid_type {
@@ -732,6 +733,22 @@ pub fn parse_dirents(data: &[u8]) -> Result<Vec<Dirent>, WireError> {
     Ok(out)
 }
 
+/// Encodes a reply as a head and a body to send after it: the body is
+/// the data of an Rread or Rreaddir (sent without copying), else empty.
+pub fn encode_r_parts(tag: u16, msg: &Rmsg) -> (Vec<u8>, &[u8]) {
+    match msg {
+        Rmsg::Read(d) | Rmsg::Readdir(d) => {
+            let mut w = Writer::new(r_type(msg), tag, 4);
+            w.u32(d.len() as u32);
+            let mut head = w.buf;
+            let size = (head.len() + d.len()) as u32;
+            head[..4].copy_from_slice(&size.to_le_bytes());
+            (head, d)
+        }
+        _ => (encode_r(tag, msg), &[]),
+    }
+}
+
 /// Encodes a reply frame.
 pub fn encode_r(tag: u16, msg: &Rmsg) -> Vec<u8> {
     let (kind, cap) = match msg {
@@ -1212,6 +1229,12 @@ mod tests {
         };
         let mut dirents = Vec::new();
         push_dirent(&mut dirents, &stat.qid, 1, 4, b".");
+        let read = Rmsg::Read(b"abc".to_vec());
+        let (head, body) = encode_r_parts(9, &read);
+        assert_eq!(
+            [head, body.to_vec()].concat(),
+            encode_r(9, &Rmsg::Read(b"abc".to_vec()))
+        );
         for msg in [
             Rmsg::Lerror(2),
             Rmsg::Getattr(Box::new(stat)),
