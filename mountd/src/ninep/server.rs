@@ -203,6 +203,7 @@ impl Server {
         let inflight: Inflight = Arc::new(Mutex::new(HashMap::new()));
         let mut msize = MAX_MSIZE;
         let mut first = true;
+        let mut buf = BytesMut::new();
         loop {
             let mut size = [0u8; 4];
             let got = if first {
@@ -230,13 +231,26 @@ impl Server {
             ) else {
                 break;
             };
-            let mut frame = BytesMut::with_capacity(n as usize);
-            frame.extend_from_slice(&size);
-            frame.resize(n as usize, 0);
-            if rd.read_exact(&mut frame[4..]).await.is_err() {
+            // One buffer per connection, reclaimed once the last request's
+            // frame is dropped; read into its spare room without zeroing.
+            buf.clear();
+            buf.reserve(n as usize);
+            buf.extend_from_slice(&size);
+            let mut short = false;
+            while buf.len() < n as usize {
+                let mut limited = (&mut rd).take(n as u64 - buf.len() as u64);
+                match limited.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        short = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                }
+            }
+            if short {
                 break;
             }
-            let frame = frame.freeze();
+            let frame = buf.split_to(n as usize).freeze();
             let (tag, msg) = match wire::decode_t(frame.clone()) {
                 Ok(m) => m,
                 Err(e) => {
