@@ -1,9 +1,10 @@
 //! The streaming blob writer.
 //!
-//! Three stages overlap: the caller's thread copies input into 4 MiB
-//! segments and finds chunk boundaries (FastCDC); a hashing thread hashes
-//! the chunks (BLAKE3) and builds the tree; a storing thread writes batches
-//! of blocks (which on the embedded volume mostly waits on the disk).
+//! Four stages overlap: the caller's thread copies input into 4 MiB
+//! segments; a cutting thread finds chunk boundaries (FastCDC); a hashing
+//! thread hashes the chunks (BLAKE3) and builds the tree; storing threads
+//! write batches of blocks (which on the embedded volume mostly wait on
+//! the disk). The caller returns as soon as its bytes are copied.
 //! Bounded channels keep memory at a few segments and batches whatever the
 //! input size. Content that ends before the first segment fills is handled
 //! on the caller's thread without starting any thread.
@@ -34,8 +35,16 @@ type Work = (Bytes, Vec<(usize, usize)>);
 type Storer = (SyncSender<Vec<Block>>, Vec<JoinHandle<ChunkResult<()>>>);
 /// Storing threads per writer.
 const STORERS: usize = 2;
-/// The worker: its queue and what it returns.
+/// The hashing worker: its queue and what it returns.
 type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
+/// A filled segment for the cutter: the buffer, the room left at its
+/// front (for the previous segment's uncut tail) and whether it is the last.
+type Segment = (Vec<u8>, usize, bool);
+/// The cutting worker: its queue and what it returns.
+type Cutter = (
+    SyncSender<Segment>,
+    JoinHandle<ChunkResult<(Blob, BlobStats)>>,
+);
 
 /// Where full batches of blocks go: straight to the session, or to a
 /// storing thread.
@@ -212,16 +221,81 @@ fn run_worker(mut sink: Sink, rx: Receiver<Work>) -> ChunkResult<(Blob, BlobStat
     sink.finish()
 }
 
+/// Starts the cutting thread, which starts the hashing thread.
+fn spawn_cutter(
+    session: &WriteSession,
+    params: ChunkParams,
+    prefix: &[Link],
+) -> ChunkResult<Cutter> {
+    let (tx, rx) = sync_channel::<Segment>(QUEUE);
+    let hasher = spawn_hasher(session, prefix)?;
+    let handle = std::thread::Builder::new()
+        .name("hydra-chunk-cut".into())
+        .spawn(move || run_cutter(params, rx, hasher))
+        .map_err(|e| ChunkError::Worker(e.to_string()))?;
+    Ok((tx, handle))
+}
+
+/// Cuts each segment behind the previous one's uncut tail (copied into
+/// the room the caller left at the segment's front, so the bulk is never
+/// copied) and hands the chunks to the hasher.
+fn run_cutter(
+    params: ChunkParams,
+    rx: Receiver<Segment>,
+    (hasher, handle): Worker,
+) -> ChunkResult<(Blob, BlobStats)> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut cuts = Vec::new();
+    let join = |handle: JoinHandle<ChunkResult<(Blob, BlobStats)>>| {
+        handle
+            .join()
+            .map_err(|_| ChunkError::Worker("hashing thread panicked".into()))?
+    };
+    for (mut buf, room, eof) in rx {
+        let data = if tail.len() > room {
+            // Cannot happen (the room is one maximal chunk); stay correct.
+            let mut joined = std::mem::take(&mut tail);
+            joined.extend_from_slice(&buf[room..]);
+            Bytes::from(joined)
+        } else {
+            let start = room - tail.len();
+            buf[start..room].copy_from_slice(&tail);
+            Bytes::from(buf).slice(start..)
+        };
+        cuts.clear();
+        let rest = params.split(&data, eof, &mut cuts);
+        tail = data[rest..].to_vec();
+        if !cuts.is_empty()
+            && hasher
+                .send((data.slice(..rest), std::mem::take(&mut cuts)))
+                .is_err()
+        {
+            drop(hasher);
+            return Err(join(handle)
+                .err()
+                .unwrap_or(ChunkError::Worker("hashing thread exited".into())));
+        }
+        if eof {
+            break;
+        }
+    }
+    drop(hasher);
+    join(handle)
+}
+
 /// Writes a blob from a stream of bytes, in bounded memory.
 #[derive(Debug)]
 pub struct BlobWriter {
     /// Leaves of an existing blob this one continues (see `resume`).
     prefix: Vec<Link>,
     params: ChunkParams,
+    /// The segment being filled: `room` bytes left free at the front (for
+    /// the cutter to put the previous segment's tail in), then the data.
     buf: Vec<u8>,
+    room: usize,
     cuts: Vec<(usize, usize)>,
     session: WriteSession,
-    worker: Option<Worker>,
+    worker: Option<Cutter>,
 }
 
 impl BlobWriter {
@@ -231,6 +305,7 @@ impl BlobWriter {
             prefix: Vec::new(),
             params,
             buf: Vec::new(),
+            room: 0,
             cuts: Vec::new(),
             session,
             worker: None,
@@ -260,26 +335,24 @@ impl BlobWriter {
         Ok(writer)
     }
 
-    /// Cuts the buffered bytes and hands whole chunks to the worker.
+    /// Bytes buffered in the current segment.
+    fn buffered(&self) -> usize {
+        self.buf.len() - self.room
+    }
+
+    /// Hands the filled segment to the cutter (started on first use).
     fn ship(&mut self, eof: bool) -> ChunkResult<()> {
-        self.cuts.clear();
-        let rest = self.params.split(&self.buf, eof, &mut self.cuts);
-        if self.cuts.is_empty() {
-            return Ok(());
-        }
-        let tail = self.buf[rest..].to_vec();
-        let mut segment = std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(SEGMENT + self.params.max()),
-        );
-        segment.truncate(rest);
-        self.buf.extend_from_slice(&tail);
-        let work = (Bytes::from(segment), std::mem::take(&mut self.cuts));
         if self.worker.is_none() {
-            self.worker = Some(spawn_hasher(&self.session, &self.prefix)?);
+            self.worker = Some(spawn_cutter(&self.session, self.params, &self.prefix)?);
         }
+        // The next segment leaves room for this one's uncut tail.
+        let room = self.params.max();
+        let mut next = Vec::with_capacity(room + SEGMENT + self.params.max());
+        next.resize(room, 0);
+        let segment = std::mem::replace(&mut self.buf, next);
+        let segment_room = std::mem::replace(&mut self.room, room);
         if let Some((tx, _)) = &self.worker
-            && tx.send(work).is_err()
+            && tx.send((segment, segment_room, eof)).is_err()
         {
             // The worker stopped early: its error is what matters.
             return Err(self
@@ -297,18 +370,18 @@ impl BlobWriter {
         drop(tx);
         handle
             .join()
-            .map_err(|_| ChunkError::Worker("hashing thread panicked".into()))?
+            .map_err(|_| ChunkError::Worker("cutting thread panicked".into()))?
     }
 
     /// Appends bytes.
     pub fn write_bytes(&mut self, data: &[u8]) -> ChunkResult<()> {
         let mut data = data;
         while !data.is_empty() {
-            let room = SEGMENT - self.buf.len().min(SEGMENT);
-            let take = room.max(1).min(data.len());
+            let free = SEGMENT - self.buffered().min(SEGMENT);
+            let take = free.max(1).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buf.len() >= SEGMENT {
+            if self.buffered() >= SEGMENT {
                 self.ship(false)?;
             }
         }
@@ -320,10 +393,11 @@ impl BlobWriter {
         let mut total = 0;
         loop {
             let len = self.buf.len();
-            if self.buf.capacity() < SEGMENT {
-                self.buf.reserve(SEGMENT - len);
+            let full = self.room + SEGMENT;
+            if self.buf.capacity() < full {
+                self.buf.reserve(full - len);
             }
-            self.buf.resize(len.max(SEGMENT), 0);
+            self.buf.resize(len.max(full), 0);
             let n = loop {
                 match input.read(&mut self.buf[len..]) {
                     Ok(n) => break n,
@@ -339,7 +413,7 @@ impl BlobWriter {
             if n == 0 {
                 return Ok(total);
             }
-            if self.buf.len() >= SEGMENT {
+            if self.buffered() >= SEGMENT {
                 self.ship(false)?;
             }
         }
@@ -347,8 +421,8 @@ impl BlobWriter {
 
     /// Stores what is left and returns the blob with its statistics.
     pub fn finish(mut self) -> ChunkResult<(Blob, BlobStats)> {
-        if self.worker.is_none() && self.prefix.is_empty() && self.buf.len() <= INLINE_MAX {
-            let data = Bytes::from(std::mem::take(&mut self.buf));
+        if self.worker.is_none() && self.prefix.is_empty() && self.buffered() <= INLINE_MAX {
+            let data = Bytes::copy_from_slice(&self.buf[self.room..]);
             let stats = BlobStats {
                 logical_bytes: data.len() as u64,
                 ..BlobStats::default()
@@ -357,6 +431,8 @@ impl BlobWriter {
         }
         if self.worker.is_none() {
             // Everything fits in one segment: no thread needed.
+            self.buf.drain(..self.room);
+            self.room = 0;
             self.cuts.clear();
             self.params.split(&self.buf, true, &mut self.cuts);
             let mut sink = Sink::new(BatchStore::Direct(self.session.clone()));

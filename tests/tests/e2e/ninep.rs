@@ -797,3 +797,83 @@ fn diod_tools_list_and_read() {
     }
     srv.stop();
 }
+
+#[test]
+fn unix_socket_and_snapshot_attach() {
+    use std::os::unix::net::UnixStream;
+    let s = TestStore::new();
+    let sock = s.scratch("9p.sock");
+    let listen = format!("unix:{}", sock.display());
+    let tcp = format!("tcp:127.0.0.1:{}", free_port());
+    s.ok(&["serve", "u", "--listen", &listen, "--listen", &tcp]);
+    // A version handshake over the unix socket.
+    let mut u = UnixStream::connect(&sock).expect("connect to the unix socket");
+    u.write_all(&wire::encode_t(
+        wire::NOTAG,
+        &Tmsg::Version {
+            msize: 65536,
+            version: b"9P2000.L".to_vec(),
+        },
+    ))
+    .expect("send");
+    let mut head = [0u8; 4];
+    u.read_exact(&mut head).expect("reply");
+    let mut frame = head.to_vec();
+    frame.resize(u32::from_le_bytes(head) as usize, 0);
+    u.read_exact(&mut frame[4..]).expect("reply");
+    assert_eq!(
+        wire::decode_r(&frame).expect("decodes").1,
+        Rmsg::Version {
+            msize: 65536,
+            version: b"9P2000.L".to_vec()
+        }
+    );
+    drop(u);
+    // Write a file over TCP, stop (commit), note the snapshot id.
+    let addr = tcp.trim_start_matches("tcp:").to_string();
+    let mut c = Client::connect(&addr, 1 << 20).expect("connect");
+    let (root, _) = c.attach("u", 0).expect("attach");
+    let (f, _) = c.walk(root, "").expect("clone");
+    c.create(f, "kept", 0o644).expect("create");
+    c.write_all(f, 0, b"first version");
+    c.clunk(f);
+    drop(c);
+    s.ok(&["umount", &tcp]);
+    assert!(!sock.exists(), "the socket file goes with the server");
+    let log: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "fs", "log", "u"])).expect("json");
+    let id = log[0]["id"].as_u64().expect("changelog id");
+    let srv = Served::serve(&s, "u", &[]);
+    let mut c = srv.client();
+    let (root, _) = c.attach("u", 0).expect("attach");
+    c.ok(&Tmsg::Unlinkat {
+        dfid: root,
+        name: b"kept".to_vec(),
+        flags: 0,
+    });
+    // The snapshot still has the file, and refuses changes.
+    let (snap, _) = c
+        .attach(&format!("u@{id}"), 0)
+        .expect("attach the snapshot");
+    let (f, _) = c.walk(snap, "kept").expect("in the snapshot");
+    c.ok(&Tmsg::Lopen {
+        fid: f,
+        flags: O_RDONLY,
+    });
+    assert_eq!(c.read_all(f), b"first version");
+    assert_eq!(
+        c.err(&Tmsg::Mkdir {
+            dfid: snap,
+            name: b"x".to_vec(),
+            mode: 0o755,
+            gid: 0,
+        }),
+        libc::EROFS
+    );
+    assert_eq!(
+        c.walk(root, "kept"),
+        Err(libc::ENOENT),
+        "gone from the live fs"
+    );
+    srv.stop();
+}
