@@ -184,6 +184,16 @@ pub(super) fn spawn_daemon(
     cmd.env("HYDRA_STORE", &cx.store_path)
         .args(std::env::args_os().skip(1))
         .arg("--foreground");
+    // glibc's allocator keeps freed megabyte buffers (chunk segments, I/O
+    // frames) in per-thread arenas and raises its mmap threshold as they
+    // come and go, so a long-lived daemon's RSS only grows. Fewer arenas
+    // and a fixed threshold hand such buffers back to the kernel.
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        cmd.env(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=1048576",
+        );
+    }
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd
         .stdin(Stdio::null())
