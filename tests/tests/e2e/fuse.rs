@@ -407,3 +407,56 @@ fn snapshots_are_reachable_by_id_and_hidden_from_readdir() {
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     m.umount();
 }
+
+#[test]
+fn a_normal_user_mounts_through_fusermount3() {
+    assert!(
+        Command::new("fusermount3").arg("-V").output().is_ok(),
+        "fusermount3 missing: scripts/test.sh installs fuse3"
+    );
+    // Debian's udev rule makes /dev/fuse 0666; a bare container may not.
+    sh("chmod 0666 /dev/fuse", Path::new("/"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let bin = d.join("hydra");
+    std::fs::copy(hydra_tests::hydra_bin(), &bin).expect("copy the binary where the user can run it");
+    sh(
+        &format!(
+            "chmod 0755 {bin} && mkdir {d}/m && chown -R nobody:nogroup {d} && chmod 0755 {d}",
+            bin = bin.display(),
+            d = d.display()
+        ),
+        d,
+    );
+    let as_user = |args: &str| {
+        sh(
+            &format!(
+                "runuser -u nobody -- env HOME={d} {bin} --store {d}/store {args}",
+                d = d.display(),
+                bin = bin.display()
+            ),
+            d,
+        )
+    };
+    as_user(&format!("mount home {}/m", d.display()));
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(&format!("{}/m", d.display())))
+        .expect("mounted");
+    assert!(
+        line.contains("fuse.hydra") && line.contains("user_id=65534"),
+        "mounted by the user through fusermount3: {line}"
+    );
+    sh(
+        &format!(
+            "runuser -u nobody -- sh -c 'echo mine > {d}/m/f && mkdir {d}/m/dir && test \"$(stat -c %u {d}/m/f)\" = 65534'",
+            d = d.display()
+        ),
+        d,
+    );
+    // Without --allow-other the mount is its user's alone, even to root.
+    assert!(std::fs::metadata(d.join("m/f")).is_err());
+    as_user(&format!("umount {}/m", d.display()));
+    assert_eq!(as_user("fs cat home /f"), "mine\n");
+}
