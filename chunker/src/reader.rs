@@ -67,6 +67,11 @@ impl BlobReader {
         Ok(BlobReader::new(bucket, Blob::Stored { root, size }))
     }
 
+    /// Where the last `read_at` ended: a read from here continues it.
+    pub fn next_offset(&self) -> Option<u64> {
+        self.read_end
+    }
+
     /// The blob's size.
     pub fn size(&self) -> u64 {
         self.blob.size()

@@ -52,13 +52,18 @@ impl Default for FsOptions {
     }
 }
 
+/// Readers a handle keeps (streams of reads served at once).
+const READERS_PER_HANDLE: usize = 4;
+
 /// An open file handle's state.
 #[derive(Debug)]
 struct Handle {
     ino: Ino,
     flags: OpenFlags,
-    /// A reader of the blob last read through this handle.
-    reader: Option<(hydra_chunker::Blob, BlobReader)>,
+    /// Readers of the blob last read through this handle: one per stream
+    /// of reads (the kernel's read-ahead sends several at once), each
+    /// keeping its decoded tree nodes and seeing its reads as sequential.
+    readers: Vec<(hydra_chunker::Blob, BlobReader)>,
 }
 
 /// A mounted-or-not filesystem: every POSIX operation over the block DAG.
@@ -504,7 +509,7 @@ impl Fs {
         let handle = Handle {
             ino,
             flags,
-            reader: None,
+            readers: Vec::new(),
         };
         lock(&self.inner.handles).insert(fh, Arc::new(Mutex::new(handle)));
         fh
@@ -531,10 +536,16 @@ impl Fs {
         }
         if let Some(blob) = clean_blob(inode) {
             drop(s);
-            // Take the handle's reader and read with no lock held, so the
-            // kernel's parallel read-ahead requests overlap; a concurrent
-            // read on the same handle makes a reader of its own.
-            let cached = h.reader.take().filter(|(cached, _)| *cached == blob);
+            // Take a reader of the handle and read with no lock held, so
+            // the kernel's parallel read-ahead requests overlap: the one
+            // whose last read ended here (a sequential stream), else any.
+            h.readers.retain(|(cached, _)| *cached == blob);
+            let pick = h
+                .readers
+                .iter()
+                .position(|(_, r)| r.next_offset() == Some(offset))
+                .or(h.readers.len().checked_sub(1));
+            let cached = pick.map(|i| h.readers.swap_remove(i));
             drop(h);
             let mut reader = match cached {
                 Some((_, reader)) => reader,
@@ -545,7 +556,10 @@ impl Fs {
             } else {
                 reader.read_at(offset, size).map_err(FsError::from)
             };
-            lock(&handle).reader.get_or_insert((blob, reader));
+            let mut h = lock(&handle);
+            if h.readers.len() < READERS_PER_HANDLE {
+                h.readers.push((blob, reader));
+            }
             return result;
         }
         let cx = s.write_context();

@@ -419,7 +419,8 @@ fn a_normal_user_mounts_through_fusermount3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let bin = d.join("hydra");
-    std::fs::copy(hydra_tests::hydra_bin(), &bin).expect("copy the binary where the user can run it");
+    std::fs::copy(hydra_tests::hydra_bin(), &bin)
+        .expect("copy the binary where the user can run it");
     sh(
         &format!(
             "chmod 0755 {bin} && mkdir {d}/m && chown -R nobody:nogroup {d} && chmod 0755 {d}",
