@@ -6,6 +6,7 @@ mod block;
 mod car;
 pub mod error;
 mod fs;
+pub mod fstab;
 mod gc;
 mod init;
 mod mount;
@@ -75,6 +76,8 @@ enum Command {
 pub struct Context {
     store_path: PathBuf,
     json: bool,
+    /// The command line as `hydra` understands it (what a daemon re-runs).
+    argv: Vec<std::ffi::OsString>,
 }
 
 impl Context {
@@ -113,11 +116,12 @@ fn default_store() -> PathBuf {
     home.join(".local/share/hydra")
 }
 
-/// Runs one parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs one parsed command line; `argv` is the command line it came from.
+pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
     let cx = Context {
         store_path: cli.store.unwrap_or_else(default_store),
         json: cli.json,
+        argv,
     };
     match cli.command {
         Command::Init(args) => init::run(&cx, args),

@@ -182,7 +182,7 @@ pub(super) fn spawn_daemon(
     // The same command line; the store path travels in the environment,
     // which a `--store` on the command line still overrides.
     cmd.env("HYDRA_STORE", &cx.store_path)
-        .args(std::env::args_os().skip(1))
+        .args(cx.argv.iter().skip(1))
         .arg("--foreground");
     // glibc's allocator keeps freed megabyte buffers (chunk segments, I/O
     // frames) in per-thread arenas and raises its mmap threshold as they

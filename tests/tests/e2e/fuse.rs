@@ -461,3 +461,56 @@ fn a_normal_user_mounts_through_fusermount3() {
     as_user(&format!("umount {}/m", d.display()));
     assert_eq!(as_user("fs cat home /f"), "mine\n");
 }
+
+/// Removes the installed fstab helper when the test ends.
+struct Helper(PathBuf);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn fstab_helper_serves_mount_t_fuse_hydra() {
+    let s = TestStore::new();
+    // mount(8) runs /sbin/mount.fuse.hydra for type fuse.hydra: the hydra
+    // binary under that name.
+    let helper = Helper(PathBuf::from("/sbin/mount.fuse.hydra"));
+    let _ = std::fs::remove_file(&helper.0);
+    std::os::unix::fs::symlink(hydra_tests::hydra_bin(), &helper.0).expect("install the helper");
+    let point = s.scratch("mnt");
+    std::fs::create_dir_all(&point).expect("mkdir");
+    let out = Command::new("mount")
+        .args(["-t", "fuse.hydra", "-o"])
+        .arg(format!(
+            "rw,noauto,store={},commit_interval=2,x-systemd.automount",
+            s.path().display()
+        ))
+        .arg("home")
+        .arg(&point)
+        .output()
+        .expect("run mount");
+    assert!(
+        out.status.success(),
+        "mount -t fuse.hydra: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(point.join("from-fstab"), b"mounted by mount(8)").expect("write");
+    // A bad option is one clear line and mounts nothing.
+    let bad = Command::new(&helper.0)
+        .args(["home", "/nonexistent", "-o", "store=/x,bogus"])
+        .output()
+        .expect("run the helper");
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown mount option") && err.lines().count() == 1,
+        "{err}"
+    );
+    s.ok(&["umount", point.to_str().expect("utf-8")]);
+    assert_eq!(
+        s.ok(&["fs", "cat", "home", "/from-fstab"]),
+        "mounted by mount(8)"
+    );
+}
