@@ -108,6 +108,31 @@ impl TestStore {
     }
 }
 
+/// Writes `t.tar` into `work`: a tree with every awkward case (small
+/// files in 3 directories, `files` each, a `big_mib` MiB file, an empty
+/// one, hard and symbolic links, a fifo, a device, setuid and sticky
+/// modes, an odd owner, a 255-byte name, non-ASCII names, an xattr and a
+/// nanosecond mtime), extracted with `tar --xattrs -xp` by the tests.
+pub fn awkward_tar(work: &Path, files: u32, big_mib: u32) {
+    sh(
+        &format!(
+            r#"mkdir src && cd src
+for d in 1 2 3; do mkdir -p "many/d$d"; for f in $(seq 1 {files}); do head -c $((f * 97)) /dev/urandom > "many/d$d/f$f"; done; done
+head -c {big_mib}M /dev/urandom > big; : > empty
+echo t > target; ln target hard; ln -s target rel; ln -s /etc/passwd abs; ln -s nowhere dangling
+mkfifo fifo; mknod chr c 1 3
+echo s > suid; chmod 4755 suid; mkdir sticky; chmod 1777 sticky
+echo o > odd; chown 4321:8765 odd
+long=$(printf 'l%.0s' $(seq 1 255)); echo long > "$long"
+mkdir -p "a b/ünï"; echo u > "a b/ünï/f"
+setfattr -n user.k -v v target
+touch -h -d '2001-02-03 04:05:06.123456789' target
+cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src . && rm -rf src"#
+        ),
+        work,
+    );
+}
+
 /// The last line of some output.
 pub fn last_line(s: &str) -> &str {
     s.trim_end().lines().last().unwrap_or("")

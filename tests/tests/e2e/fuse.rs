@@ -71,21 +71,7 @@ fn tar_extract_into_the_mount_matches_tmpfs() {
     let s = TestStore::new();
     let work = s.scratch("work");
     std::fs::create_dir_all(&work).expect("mkdir");
-    sh(
-        r#"mkdir src && cd src
-for d in 1 2 3; do mkdir -p "many/d$d"; for f in $(seq 1 50); do head -c $((f * 97)) /dev/urandom > "many/d$d/f$f"; done; done
-head -c 20M /dev/urandom > big; : > empty
-echo t > target; ln target hard; ln -s target rel; ln -s /etc/passwd abs; ln -s nowhere dangling
-mkfifo fifo; mknod chr c 1 3
-echo s > suid; chmod 4755 suid; mkdir sticky; chmod 1777 sticky
-echo o > odd; chown 4321:8765 odd
-long=$(printf 'l%.0s' $(seq 1 255)); echo long > "$long"
-mkdir -p "a b/ünï"; echo u > "a b/ünï/f"
-setfattr -n user.k -v v target
-touch -h -d '2001-02-03 04:05:06' target
-cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src ."#,
-        &work,
-    );
+    hydra_tests::awkward_tar(&work, 50, 20);
     let m = Mounted::new(&s, "t", &s.scratch("mnt"), &[]);
     let listing = r#"find . -mindepth 1 -printf '%p|%y|%m|%U:%G|%s|%T@|%n|%l\n' | LC_ALL=C sort | awk -F'|' '$2=="d"{$5="-"}1'; getfattr -h -d -m '^user\.' -R . 2>/dev/null | grep -v '^$'"#;
     std::fs::create_dir_all(work.join("ref")).expect("mkdir");

@@ -73,20 +73,9 @@ fn linux_kernel_client_carries_tar_git_sqlite_fio() {
         .tempdir_in("/var/tmp")
         .expect("tempdir");
     let w = work.path();
+    hydra_tests::awkward_tar(w, 40, 8);
     sh(
-        r#"mkdir src && cd src
-for d in 1 2 3; do mkdir -p "many/d$d"; for f in $(seq 1 40); do head -c $((f * 97)) /dev/urandom > "many/d$d/f$f"; done; done
-head -c 8M /dev/urandom > big; : > empty
-echo t > target; ln target hard; ln -s target rel; ln -s /etc/passwd abs; ln -s nowhere dangling
-mkfifo fifo; mknod chr c 1 3
-echo s > suid; chmod 4755 suid; mkdir sticky; chmod 1777 sticky
-echo o > odd; chown 4321:8765 odd
-long=$(printf 'l%.0s' $(seq 1 255)); echo long > "$long"
-mkdir -p "a b/ünï"; echo u > "a b/ünï/f"
-setfattr -n user.k -v v target
-touch -h -d '2001-02-03 04:05:06.123456789' target
-cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src . && rm -rf src
-git init -q -b main origin && cd origin
+        r#"git init -q -b main origin && cd origin
 git config user.email t@example.com && git config user.name t
 for c in $(seq 1 20); do
   mkdir -p "src/m$((c % 4))"
