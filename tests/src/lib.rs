@@ -133,6 +133,25 @@ cd .. && tar --xattrs --xattrs-include='*' -cpf t.tar -C src . && rm -rf src"#
     );
 }
 
+/// Makes a git repository `origin` in `work` with `commits` commits of
+/// generated files under `src/` and a tag `v1` eight commits back.
+pub fn git_origin(work: &Path, commits: u32) {
+    sh(
+        &format!(
+            r#"git init -q -b main origin && cd origin
+git config user.email t@example.com && git config user.name t
+for c in $(seq 1 {commits}); do
+  mkdir -p "src/m$((c % 5))"
+  head -c $((c * 3000)) /dev/urandom | base64 > "src/m$((c % 5))/f$c.txt"
+  echo "line $c" >> README
+  git add -A && git commit -q -m "commit $c"
+done
+git tag v1 HEAD~8"#
+        ),
+        work,
+    );
+}
+
 /// The last line of some output.
 pub fn last_line(s: &str) -> &str {
     s.trim_end().lines().last().unwrap_or("")

@@ -276,18 +276,7 @@ fn git_clone_status_fsck_checkout_gc() {
     let work = s.scratch("work");
     std::fs::create_dir_all(&work).expect("mkdir");
     // A real repository with history: generated here, cloned into the mount.
-    sh(
-        r#"git init -q -b main origin && cd origin
-git config user.email t@example.com && git config user.name t
-for c in $(seq 1 30); do
-  mkdir -p "src/m$((c % 5))"
-  head -c $((c * 3000)) /dev/urandom | base64 > "src/m$((c % 5))/f$c.txt"
-  echo "line $c" >> README
-  git add -A && git commit -q -m "commit $c"
-done
-git tag v1 HEAD~10"#,
-        &work,
-    );
+    hydra_tests::git_origin(&work, 30);
     let m = Mounted::new(&s, "git", &s.scratch("mnt"), &[]);
     let clone = m.path("clone");
     sh(

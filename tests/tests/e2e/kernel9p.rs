@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hydra_tests::{TestStore, sh};
+use hydra_tests::TestStore;
 
 use super::ninep::Served;
 
@@ -74,18 +74,7 @@ fn linux_kernel_client_carries_tar_git_sqlite_fio() {
         .expect("tempdir");
     let w = work.path();
     hydra_tests::awkward_tar(w, 40, 8);
-    sh(
-        r#"git init -q -b main origin && cd origin
-git config user.email t@example.com && git config user.name t
-for c in $(seq 1 20); do
-  mkdir -p "src/m$((c % 4))"
-  head -c $((c * 2000)) /dev/urandom | base64 > "src/m$((c % 4))/f$c.txt"
-  echo "line $c" >> README
-  git add -A && git commit -q -m "commit $c"
-done
-git tag v1 HEAD~8"#,
-        w,
-    );
+    hydra_tests::git_origin(w, 20);
     let srv = Served::serve(&s, "k", &[]);
     let port = srv.addr.rsplit(':').next().expect("port");
     let script = w.join("guest.sh");
