@@ -1,1 +1,24 @@
-//! Prolly trees, the key/value view and the graph view. Built in a later issue.
+//! `hydra-kv`: ordered maps on the block DAG (prolly trees) and the
+//! key/value view that names them with refs `kv/<name>`.
+//!
+//! ```
+//! use hydra_dag::Bucket;
+//! use hydra_kv::Kv;
+//!
+//! let kv = Kv::open(Bucket::in_memory(), "demo")?;
+//! let mut txn = kv.begin()?;
+//! txn.put(b"greeting", b"hello")?;
+//! txn.commit("first")?;
+//! assert_eq!(kv.tree()?.get(b"greeting")?.as_deref(), Some(&b"hello"[..]));
+//! # Ok::<(), hydra_kv::KvError>(())
+//! ```
+
+mod error;
+mod map;
+pub mod node;
+mod tree;
+
+pub use error::{KvError, KvResult};
+pub use map::{Kv, Txn};
+pub use node::Item;
+pub use tree::{Edit, MAX_KEY, Tree, check_key};

@@ -1,0 +1,478 @@
+//! The prolly tree: an ordered map of byte keys to byte values on blocks.
+//!
+//! Reads descend from the root in O(depth). A batch of changes rewrites
+//! only the nodes it touches: at each level, starting from the node that
+//! holds the first change, entries are merged with the changes and cut
+//! again, moving right until a cut falls where an old node ended and no
+//! change is left in the next node; from there the old nodes stand. The
+//! nodes removed and added become the changes of the level above.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hydra_chunker::{Blob, BlobReader, ChunkParams, INLINE_MAX, put_bytes};
+use hydra_dag::{Block, Bucket, Cid, WriteSession};
+
+use crate::error::{KvError, KvResult};
+use crate::node::{Chunker, Item, Node};
+
+/// Longest key accepted.
+pub const MAX_KEY: usize = 4096;
+
+/// One change: a new value, or `None` to delete.
+pub type Edit = Option<Bytes>;
+
+/// A snapshot of a tree (its root), with a cache of decoded inner nodes.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    bucket: Bucket,
+    root: Option<Cid>,
+    inner: Arc<Mutex<HashMap<Cid, Arc<Node>>>>,
+}
+
+/// Inner nodes cached per tree at most (leaves are never cached).
+const INNER_CACHE: usize = 1 << 16;
+
+/// Checks a key's length.
+pub fn check_key(key: &[u8]) -> KvResult<()> {
+    if key.len() > MAX_KEY {
+        return Err(KvError::KeyTooLong {
+            len: key.len(),
+            max: MAX_KEY,
+        });
+    }
+    Ok(())
+}
+
+impl Tree {
+    /// The tree rooted at `root` (`None`: empty).
+    pub fn new(bucket: Bucket, root: Option<Cid>) -> Tree {
+        Tree {
+            bucket,
+            root,
+            inner: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The root (`None` for the empty tree).
+    pub fn root(&self) -> Option<Cid> {
+        self.root
+    }
+
+    /// The bucket the tree lives in.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// Decodes node `cid` (inner nodes come from the cache).
+    pub fn node(&self, cid: &Cid) -> KvResult<Arc<Node>> {
+        if let Some(n) = self.cache().get(cid) {
+            return Ok(n.clone());
+        }
+        let data = self.bucket.require(cid)?;
+        let node = Arc::new(Node::decode(cid, &data)?);
+        if node.level > 0 {
+            let mut cache = self.cache();
+            if cache.len() >= INNER_CACHE {
+                cache.clear();
+            }
+            cache.insert(*cid, node.clone());
+        }
+        Ok(node)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Arc<Node>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The bytes of a value item.
+    pub fn value(&self, item: &Item) -> KvResult<Bytes> {
+        match item {
+            Item::Value(v) => Ok(v.clone()),
+            Item::Blob(root) => {
+                let mut r = BlobReader::open(self.bucket.clone(), *root)?;
+                let size = r.size() as usize;
+                Ok(Bytes::from(r.read_at(0, size)?))
+            }
+            Item::Child(_) => Err(KvError::Corrupt {
+                cid: self
+                    .root
+                    .unwrap_or_else(|| hydra_dag::Cid::hash(hydra_dag::Codec::RAW, b"")),
+                reason: "a child link where a value belongs".into(),
+            }),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> KvResult<Option<Bytes>> {
+        let Some(mut cid) = self.root else {
+            return Ok(None);
+        };
+        loop {
+            let node = self.node(&cid)?;
+            if node.level == 0 {
+                return match node.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+                    Ok(i) => Ok(Some(self.value(&node.items[i])?)),
+                    Err(_) => Ok(None),
+                };
+            }
+            match &node.items[node.child_index(key)] {
+                Item::Child(c) => cid = *c,
+                _ => return Err(corrupt(&cid, "an inner node holds a value")),
+            }
+        }
+    }
+
+    /// Calls `f(key, item)` for entries in `[from, to)` in key order (or
+    /// reverse), until it returns false. Values stay items: large ones are
+    /// read only when asked for ([`Tree::value`]).
+    pub fn scan(
+        &self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        f: &mut dyn FnMut(&Bytes, &Item) -> KvResult<bool>,
+    ) -> KvResult<()> {
+        if let Some(root) = self.root {
+            self.scan_node(&root, from, to, reverse, f)?;
+        }
+        Ok(())
+    }
+
+    /// Returns false when `f` asked to stop.
+    fn scan_node(
+        &self,
+        cid: &Cid,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        f: &mut dyn FnMut(&Bytes, &Item) -> KvResult<bool>,
+    ) -> KvResult<bool> {
+        let node = self.node(cid)?;
+        let n = node.keys.len();
+        let after_start = |k: &[u8]| match from {
+            Bound::Included(s) => k >= s,
+            Bound::Excluded(s) => k > s,
+            Bound::Unbounded => true,
+        };
+        let before_end = |k: &[u8]| match to {
+            Bound::Included(e) => k <= e,
+            Bound::Excluded(e) => k < e,
+            Bound::Unbounded => true,
+        };
+        let order: Box<dyn Iterator<Item = usize>> = if reverse {
+            Box::new((0..n).rev())
+        } else {
+            Box::new(0..n)
+        };
+        for i in order {
+            if node.level == 0 {
+                let k = &node.keys[i];
+                if after_start(k) && before_end(k) && !f(k, &node.items[i])? {
+                    return Ok(false);
+                }
+                continue;
+            }
+            // Child i holds keys in [keys[i], keys[i+1]): skip it when
+            // that range lies wholly past the end or before the start.
+            if !before_end(&node.keys[i]) {
+                continue;
+            }
+            if let (Some(next), Bound::Included(s) | Bound::Excluded(s)) =
+                (node.keys.get(i + 1), from)
+                && next.as_ref() <= s
+            {
+                continue;
+            }
+            let Item::Child(child) = &node.items[i] else {
+                return Err(corrupt(cid, "an inner node holds a value"));
+            };
+            if !self.scan_node(child, from, to, reverse, f)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies `edits` (sorted by key) and stores the changed nodes through
+    /// `session`; returns the new tree.
+    pub fn apply(&self, session: &WriteSession, edits: BTreeMap<Bytes, Edit>) -> KvResult<Tree> {
+        let mut changes: Vec<(Bytes, Option<Item>)> = Vec::with_capacity(edits.len());
+        for (k, v) in edits {
+            check_key(&k)?;
+            let item = match v {
+                None => None,
+                Some(v) if v.len() <= INLINE_MAX => Some(Item::Value(v)),
+                Some(v) => match put_bytes(session, ChunkParams::default(), &v)? {
+                    Blob::Stored { root, .. } => Some(Item::Blob(root)),
+                    Blob::Inline(data) => Some(Item::Value(data)),
+                },
+            };
+            changes.push((k, item));
+        }
+        let mut blocks = Vec::new();
+        let root = self.rebuild(changes, &mut blocks)?;
+        session.put_blocks(&blocks)?;
+        Ok(Tree {
+            bucket: self.bucket.clone(),
+            root,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// The new root after `changes`; new nodes go to `blocks`.
+    fn rebuild(
+        &self,
+        mut changes: Vec<(Bytes, Option<Item>)>,
+        blocks: &mut Vec<Block>,
+    ) -> KvResult<Option<Cid>> {
+        let Some(root) = self.root else {
+            let entries = changes
+                .into_iter()
+                .filter_map(|(k, i)| Some((k, i?)))
+                .collect();
+            return build_up(0, entries, blocks);
+        };
+        let top = self.node(&root)?.level;
+        for level in 0..top {
+            if changes.is_empty() {
+                return Ok(Some(root));
+            }
+            changes = self.rebuild_level(level, &changes, blocks)?;
+        }
+        if changes.is_empty() {
+            return Ok(Some(root));
+        }
+        // The root's own level: merge, then cut and build up as needed.
+        let node = self.node(&root)?;
+        let entries = merge(&node, &changes);
+        let Some(mut new_root) = build_up(top, entries, blocks)? else {
+            return Ok(None);
+        };
+        // Shrinking: a root with one child is that child, all the way down.
+        loop {
+            let node = match blocks.iter().find(|b| b.cid() == &new_root) {
+                Some(b) => Arc::new(Node::decode(b.cid(), b.data())?),
+                None => self.node(&new_root)?,
+            };
+            match (node.level, node.items.as_slice()) {
+                (1.., [Item::Child(only)]) => new_root = *only,
+                _ => return Ok(Some(new_root)),
+            }
+        }
+    }
+
+    /// Rewrites the level-`level` nodes `changes` touch; returns the
+    /// changes for the level above.
+    fn rebuild_level(
+        &self,
+        level: u8,
+        changes: &[(Bytes, Option<Item>)],
+        blocks: &mut Vec<Block>,
+    ) -> KvResult<Vec<(Bytes, Option<Item>)>> {
+        let mut up: BTreeMap<Bytes, Option<Item>> = BTreeMap::new();
+        let mut next = 0; // first change not yet applied
+        while next < changes.len() {
+            let mut cur = Cursor::at(self, level, &changes[next].0)?;
+            let mut chunker = Chunker::new(level);
+            loop {
+                let node = cur.current.clone();
+                let end = cur.next_first_key();
+                // This node's changes: up to the next node's first key.
+                let stop = match &end {
+                    Some(e) => next + changes[next..].partition_point(|(k, _)| k < e),
+                    None => changes.len(),
+                };
+                up.insert(node.keys[0].clone(), None);
+                for (k, i) in merge(&node, &changes[next..stop]) {
+                    if let Some(done) = chunker.push(k, i) {
+                        emit(done, blocks, &mut up)?;
+                    }
+                }
+                next = stop;
+                if !cur.advance(self)? {
+                    if let Some(done) = chunker.take() {
+                        emit(done, blocks, &mut up)?;
+                    }
+                    break;
+                }
+                let more_here = end
+                    .as_ref()
+                    .is_some_and(|_| next < changes.len() && cur.holds(&changes[next].0));
+                if chunker.is_empty() && !more_here {
+                    break;
+                }
+            }
+        }
+        Ok(up.into_iter().collect())
+    }
+}
+
+fn corrupt(cid: &Cid, reason: &str) -> KvError {
+    KvError::Corrupt {
+        cid: *cid,
+        reason: reason.to_string(),
+    }
+}
+
+/// Stores a finished node and records it for the level above.
+fn emit(
+    node: Node,
+    blocks: &mut Vec<Block>,
+    up: &mut BTreeMap<Bytes, Option<Item>>,
+) -> KvResult<()> {
+    let block = node.to_block()?;
+    up.insert(node.keys[0].clone(), Some(Item::Child(*block.cid())));
+    blocks.push(block);
+    Ok(())
+}
+
+/// A node's entries with sorted `changes` applied.
+fn merge(node: &Node, changes: &[(Bytes, Option<Item>)]) -> Vec<(Bytes, Item)> {
+    let mut out = Vec::with_capacity(node.keys.len() + changes.len());
+    let (mut i, mut j) = (0, 0);
+    while i < node.keys.len() || j < changes.len() {
+        let take_change = match (node.keys.get(i), changes.get(j)) {
+            (Some(k), Some((c, _))) => c <= k,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if take_change {
+            let (k, item) = &changes[j];
+            if node.keys.get(i) == Some(k) {
+                i += 1; // replaced or deleted
+            }
+            if let Some(item) = item {
+                out.push((k.clone(), item.clone()));
+            }
+            j += 1;
+        } else {
+            out.push((node.keys[i].clone(), node.items[i].clone()));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Cuts `entries` of `level` into nodes and the levels above until one
+/// node is left; returns its CID (`None` when there are no entries).
+fn build_up(
+    mut level: u8,
+    mut entries: Vec<(Bytes, Item)>,
+    blocks: &mut Vec<Block>,
+) -> KvResult<Option<Cid>> {
+    loop {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        // A root with one child is that child (a fresh build stops there).
+        if level > 0
+            && entries.len() == 1
+            && let Item::Child(c) = entries[0].1
+        {
+            return Ok(Some(c));
+        }
+        let mut chunker = Chunker::new(level);
+        let mut nodes = Vec::new();
+        for (k, i) in entries {
+            nodes.extend(chunker.push(k, i));
+        }
+        nodes.extend(chunker.take());
+        if nodes.len() == 1 {
+            let block = nodes[0].to_block()?;
+            let cid = *block.cid();
+            blocks.push(block);
+            return Ok(Some(cid));
+        }
+        let mut above = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let block = node.to_block()?;
+            above.push((node.keys[0].clone(), Item::Child(*block.cid())));
+            blocks.push(block);
+        }
+        entries = above;
+        level += 1;
+    }
+}
+
+/// A position at one level of a tree: the path from the root down to the
+/// parent of the current node, with the child index taken at each step.
+struct Cursor {
+    level: u8,
+    path: Vec<(Arc<Node>, usize)>,
+    current: Arc<Node>,
+}
+
+impl Cursor {
+    /// The level-`level` node whose range holds `key` (below the root).
+    fn at(tree: &Tree, level: u8, key: &[u8]) -> KvResult<Cursor> {
+        let root = tree
+            .root
+            .ok_or_else(|| corrupt(&Cid::hash(hydra_dag::Codec::RAW, b""), "no root"))?;
+        let mut node = tree.node(&root)?;
+        let mut path = Vec::new();
+        while node.level > level {
+            let i = node.child_index(key);
+            let Item::Child(c) = &node.items[i] else {
+                return Err(corrupt(&root, "an inner node holds a value"));
+            };
+            let child = tree.node(c)?;
+            path.push((node, i));
+            node = child;
+        }
+        Ok(Cursor {
+            level,
+            path,
+            current: node,
+        })
+    }
+
+    /// The first key of the next node at this level (from the parents).
+    fn next_first_key(&self) -> Option<Bytes> {
+        self.path
+            .iter()
+            .rev()
+            .find(|(n, i)| i + 1 < n.keys.len())
+            .map(|(n, i)| n.keys[i + 1].clone())
+    }
+
+    /// Whether `key` falls in the current node's range (it is at or past
+    /// its first key and before the next node's).
+    fn holds(&self, key: &[u8]) -> bool {
+        key >= self.current.keys[0].as_ref()
+            && self.next_first_key().is_none_or(|e| key < e.as_ref())
+    }
+
+    /// Moves to the next node at this level; false at the end.
+    fn advance(&mut self, tree: &Tree) -> KvResult<bool> {
+        while let Some((n, i)) = self.path.last_mut() {
+            if *i + 1 < n.keys.len() {
+                *i += 1;
+                break;
+            }
+            self.path.pop();
+        }
+        if self.path.is_empty() {
+            return Ok(false);
+        }
+        loop {
+            let Some((n, i)) = self.path.last() else {
+                return Ok(false);
+            };
+            let Item::Child(c) = &n.items[*i] else {
+                return Err(corrupt(
+                    &Cid::hash(hydra_dag::Codec::RAW, b""),
+                    "an inner node holds a value",
+                ));
+            };
+            let child = tree.node(c)?;
+            if child.level == self.level {
+                self.current = child;
+                return Ok(true);
+            }
+            self.path.push((child, 0));
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The prolly tree against a `BTreeMap` model, its canonical form, and
+//! named stores with transactions.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+use hydra_dag::Bucket;
+use hydra_kv::{Edit, Kv, KvError, MAX_KEY, Tree};
+use proptest::prelude::*;
+
+/// xorshift, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn key(n: u64) -> Bytes {
+    Bytes::from(format!("key-{n:08}"))
+}
+
+fn all(tree: &Tree, reverse: bool) -> Vec<(Bytes, Bytes)> {
+    let mut out = Vec::new();
+    tree.scan(Bound::Unbounded, Bound::Unbounded, reverse, &mut |k, i| {
+        out.push((k.clone(), tree.value(i)?));
+        Ok(true)
+    })
+    .expect("scan");
+    out
+}
+
+fn range(tree: &Tree, from: Bound<&[u8]>, to: Bound<&[u8]>, reverse: bool) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    tree.scan(from, to, reverse, &mut |k, _| {
+        out.push(k.clone());
+        Ok(true)
+    })
+    .expect("scan");
+    out
+}
+
+fn fresh(bucket: &Bucket, model: &BTreeMap<Bytes, Bytes>) -> Tree {
+    let edits = model
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    Tree::new(bucket.clone(), None)
+        .apply(&bucket.session(), edits)
+        .expect("build")
+}
+
+#[test]
+fn random_batches_agree_with_a_btreemap_and_stay_canonical() {
+    let bucket = Bucket::in_memory();
+    let session = bucket.session();
+    let mut tree = Tree::new(bucket.clone(), None);
+    let mut model: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    let mut rng = Rng(7);
+    for round in 0..40 {
+        let mut edits: BTreeMap<Bytes, Edit> = BTreeMap::new();
+        let n = 1 + rng.next() % 2000;
+        for _ in 0..n {
+            let k = key(rng.next() % 30_000);
+            if rng.next().is_multiple_of(4) {
+                edits.insert(k.clone(), None);
+                model.remove(&k);
+            } else {
+                let v = Bytes::from(format!("v{}-{}", round, rng.next() % 1000));
+                edits.insert(k.clone(), Some(v.clone()));
+                model.insert(k, v);
+            }
+        }
+        tree = tree.apply(&session, edits).expect("apply");
+        // Every few rounds: the whole contents, both ways, and the root a
+        // fresh build of the same contents gives.
+        if round % 8 == 7 || round == 39 {
+            let want: Vec<(Bytes, Bytes)> =
+                model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            assert_eq!(all(&tree, false), want, "round {round}");
+            let mut rev = want.clone();
+            rev.reverse();
+            assert_eq!(all(&tree, true), rev);
+            assert_eq!(
+                fresh(&bucket, &model).root(),
+                tree.root(),
+                "canonical after round {round}"
+            );
+        }
+        for _ in 0..200 {
+            let k = key(rng.next() % 30_000);
+            assert_eq!(tree.get(&k).expect("get"), model.get(&k).cloned(), "{k:?}");
+        }
+    }
+    let root = tree.root().expect("non-empty");
+    assert!(
+        tree.node(&root).expect("root").level >= 2,
+        "three levels exercised"
+    );
+    // Ranges with every kind of bound, both ways.
+    for _ in 0..50 {
+        let a = key(rng.next() % 30_000);
+        let b = key(rng.next() % 30_000);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let want: Vec<Bytes> = model
+            .range::<Bytes, _>((Bound::Included(&lo), Bound::Excluded(&hi)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert_eq!(
+            range(&tree, Bound::Included(&lo), Bound::Excluded(&hi), false),
+            want
+        );
+        let mut rev = want.clone();
+        rev.reverse();
+        assert_eq!(
+            range(&tree, Bound::Included(&lo), Bound::Excluded(&hi), true),
+            rev
+        );
+        let want: Vec<Bytes> = model
+            .range::<Bytes, _>((Bound::Excluded(&lo), Bound::Included(&hi)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert_eq!(
+            range(&tree, Bound::Excluded(&lo), Bound::Included(&hi), false),
+            want
+        );
+    }
+    // Deleting everything leaves the empty tree.
+    let edits = model.keys().map(|k| (k.clone(), None)).collect();
+    let empty = tree.apply(&session, edits).expect("apply");
+    assert_eq!(empty.root(), None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// The same contents give the same root, whatever the batches and order.
+    #[test]
+    fn root_depends_only_on_contents(
+        pairs in prop::collection::btree_map(0u32..5000, 0u32..100, 1..600),
+        cuts in prop::collection::vec(0usize..600, 0..6),
+        extra in prop::collection::btree_set(5000u32..6000, 0..50),
+    ) {
+        let bucket = Bucket::in_memory();
+        let session = bucket.session();
+        let model: BTreeMap<Bytes, Bytes> = pairs
+            .iter()
+            .map(|(k, v)| (Bytes::from(k.to_be_bytes().to_vec()), Bytes::from(v.to_string())))
+            .collect();
+        let one = fresh(&bucket, &model);
+        // In batches, with keys that come and go on the way.
+        let entries: Vec<(Bytes, Bytes)> = model.iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (entries.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(entries.len());
+        bounds.sort_unstable();
+        let mut tree = Tree::new(bucket.clone(), None);
+        let transient: BTreeMap<Bytes, Edit> = extra
+            .iter()
+            .map(|k| (Bytes::from(k.to_be_bytes().to_vec()), Some(Bytes::from_static(b"t"))))
+            .collect();
+        tree = tree.apply(&session, transient.clone()).expect("apply");
+        for w in bounds.windows(2) {
+            let batch = entries[w[0]..w[1]].iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+            tree = tree.apply(&session, batch).expect("apply");
+        }
+        let gone = transient.keys().map(|k| (k.clone(), None)).collect();
+        tree = tree.apply(&session, gone).expect("apply");
+        prop_assert_eq!(tree.root(), one.root());
+    }
+}
+
+#[test]
+fn large_values_become_blobs_and_long_keys_are_refused() {
+    let bucket = Bucket::in_memory();
+    let kv = Kv::open(bucket, "big").expect("open");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut txn = kv.begin().expect("begin");
+    txn.put(b"big", &big).expect("put");
+    txn.put(b"small", b"s").expect("put");
+    txn.commit("values").expect("commit");
+    let tree = kv.tree().expect("tree");
+    assert_eq!(tree.get(b"big").expect("get").as_deref(), Some(&big[..]));
+    let long = vec![b'k'; MAX_KEY + 1];
+    let mut txn = kv.begin().expect("begin");
+    assert!(matches!(
+        txn.put(&long, b"x"),
+        Err(KvError::KeyTooLong { .. })
+    ));
+}
+
+#[test]
+fn concurrent_commits_conflict_instead_of_losing_an_update() {
+    let kv = Kv::open(Bucket::in_memory(), "c").expect("open");
+    let mut t0 = kv.begin().expect("begin");
+    t0.put(b"a", b"0").expect("put");
+    t0.commit("base").expect("commit");
+    let mut t1 = kv.begin().expect("begin");
+    let mut t2 = kv.begin().expect("begin");
+    t1.put(b"a", b"1").expect("put");
+    t2.put(b"b", b"2").expect("put");
+    assert_eq!(
+        t1.get(b"a").expect("get").as_deref(),
+        Some(&b"1"[..]),
+        "reads its own writes"
+    );
+    t1.commit("one").expect("first commit wins");
+    assert!(matches!(t2.commit("two"), Err(KvError::Conflict { .. })));
+    let tree = kv.tree().expect("tree");
+    assert_eq!(tree.get(b"a").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        tree.get(b"b").expect("get"),
+        None,
+        "the loser changed nothing"
+    );
+    assert_eq!(kv.log(10).expect("log").len(), 2);
+}
