@@ -13,11 +13,13 @@
 //! # Ok::<(), hydra_kv::KvError>(())
 //! ```
 
+mod diff;
 mod error;
 mod map;
 pub mod node;
 mod tree;
 
+pub use diff::{Change, Conflict, diff, diff_each, merge};
 pub use error::{KvError, KvResult};
 pub use map::{Kv, Txn};
 pub use node::Item;

@@ -219,3 +219,84 @@ fn concurrent_commits_conflict_instead_of_losing_an_update() {
     );
     assert_eq!(kv.log(10).expect("log").len(), 2);
 }
+
+fn tree_of(bucket: &Bucket, model: &BTreeMap<Bytes, Bytes>) -> Tree {
+    fresh(bucket, model)
+}
+
+#[test]
+fn diff_lists_exactly_the_changes_and_merge_applies_the_other_side() {
+    use hydra_kv::{Change, diff, merge};
+    let bucket = Bucket::in_memory();
+    let base: BTreeMap<Bytes, Bytes> = (0..50_000u64)
+        .map(|i| (key(i), Bytes::from(format!("v{i}"))))
+        .collect();
+    let mut ours = base.clone();
+    let mut theirs = base.clone();
+    let mut rng = Rng(11);
+    for _ in 0..40 {
+        let k = key(rng.next() % 60_000);
+        ours.insert(k, Bytes::from_static(b"ours"));
+        let k = key(rng.next() % 60_000);
+        theirs.insert(k, Bytes::from_static(b"theirs"));
+        ours.remove(&key(rng.next() % 50_000));
+        theirs.remove(&key(rng.next() % 50_000));
+    }
+    // Both sides touch key 7 differently: a conflict.
+    ours.insert(key(7), Bytes::from_static(b"mine"));
+    theirs.insert(key(7), Bytes::from_static(b"yours"));
+    let (tb, to, tt) = (
+        tree_of(&bucket, &base),
+        tree_of(&bucket, &ours),
+        tree_of(&bucket, &theirs),
+    );
+    // The diff against the model's.
+    let changes = diff(&tb, &tt).expect("diff");
+    let mut want = Vec::new();
+    for (k, v) in &theirs {
+        match base.get(k) {
+            None => want.push((k.clone(), None, Some(v.clone()))),
+            Some(b) if b != v => want.push((k.clone(), Some(b.clone()), Some(v.clone()))),
+            _ => {}
+        }
+    }
+    for (k, b) in &base {
+        if !theirs.contains_key(k) {
+            want.push((k.clone(), Some(b.clone()), None));
+        }
+    }
+    want.sort();
+    let got: Vec<(Bytes, Option<Bytes>, Option<Bytes>)> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Added(k, i) => (k.clone(), None, Some(tt.value(i).expect("v"))),
+            Change::Removed(k, i) => (k.clone(), Some(tb.value(i).expect("v")), None),
+            Change::Changed(k, a, b) => (
+                k.clone(),
+                Some(tb.value(a).expect("v")),
+                Some(tt.value(b).expect("v")),
+            ),
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(diff(&tt, &tt).expect("diff").is_empty());
+    // Merge: theirs onto ours; the conflict resolved to ours.
+    let mut conflicts = 0;
+    let merged = merge(&tb, &to, &tt, &bucket.session(), &mut |c| {
+        conflicts += 1;
+        assert_eq!(c.key, &key(7));
+        Ok(c.ours.clone())
+    })
+    .expect("merge");
+    assert_eq!(conflicts, 1);
+    let mut expect = ours.clone();
+    for (k, before, after) in &want {
+        if ours.get(k) == before.as_ref() {
+            match after {
+                Some(v) => expect.insert(k.clone(), v.clone()),
+                None => expect.remove(k),
+            };
+        }
+    }
+    assert_eq!(merged.root(), tree_of(&bucket, &expect).root());
+}
