@@ -9,6 +9,7 @@ mod fs;
 pub mod fstab;
 mod gc;
 mod init;
+mod kv;
 mod mount;
 mod output;
 mod refs;
@@ -51,6 +52,8 @@ enum Command {
     /// Work with a filesystem without mounting it: ls, cat, put, snapshots.
     #[command(subcommand)]
     Fs(fs::FsCommand),
+    /// Key/value stores (prolly trees): get, put, del, scan, diff, log, import, export.
+    Kv(kv::KvArgs),
     /// Delete blocks no ref or changelog entry reaches.
     Gc(gc::GcArgs),
     /// Write data out of the store.
@@ -129,6 +132,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Block(cmd) => block::run(&cx, cmd),
         Command::Ref(cmd) => refs::run(&cx, cmd),
         Command::Fs(cmd) => fs::run(&cx, cmd),
+        Command::Kv(args) => kv::run(&cx, args),
         Command::Gc(args) => gc::run(&cx, args),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),

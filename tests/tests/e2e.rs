@@ -4,6 +4,8 @@
 mod fuse;
 #[path = "e2e/kernel9p.rs"]
 mod kernel9p;
+#[path = "e2e/kv.rs"]
+mod kv;
 #[path = "e2e/ninep.rs"]
 mod ninep;
 #[path = "e2e/tar.rs"]

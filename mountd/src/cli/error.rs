@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use hydra_chunker::ChunkError;
 use hydra_dag::DagError;
 use hydra_fs::FsError;
+use hydra_kv::KvError;
 
 /// Exit code for a failed command.
 const FAILURE: u8 = 1;
@@ -20,6 +21,14 @@ fn dag_error(err: &anyhow::Error) -> Option<&DagError> {
             .downcast_ref::<DagError>()
             .or_else(|| match cause.downcast_ref::<ChunkError>() {
                 Some(ChunkError::Dag(e)) => Some(e),
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<KvError>() {
+                Some(KvError::Dag(e)) => Some(&**e),
+                Some(KvError::Chunk(c)) => match &**c {
+                    ChunkError::Dag(e) => Some(e),
+                    _ => None,
+                },
                 _ => None,
             })
             .or_else(|| match cause.downcast_ref::<FsError>() {

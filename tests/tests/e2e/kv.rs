@@ -1,0 +1,88 @@
+//! `hydra kv`: the key/value view from the command line.
+
+use hydra_tests::TestStore;
+
+#[test]
+fn kv_commands_round_trip() {
+    let s = TestStore::new();
+    s.ok(&["kv", "t", "put", "apple", "red"]);
+    s.ok(&["kv", "t", "put", "avocado", "green"]);
+    s.ok(&["kv", "t", "put", "banana", "yellow"]);
+    assert_eq!(s.ok(&["kv", "t", "get", "apple"]), "red\n");
+    assert_eq!(
+        s.ok(&["kv", "t", "scan"]),
+        "apple\tred\navocado\tgreen\nbanana\tyellow\n"
+    );
+    assert_eq!(
+        s.ok(&["kv", "t", "scan", "--prefix", "a", "--reverse"]),
+        "avocado\tgreen\napple\tred\n"
+    );
+    assert_eq!(s.ok(&["kv", "t", "scan", "--limit", "1"]), "apple\tred\n");
+    s.ok(&["kv", "t", "put", "apple", "green"]);
+    s.ok(&["kv", "t", "del", "banana"]);
+    let log: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "kv", "t", "log"])).expect("json");
+    let ids: Vec<u64> = log
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let (first, last) = (ids[4].to_string(), ids[0].to_string());
+    // Time travel and diff between commits.
+    assert_eq!(s.ok(&["kv", "t", "scan", "--at", &first]), "apple\tred\n");
+    assert_eq!(
+        s.ok(&["kv", "t", "diff", &ids[2].to_string(), &last]),
+        "M\tapple\tgreen\nD\tbanana\n"
+    );
+    // Export, then import into another store: the same root.
+    let exported = s.ok(&["kv", "t", "export"]);
+    assert_eq!(
+        exported,
+        "{\"key\":\"apple\",\"value\":\"green\"}\n{\"key\":\"avocado\",\"value\":\"green\"}\n"
+    );
+    let file = s.scratch("pairs.jsonl");
+    std::fs::write(&file, &exported).expect("write");
+    let other = TestStore::new();
+    other.ok(&["kv", "copy", "import", file.to_str().expect("utf-8")]);
+    let root = |st: &TestStore, name: &str| {
+        st.ok(&["ref", "get", &format!("kv/{name}")])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        root(&other, "copy"),
+        root(&s, "t"),
+        "same contents, same root"
+    );
+}
+
+#[test]
+fn kv_bad_input_changes_nothing() {
+    let s = TestStore::new();
+    s.ok(&["kv", "t", "put", "k", "v"]);
+    let before = s.ok(&["ref", "get", "kv/t"]);
+    let file = s.scratch("bad.jsonl");
+    std::fs::write(
+        &file,
+        "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n{\"key\":\"c\"}\n",
+    )
+    .expect("write");
+    let err = s.fails(&["kv", "t", "import", file.to_str().expect("utf-8")]);
+    assert!(err.contains("line 3"), "{err}");
+    std::fs::write(&file, "{\"key\":\"a\",\"value\":\"1\"}\nnot json\n").expect("write");
+    let err = s.fails(&["kv", "t", "import", file.to_str().expect("utf-8")]);
+    assert!(err.contains("line 2"), "{err}");
+    let long = "k".repeat(5000);
+    let err = s.fails(&["kv", "t", "put", &long, "v"]);
+    assert!(err.contains("4096"), "{err}");
+    std::fs::write(&file, format!("{{\"key\":\"{long}\",\"value\":\"1\"}}\n")).expect("write");
+    let err = s.fails(&["kv", "t", "import", file.to_str().expect("utf-8")]);
+    assert!(err.contains("line 1"), "{err}");
+    s.fails(&["kv", "t", "get", "absent"]);
+    s.fails(&["kv", "t", "del", "absent"]);
+    s.fails(&["kv", "t", "scan", "--at", "999"]);
+    assert_eq!(s.ok(&["ref", "get", "kv/t"]), before, "nothing committed");
+    assert_eq!(s.ok(&["kv", "t", "scan"]), "k\tv\n");
+}
