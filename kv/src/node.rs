@@ -10,10 +10,8 @@
 //! level's partition, and so the root CID, is a function of the contents
 //! alone, whatever order they were written in.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use hydra_dag::{Block, Cid, Codec, Ipld};
+use hydra_dag::{Block, Cid, Codec};
 
 use crate::error::{KvError, KvResult};
 
@@ -53,26 +51,55 @@ pub fn is_boundary(level: u8, key: &[u8]) -> bool {
 }
 
 impl Node {
-    /// Encodes the node as a DAG-CBOR block.
+    /// Encodes the node as a DAG-CBOR block: `{"k": [..], "l": level,
+    /// "v": [..]}`, written directly (the same bytes the generic encoder
+    /// gives, without building a value tree).
     pub fn to_block(&self) -> KvResult<Block> {
-        let keys = self.keys.iter().map(|k| Ipld::Bytes(k.to_vec())).collect();
-        let items = self
-            .items
-            .iter()
-            .map(|i| match i {
-                Item::Value(v) => Ipld::Bytes(v.to_vec()),
-                Item::Blob(c) | Item::Child(c) => Ipld::Link(*c),
-            })
-            .collect();
-        let mut map = BTreeMap::new();
-        map.insert("l".to_string(), Ipld::Integer(i128::from(self.level)));
-        map.insert("k".to_string(), Ipld::List(keys));
-        map.insert("v".to_string(), Ipld::List(items));
-        Ok(Block::new(Codec::DAG_CBOR, Ipld::Map(map).encode())?)
+        let size: usize = self.keys.iter().map(|k| k.len() + 9).sum::<usize>()
+            + self
+                .items
+                .iter()
+                .map(|i| match i {
+                    Item::Value(v) => v.len() + 9,
+                    Item::Blob(_) | Item::Child(_) => 50,
+                })
+                .sum::<usize>()
+            + 32;
+        let mut out = Vec::with_capacity(size);
+        out.push(0xa3); // a map of three
+        out.extend_from_slice(&[0x61, b'k']);
+        head(&mut out, 4, self.keys.len() as u64);
+        for k in &self.keys {
+            head(&mut out, 2, k.len() as u64);
+            out.extend_from_slice(k);
+        }
+        out.extend_from_slice(&[0x61, b'l']);
+        head(&mut out, 0, u64::from(self.level));
+        out.extend_from_slice(&[0x61, b'v']);
+        head(&mut out, 4, self.items.len() as u64);
+        let mut cid_bytes = Vec::with_capacity(40);
+        for i in &self.items {
+            match i {
+                Item::Value(v) => {
+                    head(&mut out, 2, v.len() as u64);
+                    out.extend_from_slice(v);
+                }
+                Item::Blob(c) | Item::Child(c) => {
+                    cid_bytes.clear();
+                    cid_bytes.push(0); // the multibase identity prefix
+                    c.write_bytes(&mut cid_bytes);
+                    head(&mut out, 6, 42);
+                    head(&mut out, 2, cid_bytes.len() as u64);
+                    out.extend_from_slice(&cid_bytes);
+                }
+            }
+        }
+        Ok(Block::new(Codec::DAG_CBOR, out)?)
     }
 
-    /// Decodes the node stored as `cid`.
-    pub fn decode(cid: &Cid, data: &[u8]) -> KvResult<Node> {
+    /// Decodes the node stored as `cid`; keys and values are slices of
+    /// `data`, not copies.
+    pub fn decode(cid: &Cid, data: Bytes) -> KvResult<Node> {
         let bad = |reason: &str| KvError::Corrupt {
             cid: *cid,
             reason: reason.to_string(),
@@ -80,37 +107,74 @@ impl Node {
         if cid.codec() != Codec::DAG_CBOR {
             return Err(bad("not dag-cbor"));
         }
-        let ipld = Ipld::decode(data)?;
-        let level = match ipld.get("l") {
-            Some(Ipld::Integer(l)) => u8::try_from(*l).map_err(|_| bad("level out of range"))?,
-            _ => return Err(bad("no level")),
+        let mut r = Reader {
+            data: &data,
+            pos: 0,
         };
-        let (Some(Ipld::List(keys)), Some(Ipld::List(items))) = (ipld.get("k"), ipld.get("v"))
-        else {
-            return Err(bad("no keys or items"));
-        };
-        if keys.len() != items.len() || keys.is_empty() {
-            return Err(bad("keys and items differ in number, or none"));
+        let truncated = || bad("truncated or not a tree node");
+        if r.byte().ok_or_else(truncated)? != 0xa3
+            || r.take(2).ok_or_else(truncated)? != [0x61, b'k']
+        {
+            return Err(bad("not a tree node"));
         }
-        let keys = keys
-            .iter()
-            .map(|k| match k {
-                Ipld::Bytes(b) => Ok(Bytes::copy_from_slice(b)),
-                _ => Err(bad("a key that is not bytes")),
-            })
-            .collect::<KvResult<Vec<Bytes>>>()?;
+        let n = r.head(4).ok_or_else(truncated)? as usize;
+        if n == 0 || n > data.len() {
+            return Err(bad("a node with no keys, or more than it can hold"));
+        }
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = r.head(2).ok_or_else(truncated)? as usize;
+            let at = r.pos;
+            r.take(len).ok_or_else(truncated)?;
+            keys.push(data.slice(at..at + len));
+        }
+        if r.take(2).ok_or_else(truncated)? != [0x61, b'l'] {
+            return Err(bad("no level"));
+        }
+        let level = u8::try_from(r.head(0).ok_or_else(truncated)?)
+            .map_err(|_| bad("level out of range"))?;
+        if r.take(2).ok_or_else(truncated)? != [0x61, b'v']
+            || r.head(4).ok_or_else(truncated)? as usize != n
+        {
+            return Err(bad("keys and items differ in number"));
+        }
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            let first = *data.get(r.pos).ok_or_else(truncated)?;
+            if first >> 5 == 6 {
+                if r.head(6).ok_or_else(truncated)? != 42 {
+                    return Err(bad("a tag other than a link"));
+                }
+                let len = r.head(2).ok_or_else(truncated)? as usize;
+                let raw = r.take(len).ok_or_else(truncated)?;
+                let (0, rest) = (
+                    raw.first().copied().unwrap_or(1),
+                    raw.get(1..).unwrap_or(&[]),
+                ) else {
+                    return Err(bad("a link without its identity prefix"));
+                };
+                let c = Cid::from_bytes(rest)?;
+                items.push(if level == 0 {
+                    Item::Blob(c)
+                } else {
+                    Item::Child(c)
+                });
+            } else {
+                if level > 0 {
+                    return Err(bad("a value in an inner node"));
+                }
+                let len = r.head(2).ok_or_else(truncated)? as usize;
+                let at = r.pos;
+                r.take(len).ok_or_else(truncated)?;
+                items.push(Item::Value(data.slice(at..at + len)));
+            }
+        }
+        if r.pos != data.len() {
+            return Err(bad("bytes after the node"));
+        }
         if keys.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("keys out of order"));
         }
-        let items = items
-            .iter()
-            .map(|i| match (i, level) {
-                (Ipld::Bytes(b), 0) => Ok(Item::Value(Bytes::copy_from_slice(b))),
-                (Ipld::Link(c), 0) => Ok(Item::Blob(*c)),
-                (Ipld::Link(c), _) => Ok(Item::Child(*c)),
-                _ => Err(bad("an item of the wrong kind for its level")),
-            })
-            .collect::<KvResult<Vec<Item>>>()?;
         Ok(Node { level, keys, items })
     }
 
@@ -122,6 +186,69 @@ impl Node {
             Err(0) => 0,
             Err(i) => i - 1,
         }
+    }
+}
+
+/// Appends a CBOR head: major type `major`, argument `n`, shortest form.
+fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n < 1 << 8 {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n < 1 << 16 {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n < 1 << 32 {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let out = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(out)
+    }
+
+    /// A head of major type `major` in its shortest form; its argument.
+    fn head(&mut self, major: u8) -> Option<u64> {
+        let b = self.byte()?;
+        if b >> 5 != major {
+            return None;
+        }
+        let (n, min) = match b & 0x1f {
+            v @ 0..=23 => (u64::from(v), 0),
+            24 => (u64::from(self.byte()?), 24),
+            25 => (
+                u64::from(u16::from_be_bytes(self.take(2)?.try_into().ok()?)),
+                1 << 8,
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(self.take(4)?.try_into().ok()?)),
+                1 << 16,
+            ),
+            27 => (u64::from_be_bytes(self.take(8)?.try_into().ok()?), 1 << 32),
+            _ => return None,
+        };
+        // Canonical: the shortest head only.
+        (n >= min).then_some(n)
     }
 }
 
@@ -171,6 +298,10 @@ impl Chunker {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use hydra_dag::Ipld;
+
     use super::*;
 
     #[test]
@@ -185,15 +316,50 @@ mod tests {
         };
         let block = node.to_block().expect("encodes");
         assert_eq!(
-            Node::decode(block.cid(), block.data()).expect("decodes"),
+            Node::decode(block.cid(), block.data().clone()).expect("decodes"),
             node
         );
+        // Byte for byte what the generic DAG-CBOR encoder writes.
+        let mut map = BTreeMap::new();
+        map.insert("l".to_string(), Ipld::Integer(0));
+        map.insert(
+            "k".to_string(),
+            Ipld::List(vec![Ipld::Bytes(b"a".to_vec()), Ipld::Bytes(b"b".to_vec())]),
+        );
+        map.insert(
+            "v".to_string(),
+            Ipld::List(vec![
+                Ipld::Bytes(b"1".to_vec()),
+                Ipld::Link(Cid::hash(Codec::RAW, b"x")),
+            ]),
+        );
+        assert_eq!(block.data().as_ref(), Ipld::Map(map).encode().as_slice());
         let unsorted = Node {
             keys: vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")],
             ..node
         };
         let block = unsorted.to_block().expect("encodes");
-        assert!(Node::decode(block.cid(), block.data()).is_err());
+        assert!(Node::decode(block.cid(), block.data().clone()).is_err());
+        // Every truncation is an error, not a panic.
+        let good = node_block();
+        for cut in 0..good.data().len() {
+            let short = good.data().slice(..cut);
+            assert!(Node::decode(good.cid(), short).is_err(), "cut at {cut}");
+        }
+    }
+
+    fn node_block() -> Block {
+        Node {
+            level: 1,
+            keys: (0..300u32)
+                .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+                .collect(),
+            items: (0..300u32)
+                .map(|i| Item::Child(Cid::hash(Codec::RAW, &i.to_le_bytes())))
+                .collect(),
+        }
+        .to_block()
+        .expect("encodes")
     }
 
     #[test]

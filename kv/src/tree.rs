@@ -7,13 +7,14 @@
 //! change is left in the next node; from there the old nodes stand. The
 //! nodes removed and added become the changes of the level above.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hydra_chunker::{Blob, BlobReader, ChunkParams, INLINE_MAX, put_bytes};
 use hydra_dag::{Block, Bucket, Cid, WriteSession};
+use lru::LruCache;
 
 use crate::error::{KvError, KvResult};
 use crate::node::{Chunker, Item, Node};
@@ -24,16 +25,25 @@ pub const MAX_KEY: usize = 4096;
 /// One change: a new value, or `None` to delete.
 pub type Edit = Option<Bytes>;
 
-/// A snapshot of a tree (its root), with a cache of decoded inner nodes.
+/// A snapshot of a tree (its root), with a cache of decoded nodes shared
+/// by the trees derived from it.
 #[derive(Debug, Clone)]
 pub struct Tree {
     bucket: Bucket,
     root: Option<Cid>,
-    inner: Arc<Mutex<HashMap<Cid, Arc<Node>>>>,
+    inner: Arc<Mutex<NodeCache>>,
 }
 
-/// Inner nodes cached per tree at most (leaves are never cached).
-const INNER_CACHE: usize = 1 << 16;
+/// Decoded nodes, least recently used first out, bounded in bytes.
+#[derive(Debug)]
+struct NodeCache {
+    lru: LruCache<Cid, (Arc<Node>, usize)>,
+    bytes: usize,
+    max: usize,
+}
+
+/// Bytes of decoded nodes a tree keeps by default.
+pub const NODE_CACHE: usize = 64 << 20;
 
 /// Checks a key's length.
 pub fn check_key(key: &[u8]) -> KvResult<()> {
@@ -49,10 +59,19 @@ pub fn check_key(key: &[u8]) -> KvResult<()> {
 impl Tree {
     /// The tree rooted at `root` (`None`: empty).
     pub fn new(bucket: Bucket, root: Option<Cid>) -> Tree {
+        Tree::with_cache(bucket, root, NODE_CACHE)
+    }
+
+    /// The tree rooted at `root`, keeping up to `cache_bytes` of decoded nodes.
+    pub fn with_cache(bucket: Bucket, root: Option<Cid>, cache_bytes: usize) -> Tree {
         Tree {
             bucket,
             root,
-            inner: Arc::new(Mutex::new(HashMap::new())),
+            inner: Arc::new(Mutex::new(NodeCache {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                max: cache_bytes,
+            })),
         }
     }
 
@@ -66,24 +85,31 @@ impl Tree {
         &self.bucket
     }
 
-    /// Decodes node `cid` (inner nodes come from the cache).
+    /// The decoded node `cid` (from the cache when it was read lately).
     pub fn node(&self, cid: &Cid) -> KvResult<Arc<Node>> {
-        if let Some(n) = self.cache().get(cid) {
+        if let Some((n, _)) = self.cache().lru.get(cid) {
             return Ok(n.clone());
         }
         let data = self.bucket.require(cid)?;
-        let node = Arc::new(Node::decode(cid, &data)?);
-        if node.level > 0 {
-            let mut cache = self.cache();
-            if cache.len() >= INNER_CACHE {
-                cache.clear();
+        let size = data.len() + 64;
+        let node = Arc::new(Node::decode(cid, data)?);
+        let mut cache = self.cache();
+        if size <= cache.max / 4 {
+            if let Some((_, old)) = cache.lru.put(*cid, (node.clone(), size)) {
+                cache.bytes -= old;
             }
-            cache.insert(*cid, node.clone());
+            cache.bytes += size;
+            while cache.bytes > cache.max {
+                match cache.lru.pop_lru() {
+                    Some((_, (_, n))) => cache.bytes -= n,
+                    None => break,
+                }
+            }
         }
         Ok(node)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Arc<Node>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, NodeCache> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -254,7 +280,7 @@ impl Tree {
         // Shrinking: a root with one child is that child, all the way down.
         loop {
             let node = match blocks.iter().find(|b| b.cid() == &new_root) {
-                Some(b) => Arc::new(Node::decode(b.cid(), b.data())?),
+                Some(b) => Arc::new(Node::decode(b.cid(), b.data().clone())?),
                 None => self.node(&new_root)?,
             };
             match (node.level, node.items.as_slice()) {
