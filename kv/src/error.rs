@@ -24,6 +24,10 @@ pub enum KvError {
         /// What is wrong.
         reason: String,
     },
+    /// A call the tree cannot answer as asked (an inner node's item taken
+    /// for a value).
+    #[error("invalid request: {0}")]
+    Invalid(&'static str),
     /// Another writer committed first (compare-and-swap of the ref failed).
     #[error("{name} was changed by another writer")]
     Conflict {

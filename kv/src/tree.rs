@@ -122,12 +122,7 @@ impl Tree {
                 let size = r.size() as usize;
                 Ok(Bytes::from(r.read_at(0, size)?))
             }
-            Item::Child(_) => Err(KvError::Corrupt {
-                cid: self
-                    .root
-                    .unwrap_or_else(|| hydra_dag::Cid::hash(hydra_dag::Codec::RAW, b"")),
-                reason: "a child link where a value belongs".into(),
-            }),
+            Item::Child(_) => Err(KvError::Invalid("a child link is not a value")),
         }
     }
 
@@ -266,7 +261,7 @@ impl Tree {
             if changes.is_empty() {
                 return Ok(Some(root));
             }
-            changes = self.rebuild_level(level, &changes, blocks)?;
+            changes = self.rebuild_level(root, level, &changes, blocks)?;
         }
         if changes.is_empty() {
             return Ok(Some(root));
@@ -294,6 +289,7 @@ impl Tree {
     /// changes for the level above.
     fn rebuild_level(
         &self,
+        root: Cid,
         level: u8,
         changes: &[(Bytes, Option<Item>)],
         blocks: &mut Vec<Block>,
@@ -301,7 +297,7 @@ impl Tree {
         let mut up: BTreeMap<Bytes, Option<Item>> = BTreeMap::new();
         let mut next = 0; // first change not yet applied
         while next < changes.len() {
-            let mut cur = Cursor::at(self, level, &changes[next].0)?;
+            let mut cur = Cursor::at(self, root, level, &changes[next].0)?;
             let mut chunker = Chunker::new(level);
             loop {
                 let node = cur.current.clone();
@@ -427,25 +423,24 @@ fn build_up(
 /// parent of the current node, with the child index taken at each step.
 struct Cursor {
     level: u8,
-    path: Vec<(Arc<Node>, usize)>,
+    path: Vec<(Cid, Arc<Node>, usize)>,
     current: Arc<Node>,
 }
 
 impl Cursor {
     /// The level-`level` node whose range holds `key` (below the root).
-    fn at(tree: &Tree, level: u8, key: &[u8]) -> KvResult<Cursor> {
-        let root = tree
-            .root
-            .ok_or_else(|| corrupt(&Cid::hash(hydra_dag::Codec::RAW, b""), "no root"))?;
-        let mut node = tree.node(&root)?;
+    fn at(tree: &Tree, root: Cid, level: u8, key: &[u8]) -> KvResult<Cursor> {
+        let mut cid = root;
+        let mut node = tree.node(&cid)?;
         let mut path = Vec::new();
         while node.level > level {
             let i = node.child_index(key);
-            let Item::Child(c) = &node.items[i] else {
-                return Err(corrupt(&root, "an inner node holds a value"));
+            let Item::Child(c) = node.items[i] else {
+                return Err(corrupt(&cid, "an inner node holds a value"));
             };
-            let child = tree.node(c)?;
-            path.push((node, i));
+            let child = tree.node(&c)?;
+            path.push((cid, node, i));
+            cid = c;
             node = child;
         }
         Ok(Cursor {
@@ -460,8 +455,8 @@ impl Cursor {
         self.path
             .iter()
             .rev()
-            .find(|(n, i)| i + 1 < n.keys.len())
-            .map(|(n, i)| n.keys[i + 1].clone())
+            .find(|(_, n, i)| i + 1 < n.keys.len())
+            .map(|(_, n, i)| n.keys[i + 1].clone())
     }
 
     /// Whether `key` falls in the current node's range (it is at or past
@@ -473,7 +468,7 @@ impl Cursor {
 
     /// Moves to the next node at this level; false at the end.
     fn advance(&mut self, tree: &Tree) -> KvResult<bool> {
-        while let Some((n, i)) = self.path.last_mut() {
+        while let Some((_, n, i)) = self.path.last_mut() {
             if *i + 1 < n.keys.len() {
                 *i += 1;
                 break;
@@ -484,21 +479,18 @@ impl Cursor {
             return Ok(false);
         }
         loop {
-            let Some((n, i)) = self.path.last() else {
+            let Some((parent, n, i)) = self.path.last() else {
                 return Ok(false);
             };
-            let Item::Child(c) = &n.items[*i] else {
-                return Err(corrupt(
-                    &Cid::hash(hydra_dag::Codec::RAW, b""),
-                    "an inner node holds a value",
-                ));
+            let Item::Child(c) = n.items[*i] else {
+                return Err(corrupt(parent, "an inner node holds a value"));
             };
-            let child = tree.node(c)?;
+            let child = tree.node(&c)?;
             if child.level == self.level {
                 self.current = child;
                 return Ok(true);
             }
-            self.path.push((child, 0));
+            self.path.push((c, child, 0));
         }
     }
 }
