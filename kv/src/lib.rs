@@ -1,5 +1,6 @@
-//! `hydra-kv`: ordered maps on the block DAG (prolly trees) and the
-//! key/value view that names them with refs `kv/<name>`.
+//! `hydra-kv`: ordered maps on the block DAG (prolly trees), the
+//! key/value view that names them with refs `kv/<name>`, and the graph
+//! view of RDF quads (`graph/<name>`).
 //!
 //! ```
 //! use hydra_dag::Bucket;
@@ -15,6 +16,7 @@
 
 mod diff;
 mod error;
+pub mod graph;
 mod map;
 pub mod node;
 mod tree;
