@@ -8,6 +8,7 @@ pub mod error;
 mod fs;
 pub mod fstab;
 mod gc;
+mod graph;
 mod init;
 mod kv;
 mod mount;
@@ -54,6 +55,8 @@ enum Command {
     Fs(fs::FsCommand),
     /// Key/value stores (prolly trees): get, put, del, scan, diff, log, import, export.
     Kv(kv::KvArgs),
+    /// Graphs of RDF quads: add, del, match, path, import and export N-Quads.
+    Graph(graph::GraphArgs),
     /// Delete blocks no ref or changelog entry reaches.
     Gc(gc::GcArgs),
     /// Write data out of the store.
@@ -133,6 +136,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Ref(cmd) => refs::run(&cx, cmd),
         Command::Fs(cmd) => fs::run(&cx, cmd),
         Command::Kv(args) => kv::run(&cx, args),
+        Command::Graph(args) => graph::run(&cx, args),
         Command::Gc(args) => gc::run(&cx, args),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),

@@ -86,3 +86,80 @@ fn kv_bad_input_changes_nothing() {
     assert_eq!(s.ok(&["ref", "get", "kv/t"]), before, "nothing committed");
     assert_eq!(s.ok(&["kv", "t", "scan"]), "k\tv\n");
 }
+
+#[test]
+fn graph_commands_round_trip() {
+    let s = TestStore::new();
+    s.ok(&["graph", "g", "add", "<urn:a>", "<urn:knows>", "<urn:b>"]);
+    s.ok(&[
+        "graph",
+        "g",
+        "add",
+        "<urn:b>",
+        "<urn:knows>",
+        "<urn:c>",
+        "<urn:g1>",
+    ]);
+    s.ok(&["graph", "g", "add", "<urn:a>", "<urn:name>", "\"Alice\"@en"]);
+    let knows = s.ok(&["graph", "g", "match", "?", "<urn:knows>"]);
+    assert_eq!(
+        knows,
+        "<urn:a> <urn:knows> <urn:b> .\n<urn:b> <urn:knows> <urn:c> <urn:g1> .\n"
+    );
+    assert_eq!(
+        s.ok(&["graph", "g", "match", "?", "?", "?", "<urn:g1>"]),
+        "<urn:b> <urn:knows> <urn:c> <urn:g1> .\n"
+    );
+    assert_eq!(
+        s.ok(&["graph", "g", "path", "<urn:a>", "<urn:c>"]),
+        "<urn:a> <urn:knows> <urn:b> .\n<urn:b> <urn:knows> <urn:c> <urn:g1> .\n"
+    );
+    s.fails(&[
+        "graph",
+        "g",
+        "path",
+        "<urn:a>",
+        "<urn:c>",
+        "--max-depth",
+        "1",
+    ]);
+    // Export and import elsewhere: the same quads, the same root.
+    let exported = s.ok(&["graph", "g", "export"]);
+    assert_eq!(exported.lines().count(), 3);
+    let file = s.scratch("g.nq");
+    std::fs::write(&file, &exported).expect("write");
+    let other = TestStore::new();
+    other.ok(&["graph", "copy", "import", file.to_str().expect("utf-8")]);
+    assert_eq!(
+        other.ok(&["ref", "get", "graph/copy"]),
+        s.ok(&["ref", "get", "graph/g"])
+    );
+    s.ok(&["graph", "g", "del", "<urn:a>", "<urn:name>", "\"Alice\"@en"]);
+    assert_eq!(s.ok(&["graph", "g", "export"]).lines().count(), 2);
+}
+
+#[test]
+fn graph_bad_input_changes_nothing() {
+    let s = TestStore::new();
+    s.ok(&["graph", "g", "add", "<urn:a>", "<urn:p>", "<urn:b>"]);
+    let before = s.ok(&["ref", "get", "graph/g"]);
+    let file = s.scratch("bad.nq");
+    std::fs::write(&file, "<urn:x> <urn:p> <urn:y> .\n\n<urn:y> <urn:p> .\n").expect("write");
+    let err = s.fails(&["graph", "g", "import", file.to_str().expect("utf-8")]);
+    assert!(err.contains("line 3"), "{err}");
+    s.fails(&["graph", "g", "add", "not-a-term", "<urn:p>", "<urn:b>"]);
+    s.fails(&[
+        "graph",
+        "g",
+        "add",
+        "\"literal subject\"",
+        "<urn:p>",
+        "<urn:b>",
+    ]);
+    s.fails(&["graph", "g", "del", "<urn:zz>", "<urn:p>", "<urn:b>"]);
+    assert_eq!(
+        s.ok(&["ref", "get", "graph/g"]),
+        before,
+        "nothing committed"
+    );
+}
