@@ -61,7 +61,8 @@ fn main() {
         for i in 0..QUERIES {
             let q = &parsed[(i * 4999) % QUADS];
             let terms = [&q.s, &q.p, &q.o, &q.g];
-            let pattern: Pattern = std::array::from_fn(|k| (mask >> k & 1 == 1).then(|| terms[k].clone()));
+            let pattern: Pattern =
+                std::array::from_fn(|k| (mask >> k & 1 == 1).then(|| terms[k].clone()));
             let t = Instant::now();
             found += graph::matches(&tree, &pattern, 100).expect("match").len();
             times.push(t.elapsed());
@@ -70,7 +71,13 @@ fn main() {
         let shape: String = ["s", "p", "o", "g"]
             .iter()
             .enumerate()
-            .map(|(k, c)| if mask >> k & 1 == 1 { c.to_string() } else { "?".into() })
+            .map(|(k, c)| {
+                if mask >> k & 1 == 1 {
+                    c.to_string()
+                } else {
+                    "?".into()
+                }
+            })
             .collect::<Vec<_>>()
             .join(" ");
         println!(
