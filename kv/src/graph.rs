@@ -16,7 +16,7 @@ use oxrdf::GraphName;
 use oxrdfio::{RdfFormat, RdfParser};
 
 use crate::error::{KvError, KvResult};
-use crate::tree::{Edit, Tree};
+use crate::tree::{Edit, Tree, prefix_end};
 
 /// A quad in N-Triples syntax; `g` is empty for the default graph.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,7 +184,7 @@ pub fn matches(tree: &Tree, pattern: &Pattern, limit: usize) -> KvResult<Vec<Qua
             push_term(&mut prefix, t);
         }
     }
-    let end = successor(&prefix);
+    let end = prefix_end(&prefix);
     let hi = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut out = Vec::new();
     tree.scan(Bound::Included(&prefix), hi, false, &mut |k, _| {
@@ -194,18 +194,6 @@ pub fn matches(tree: &Tree, pattern: &Pattern, limit: usize) -> KvResult<Vec<Qua
         Ok(out.len() < limit)
     })?;
     Ok(out)
-}
-
-/// The smallest key after every key starting with `prefix`.
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut e = prefix.to_vec();
-    while let Some(last) = e.pop() {
-        if last < 0xff {
-            e.push(last + 1);
-            return Some(e);
-        }
-    }
-    None
 }
 
 /// A shortest chain of quads leading from `from` to `to` along edges in

@@ -45,6 +45,19 @@ struct NodeCache {
 /// Bytes of decoded nodes a tree keeps by default.
 pub const NODE_CACHE: usize = 64 << 20;
 
+/// The smallest key after every key that starts with `prefix` (`None`
+/// when there is none: the prefix is all 0xff bytes, or empty).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut e = prefix.to_vec();
+    while let Some(last) = e.pop() {
+        if last < 0xff {
+            e.push(last + 1);
+            return Some(e);
+        }
+    }
+    None
+}
+
 /// Checks a key's length.
 pub fn check_key(key: &[u8]) -> KvResult<()> {
     if key.len() > MAX_KEY {

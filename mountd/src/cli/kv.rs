@@ -264,17 +264,7 @@ fn scan(
     limit: usize,
 ) -> Result<()> {
     let from = prefix.map(str::as_bytes);
-    // The first key past every key with the prefix (none if all 0xff).
-    let end: Option<Vec<u8>> = from.and_then(|p| {
-        let mut e = p.to_vec();
-        while let Some(last) = e.pop() {
-            if last < 0xff {
-                e.push(last + 1);
-                return Some(e);
-            }
-        }
-        None
-    });
+    let end = from.and_then(hydra_kv::prefix_end);
     let lo = from.map_or(Bound::Unbounded, Bound::Included);
     let hi = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut rows = Vec::new();
