@@ -299,8 +299,9 @@ impl Server {
                 }
                 msg if is_quick(&msg) || session.is_quick(&msg) => {
                     // In-memory metadata work: answered here, which saves
-                    // two thread hops per request (a commit holding the
-                    // filesystem briefly delays this connection only).
+                    // two thread hops per request. While a commit holds the
+                    // filesystem this blocks one of the runtime's worker
+                    // threads for that long; the other keeps serving.
                     let reply = session.handle(msg);
                     tx.send(tag, &reply).await;
                     drop((own, global));
