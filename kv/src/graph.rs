@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 
 use bytes::Bytes;
-use hydra_dag::{Bucket, DagError, RefName, RefNote};
+use hydra_dag::{Bucket, Cid, DagError, LogEntry, RefName, RefNote};
 use oxrdf::GraphName;
 use oxrdfio::{RdfFormat, RdfParser};
 
+use crate::diff::Change;
 use crate::error::{KvError, KvResult};
 use crate::tree::{Edit, Tree, prefix_end};
 
@@ -142,6 +143,16 @@ impl Graph {
         ))
     }
 
+    /// The tree at `root` (a snapshot).
+    pub fn at(&self, root: Option<Cid>) -> Tree {
+        Tree::new(self.bucket.clone(), root)
+    }
+
+    /// The graph's commits, newest first.
+    pub fn log(&self, limit: usize) -> KvResult<Vec<LogEntry>> {
+        Ok(self.bucket.log(Some(&self.name), limit)?)
+    }
+
     /// Adds (`true`) or removes quads in one commit; fails with
     /// [`KvError::Conflict`] if another writer committed meanwhile.
     pub fn change(&self, quads: &[(Quad, bool)], message: &str) -> KvResult<Tree> {
@@ -194,6 +205,26 @@ pub fn matches(tree: &Tree, pattern: &Pattern, limit: usize) -> KvResult<Vec<Qua
         Ok(out.len() < limit)
     })?;
     Ok(out)
+}
+
+/// The quads `new` has that `old` lacks, and those it lost, in SPOG order.
+pub fn diff_quads(old: &Tree, new: &Tree) -> KvResult<(Vec<Quad>, Vec<Quad>)> {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    crate::diff::diff_each(old, new, &mut |change| {
+        let (key, into) = match &change {
+            Change::Added(k, _) => (k, &mut added),
+            Change::Removed(k, _) => (k, &mut removed),
+            Change::Changed(..) => return Ok(true),
+        };
+        // The first index holds every quad once.
+        if key.first() == Some(&0)
+            && let Some(q) = decode_key(key)
+        {
+            into.push(q);
+        }
+        Ok(true)
+    })?;
+    Ok((added, removed))
 }
 
 /// A shortest chain of quads leading from `from` to `to` along edges in
@@ -287,10 +318,16 @@ mod tests {
             want.sort();
             assert_eq!(got, want, "pattern mask {mask:04b}");
         }
-        // Removing a quad removes it from every index.
+        // Removing a quad removes it from every index; the diff says so.
+        let before = tree.clone();
         let tree = graph
             .change(&[(probe.clone(), false)], "del")
             .expect("commit");
+        assert_eq!(
+            diff_quads(&before, &tree).expect("diff"),
+            (Vec::new(), vec![probe.clone()])
+        );
+        assert_eq!(graph.log(10).expect("log").len(), 2);
         for o in 0..ORDERS.len() {
             assert!(tree.get(&index_key(o, probe)).expect("get").is_none());
         }

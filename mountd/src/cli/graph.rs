@@ -61,6 +61,20 @@ enum GraphCommand {
     },
     /// Write every quad as N-Quads to stdout.
     Export,
+    /// List the graph's commits, newest first.
+    Log {
+        /// At most this many entries.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Print the quads added (`A`) and deleted (`D`) from A to B
+    /// (changelog ids or root CIDs).
+    Diff {
+        /// The older snapshot.
+        a: String,
+        /// The newer snapshot.
+        b: String,
+    },
 }
 
 fn quad(terms: &[String]) -> Result<Quad> {
@@ -117,6 +131,40 @@ pub fn run(cx: &Context, args: GraphArgs) -> Result<()> {
             if !cx.json {
                 println!("imported {} quads into graph {}", changes.len(), args.name);
             }
+            Ok(())
+        }
+        GraphCommand::Log { limit } => {
+            let store = cx.open_read()?;
+            let entries = Graph::open(store.bucket().clone(), &args.name)?.log(limit)?;
+            if cx.json {
+                return output::json(&entries);
+            }
+            for e in entries {
+                println!(
+                    "{:>6}  {}  {}  {}: {}",
+                    e.id,
+                    output::time(e.time_ns),
+                    output::opt_cid(e.new),
+                    e.author,
+                    e.message
+                );
+            }
+            Ok(())
+        }
+        GraphCommand::Diff { a, b } => {
+            let store = cx.open_read()?;
+            let g = Graph::open(store.bucket().clone(), &args.name)?;
+            let root = |spec: &str| super::kv::snapshot_in(g.log(usize::MAX)?, spec);
+            let (ta, tb) = (g.at(Some(root(&a)?)), g.at(Some(root(&b)?)));
+            let (added, removed) = graph::diff_quads(&ta, &tb)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for q in &added {
+                writeln!(out, "A\t{q}")?;
+            }
+            for q in &removed {
+                writeln!(out, "D\t{q}")?;
+            }
+            out.flush()?;
             Ok(())
         }
         GraphCommand::Export => {

@@ -136,6 +136,24 @@ fn graph_commands_round_trip() {
     );
     s.ok(&["graph", "g", "del", "<urn:a>", "<urn:name>", "\"Alice\"@en"]);
     assert_eq!(s.ok(&["graph", "g", "export"]).lines().count(), 2);
+    // History: four commits; the last one deleted a quad.
+    let log: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "graph", "g", "log"])).expect("json");
+    let ids: Vec<String> = log
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(
+        s.ok(&["graph", "g", "diff", &ids[1], &ids[0]]),
+        "D\t<urn:a> <urn:name> \"Alice\"@en .\n"
+    );
+    assert_eq!(
+        s.ok(&["graph", "g", "diff", &ids[3], &ids[2]]),
+        "A\t<urn:b> <urn:knows> <urn:c> <urn:g1> .\n"
+    );
 }
 
 #[test]
