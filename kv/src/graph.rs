@@ -7,17 +7,18 @@
 //! index byte, then the four terms in that index's order, each as a
 //! 4-byte big-endian length and its bytes; values are empty.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 
 use bytes::Bytes;
-use hydra_dag::{Bucket, Cid, DagError, LogEntry, RefName, RefNote};
+use hydra_dag::{Bucket, Cid, LogEntry, RefName};
 use oxrdf::GraphName;
 use oxrdfio::{RdfFormat, RdfParser};
 
 use crate::diff::Change;
-use crate::error::{KvError, KvResult};
-use crate::tree::{Edit, Tree, prefix_end};
+use crate::error::KvResult;
+use crate::map::Kv;
+use crate::tree::{Tree, prefix_end};
 
 /// A quad in N-Triples syntax; `g` is empty for the default graph.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,61 +123,42 @@ pub fn parse_term(term: &str) -> Result<String, String> {
 /// A named graph store.
 #[derive(Debug, Clone)]
 pub struct Graph {
-    bucket: Bucket,
-    name: RefName,
+    kv: Kv,
 }
 
 impl Graph {
     /// The graph `name` (empty until its first commit).
     pub fn open(bucket: Bucket, name: &str) -> KvResult<Graph> {
         Ok(Graph {
-            bucket,
-            name: RefName::new(format!("graph/{name}"))?,
+            kv: Kv::at_ref(bucket, RefName::new(format!("graph/{name}"))?)?,
         })
     }
 
     /// The tree as last committed.
     pub fn tree(&self) -> KvResult<Tree> {
-        Ok(Tree::new(
-            self.bucket.clone(),
-            self.bucket.get_ref(&self.name)?,
-        ))
+        self.kv.tree()
     }
 
     /// The tree at `root` (a snapshot).
     pub fn at(&self, root: Option<Cid>) -> Tree {
-        Tree::new(self.bucket.clone(), root)
+        self.kv.at(root)
     }
 
     /// The graph's commits, newest first.
     pub fn log(&self, limit: usize) -> KvResult<Vec<LogEntry>> {
-        Ok(self.bucket.log(Some(&self.name), limit)?)
+        self.kv.log(limit)
     }
 
     /// Adds (`true`) or removes quads in one commit; fails with
-    /// [`KvError::Conflict`] if another writer committed meanwhile.
+    /// [`crate::KvError::Conflict`] if another writer committed meanwhile.
     pub fn change(&self, quads: &[(Quad, bool)], message: &str) -> KvResult<Tree> {
-        let base = self.tree()?;
-        let mut edits: BTreeMap<Bytes, Edit> = BTreeMap::new();
+        let mut txn = self.kv.begin()?;
         for (q, add) in quads {
             for order in 0..ORDERS.len() {
-                let edit = add.then(Bytes::new);
-                edits.insert(index_key(order, q), edit);
+                txn.edit(index_key(order, q), add.then(Bytes::new))?;
             }
         }
-        let session = self.bucket.session();
-        let new = base.apply(&session, edits)?;
-        let note = RefNote::by_current_user(message);
-        match self
-            .bucket
-            .cas_ref(&self.name, base.root().as_ref(), new.root().as_ref(), &note)
-        {
-            Ok(_) => Ok(new),
-            Err(DagError::RefConflict { .. }) => Err(KvError::Conflict {
-                name: self.name.to_string(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        txn.commit(message)
     }
 }
 

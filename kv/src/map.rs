@@ -28,10 +28,12 @@ pub struct Txn {
 impl Kv {
     /// The store `name` (empty until its first commit).
     pub fn open(bucket: Bucket, name: &str) -> KvResult<Kv> {
-        Ok(Kv {
-            bucket,
-            name: RefName::new(format!("kv/{name}"))?,
-        })
+        Kv::at_ref(bucket, RefName::new(format!("kv/{name}"))?)
+    }
+
+    /// A tree named by any ref (the graph view keeps its own, `graph/…`).
+    pub fn at_ref(bucket: Bucket, name: RefName) -> KvResult<Kv> {
+        Ok(Kv { bucket, name })
     }
 
     /// The ref that names the store.
@@ -68,6 +70,13 @@ impl Kv {
 }
 
 impl Txn {
+    /// Applies a change: a value, or `None` to delete.
+    pub fn edit(&mut self, key: Bytes, edit: Edit) -> KvResult<()> {
+        check_key(&key)?;
+        self.edits.insert(key, edit);
+        Ok(())
+    }
+
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> KvResult<()> {
         check_key(key)?;

@@ -380,20 +380,7 @@ pub fn run(cx: &Context, cmd: FsCommand) -> Result<()> {
         FsCommand::Log { name, limit } => {
             let store = cx.open_read()?;
             let entries = store.bucket().log(Some(&fs_ref(&name)?), limit)?;
-            if cx.json {
-                return output::json(&entries);
-            }
-            for e in entries {
-                println!(
-                    "{:>6}  {}  {}  {}: {}",
-                    e.id,
-                    output::time(e.time_ns),
-                    output::opt_cid(e.new),
-                    e.author,
-                    e.message
-                );
-            }
-            Ok(())
+            output::log_entries(cx.json, &entries)
         }
         FsCommand::Diff { name, a, b } => {
             let store = cx.open_read()?;

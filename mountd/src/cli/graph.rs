@@ -1,6 +1,6 @@
 //! `hydra graph NAME add|del|match|path|import|export`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
@@ -136,20 +136,7 @@ pub fn run(cx: &Context, args: GraphArgs) -> Result<()> {
         GraphCommand::Log { limit } => {
             let store = cx.open_read()?;
             let entries = Graph::open(store.bucket().clone(), &args.name)?.log(limit)?;
-            if cx.json {
-                return output::json(&entries);
-            }
-            for e in entries {
-                println!(
-                    "{:>6}  {}  {}  {}: {}",
-                    e.id,
-                    output::time(e.time_ns),
-                    output::opt_cid(e.new),
-                    e.author,
-                    e.message
-                );
-            }
-            Ok(())
+            output::log_entries(cx.json, &entries)
         }
         GraphCommand::Diff { a, b } => {
             let store = cx.open_read()?;
@@ -217,16 +204,9 @@ fn print_quads(cx: &Context, quads: &[Quad]) -> Result<()> {
 }
 
 /// Every quad of an N-Quads file; the first bad line is an error naming it.
-fn read_nquads(file: &PathBuf) -> Result<Vec<Quad>> {
-    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-        ))
-    };
+fn read_nquads(file: &std::path::Path) -> Result<Vec<Quad>> {
     let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
+    for (i, line) in output::input_lines(file)?.enumerate() {
         let n = i + 1;
         let line = line.with_context(|| format!("line {n}: cannot read"))?;
         match graph::parse_line(&line) {

@@ -1,6 +1,6 @@
 //! `hydra kv NAME get|put|del|scan|diff|log|import|export`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::ops::Bound;
 use std::path::PathBuf;
 
@@ -183,20 +183,7 @@ pub fn run(cx: &Context, args: KvArgs) -> Result<()> {
         KvCommand::Log { limit } => {
             let store = cx.open_read()?;
             let entries = Kv::open(store.bucket().clone(), &args.name)?.log(limit)?;
-            if cx.json {
-                return output::json(&entries);
-            }
-            for e in entries {
-                println!(
-                    "{:>6}  {}  {}  {}: {}",
-                    e.id,
-                    output::time(e.time_ns),
-                    output::opt_cid(e.new),
-                    e.author,
-                    e.message
-                );
-            }
-            Ok(())
+            output::log_entries(cx.json, &entries)
         }
         KvCommand::Import { file } => {
             // Read and check every line before anything is stored.
@@ -301,16 +288,9 @@ fn scan(
 
 /// Every `(line number, (key, value))` of a JSON-lines file; the first bad
 /// line is an error naming it.
-fn read_jsonl(file: &PathBuf) -> Result<Vec<(usize, (String, String))>> {
-    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-        ))
-    };
+fn read_jsonl(file: &std::path::Path) -> Result<Vec<(usize, (String, String))>> {
     let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
+    for (i, line) in output::input_lines(file)?.enumerate() {
         let n = i + 1;
         let line = line.with_context(|| format!("line {n}: cannot read"))?;
         if line.trim().is_empty() {

@@ -19,6 +19,39 @@ pub fn time(ns: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Prints the changelog entries of one ref: id, time, new root, author
+/// and message a line (or JSON).
+pub fn log_entries(json_out: bool, entries: &[hydra_dag::LogEntry]) -> Result<()> {
+    if json_out {
+        return json(&entries);
+    }
+    for e in entries {
+        println!(
+            "{:>6}  {}  {}  {}: {}",
+            e.id,
+            time(e.time_ns),
+            opt_cid(e.new),
+            e.author,
+            e.message
+        );
+    }
+    Ok(())
+}
+
+/// The lines of `file`, or of stdin for `-`.
+pub fn input_lines(file: &std::path::Path) -> Result<std::io::Lines<Box<dyn std::io::BufRead>>> {
+    use anyhow::Context as _;
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+        ))
+    };
+    Ok(reader.lines())
+}
+
 /// A CID or a dash for none.
 pub fn opt_cid(cid: Option<hydra_dag::Cid>) -> String {
     cid.map_or_else(|| "-".to_string(), |c| c.to_string())
