@@ -139,6 +139,11 @@ impl Graph {
         self.kv.tree()
     }
 
+    /// The ref that names the graph.
+    pub fn ref_name(&self) -> &RefName {
+        self.kv.ref_name()
+    }
+
     /// The tree at `root` (a snapshot).
     pub fn at(&self, root: Option<Cid>) -> Tree {
         self.kv.at(root)

@@ -41,6 +41,11 @@ impl Kv {
         &self.name
     }
 
+    /// The bucket the store lives in.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
     /// The tree as last committed.
     pub fn tree(&self) -> KvResult<Tree> {
         Ok(Tree::new(

@@ -140,15 +140,21 @@ pub fn open_fs(store: &Store, name: &str, read_only: bool) -> Result<Fs> {
 
 /// The root CID a snapshot spec (changelog id or CID) names.
 pub fn snapshot_root(store: &Store, name: &str, spec: &str) -> Result<Cid> {
+    snapshot_of(store.bucket(), &fs_ref(name)?, spec)
+}
+
+/// The root a snapshot of ref `name` names: one of its changelog entries
+/// by id, or a CID.
+pub fn snapshot_of(bucket: &hydra_dag::Bucket, name: &RefName, spec: &str) -> Result<Cid> {
     if let Ok(id) = spec.parse::<u64>() {
-        let log = store.bucket().log(Some(&fs_ref(name)?), usize::MAX)?;
-        let entry = log
+        let entry = bucket
+            .log(Some(name), usize::MAX)?
             .into_iter()
             .find(|e| e.id == id)
-            .with_context(|| format!("filesystem {name} has no changelog entry {id}"))?;
+            .with_context(|| format!("{name} has no changelog entry {id}"))?;
         return entry
             .new
-            .with_context(|| format!("changelog entry {id} deleted the filesystem"));
+            .with_context(|| format!("changelog entry {id} deleted {name}"));
     }
     spec.parse::<Cid>()
         .with_context(|| format!("{spec:?} is neither a changelog id nor a CID"))

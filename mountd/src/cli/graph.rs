@@ -141,7 +141,7 @@ pub fn run(cx: &Context, args: GraphArgs) -> Result<()> {
         GraphCommand::Diff { a, b } => {
             let store = cx.open_read()?;
             let g = Graph::open(store.bucket().clone(), &args.name)?;
-            let root = |spec: &str| super::kv::snapshot_in(g.log(usize::MAX)?, spec);
+            let root = |spec: &str| super::fs::snapshot_of(store.bucket(), g.ref_name(), spec);
             let (ta, tb) = (g.at(Some(root(&a)?)), g.at(Some(root(&b)?)));
             let (added, removed) = graph::diff_quads(&ta, &tb)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -229,22 +229,7 @@ pub fn run(cx: &Context, args: KvArgs) -> Result<()> {
 
 /// The root a snapshot names: a changelog id of the store, or a CID.
 fn snapshot(kv: &Kv, spec: &str) -> Result<Cid> {
-    snapshot_in(kv.log(usize::MAX)?, spec)
-}
-
-/// The root a snapshot names: one of the changelog `entries` by id, or a CID.
-pub(super) fn snapshot_in(entries: Vec<hydra_dag::LogEntry>, spec: &str) -> Result<Cid> {
-    if let Ok(id) = spec.parse::<u64>() {
-        let entry = entries
-            .into_iter()
-            .find(|e| e.id == id)
-            .with_context(|| format!("no changelog entry {id} for this store"))?;
-        return entry
-            .new
-            .with_context(|| format!("changelog entry {id} emptied the store"));
-    }
-    spec.parse::<Cid>()
-        .with_context(|| format!("{spec:?} is neither a changelog id nor a CID"))
+    super::fs::snapshot_of(kv.bucket(), kv.ref_name(), spec)
 }
 
 fn scan(
