@@ -14,6 +14,7 @@
 //! # Ok::<(), hydra_kv::KvError>(())
 //! ```
 
+mod cache;
 mod diff;
 mod error;
 pub mod graph;

@@ -38,6 +38,38 @@ pub struct Node {
     pub keys: Vec<Bytes>,
     /// One item per key.
     pub items: Vec<Item>,
+    /// Where to search the keys (a function of them).
+    index: KeyIndex,
+}
+
+/// The keys in a form a binary search reads from a few cache lines: the
+/// length of the prefix all keys share, and for each key the eight bytes
+/// after it as a big-endian word. Words order as the keys do (with ties),
+/// so a search compares whole keys only among equal words.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+struct KeyIndex {
+    common: usize,
+    words: Vec<u64>,
+}
+
+/// The eight bytes at the start of `s` (zeros past its end), big-endian.
+fn word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = s.len().min(8);
+    w[..n].copy_from_slice(&s[..n]);
+    u64::from_be_bytes(w)
+}
+
+impl KeyIndex {
+    fn new(keys: &[Bytes]) -> KeyIndex {
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+            return KeyIndex::default();
+        };
+        // Sorted keys: what the first and last share, all share.
+        let common = first.iter().zip(last.iter()).take_while(|(a, b)| a == b).count();
+        let words = keys.iter().map(|k| word(&k[common..])).collect();
+        KeyIndex { common, words }
+    }
 }
 
 /// Whether `key` ends a node at `level`.
@@ -175,13 +207,53 @@ impl Node {
         if keys.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("keys out of order"));
         }
-        Ok(Node { level, keys, items })
+        Ok(Node::new(level, keys, items))
+    }
+
+    /// A node of sorted, distinct `keys` and one item each.
+    pub fn new(level: u8, keys: Vec<Bytes>, items: Vec<Item>) -> Node {
+        let index = KeyIndex::new(&keys);
+        Node {
+            level,
+            keys,
+            items,
+            index,
+        }
+    }
+
+    /// Bytes the decoded form takes beside its block.
+    pub fn decoded_size(&self) -> usize {
+        std::mem::size_of::<Node>()
+            + self.keys.len()
+                * (std::mem::size_of::<Bytes>() + std::mem::size_of::<Item>() + 8)
+    }
+
+    /// Where `key` is among the keys: `Ok(i)` when it is key `i`, else
+    /// `Err(i)` where it would go (as `slice::binary_search`).
+    pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let c = self.index.common;
+        if c > 0 {
+            let head = &self.keys[0][..c];
+            match key[..c.min(key.len())].cmp(head) {
+                std::cmp::Ordering::Less => return Err(0),
+                std::cmp::Ordering::Greater => return Err(self.keys.len()),
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        let words = &self.index.words;
+        let w = word(key.get(c..).unwrap_or(&[]));
+        let lo = words.partition_point(|&x| x < w);
+        let ties = words[lo..].partition_point(|&x| x == w);
+        match self.keys[lo..lo + ties].binary_search_by(|k| k.as_ref().cmp(key)) {
+            Ok(i) => Ok(lo + i),
+            Err(i) => Err(lo + i),
+        }
     }
 
     /// The index of the child whose range holds `key` (the last whose
     /// first key is ≤ `key`; the first when `key` sorts before them all).
     pub fn child_index(&self, key: &[u8]) -> usize {
-        match self.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+        match self.search(key) {
             Ok(i) => i,
             Err(0) => 0,
             Err(i) => i - 1,
@@ -288,11 +360,11 @@ impl Chunker {
         if self.keys.is_empty() {
             return None;
         }
-        Some(Node {
-            level: self.level,
-            keys: std::mem::take(&mut self.keys),
-            items: std::mem::take(&mut self.items),
-        })
+        Some(Node::new(
+            self.level,
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.items),
+        ))
     }
 }
 
@@ -306,14 +378,14 @@ mod tests {
 
     #[test]
     fn nodes_round_trip_and_bad_ones_are_refused() {
-        let node = Node {
-            level: 0,
-            keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
-            items: vec![
+        let node = Node::new(
+            0,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            vec![
                 Item::Value(Bytes::from_static(b"1")),
                 Item::Blob(Cid::hash(Codec::RAW, b"x")),
             ],
-        };
+        );
         let block = node.to_block().expect("encodes");
         assert_eq!(
             Node::decode(block.cid(), block.data().clone()).expect("decodes"),
@@ -334,10 +406,11 @@ mod tests {
             ]),
         );
         assert_eq!(block.data().as_ref(), Ipld::Map(map).encode().as_slice());
-        let unsorted = Node {
-            keys: vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")],
-            ..node
-        };
+        let unsorted = Node::new(
+            0,
+            vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")],
+            node.items.clone(),
+        );
         let block = unsorted.to_block().expect("encodes");
         assert!(Node::decode(block.cid(), block.data().clone()).is_err());
         // Every truncation is an error, not a panic.
@@ -349,17 +422,62 @@ mod tests {
     }
 
     fn node_block() -> Block {
-        Node {
-            level: 1,
-            keys: (0..300u32)
+        Node::new(
+            1,
+            (0..300u32)
                 .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
                 .collect(),
-            items: (0..300u32)
+            (0..300u32)
                 .map(|i| Item::Child(Cid::hash(Codec::RAW, &i.to_le_bytes())))
                 .collect(),
-        }
+        )
         .to_block()
         .expect("encodes")
+    }
+
+    #[test]
+    fn search_agrees_with_a_binary_search_of_the_keys() {
+        // Shared prefixes, keys that are prefixes of others, equal words
+        // (keys longer than the common prefix plus eight bytes), empty key.
+        let mut r = 7u64;
+        let mut next = move || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        for round in 0..300 {
+            let prefix: &[u8] = [&b""[..], b"graph\0spog\0<http://x/", b"ab"][round % 3];
+            let mut keys: Vec<Vec<u8>> = (0..1 + next() % 80)
+                .map(|_| {
+                    let mut k = prefix.to_vec();
+                    let len = (next() % 14) as usize;
+                    k.extend((0..len).map(|_| b"abc\0\xff"[(next() % 5) as usize]));
+                    k
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let node = Node::new(
+                0,
+                keys.iter().map(|k| Bytes::from(k.clone())).collect(),
+                keys.iter().map(|_| Item::Value(Bytes::new())).collect(),
+            );
+            let mut probes = keys.clone();
+            probes.extend((0..40).map(|_| {
+                let mut k = if next() % 2 == 0 { prefix.to_vec() } else { Vec::new() };
+                let len = (next() % 16) as usize;
+                k.extend((0..len).map(|_| b"abc\0\xff`"[(next() % 6) as usize]));
+                k
+            }));
+            for p in &probes {
+                assert_eq!(
+                    node.search(p),
+                    keys.binary_search(p),
+                    "{p:?} in {keys:?}"
+                );
+            }
+        }
     }
 
     #[test]

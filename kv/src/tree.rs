@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use hydra_chunker::{Blob, BlobReader, ChunkParams, INLINE_MAX, put_bytes};
 use hydra_dag::{Block, Bucket, Cid, WriteSession};
-use lru::LruCache;
 
+use crate::cache::NodeCache;
 use crate::error::{KvError, KvResult};
 use crate::node::{Chunker, Item, Node};
 
@@ -34,16 +34,8 @@ pub struct Tree {
     inner: Arc<Mutex<NodeCache>>,
 }
 
-/// Decoded nodes, least recently used first out, bounded in bytes.
-#[derive(Debug)]
-struct NodeCache {
-    lru: LruCache<Cid, (Arc<Node>, usize)>,
-    bytes: usize,
-    max: usize,
-}
-
 /// Bytes of decoded nodes a tree keeps by default.
-pub const NODE_CACHE: usize = 64 << 20;
+pub const NODE_CACHE: usize = 256 << 20;
 
 /// The smallest key after every key that starts with `prefix` (`None`
 /// when there is none: the prefix is all 0xff bytes, or empty).
@@ -70,21 +62,28 @@ pub fn check_key(key: &[u8]) -> KvResult<()> {
 }
 
 impl Tree {
-    /// The tree rooted at `root` (`None`: empty).
+    /// The tree rooted at `root` (`None`: empty), sharing the process's
+    /// cache of decoded nodes ([`NODE_CACHE`] bytes; a node is named by its
+    /// content, so trees of any bucket can share it).
     pub fn new(bucket: Bucket, root: Option<Cid>) -> Tree {
-        Tree::with_cache(bucket, root, NODE_CACHE)
+        static SHARED: OnceLock<Arc<Mutex<NodeCache>>> = OnceLock::new();
+        let inner = SHARED
+            .get_or_init(|| Arc::new(Mutex::new(NodeCache::new(NODE_CACHE))))
+            .clone();
+        Tree {
+            bucket,
+            root,
+            inner,
+        }
     }
 
-    /// The tree rooted at `root`, keeping up to `cache_bytes` of decoded nodes.
+    /// The tree rooted at `root`, with a cache of its own of up to
+    /// `cache_bytes` of decoded nodes.
     pub fn with_cache(bucket: Bucket, root: Option<Cid>, cache_bytes: usize) -> Tree {
         Tree {
             bucket,
             root,
-            inner: Arc::new(Mutex::new(NodeCache {
-                lru: LruCache::unbounded(),
-                bytes: 0,
-                max: cache_bytes,
-            })),
+            inner: Arc::new(Mutex::new(NodeCache::new(cache_bytes))),
         }
     }
 
@@ -100,25 +99,14 @@ impl Tree {
 
     /// The decoded node `cid` (from the cache when it was read lately).
     pub fn node(&self, cid: &Cid) -> KvResult<Arc<Node>> {
-        if let Some((n, _)) = self.cache().lru.get(cid) {
-            return Ok(n.clone());
+        if let Some(n) = self.cache().get(cid) {
+            return Ok(n);
         }
         let data = self.bucket.require(cid)?;
-        let size = data.len() + 64;
+        let block_len = data.len();
         let node = Arc::new(Node::decode(cid, data)?);
-        let mut cache = self.cache();
-        if size <= cache.max / 4 {
-            if let Some((_, old)) = cache.lru.put(*cid, (node.clone(), size)) {
-                cache.bytes -= old;
-            }
-            cache.bytes += size;
-            while cache.bytes > cache.max {
-                match cache.lru.pop_lru() {
-                    Some((_, (_, n))) => cache.bytes -= n,
-                    None => break,
-                }
-            }
-        }
+        let size = block_len + node.decoded_size();
+        self.cache().put(*cid, node.clone(), size);
         Ok(node)
     }
 
@@ -147,7 +135,7 @@ impl Tree {
         loop {
             let node = self.node(&cid)?;
             if node.level == 0 {
-                return match node.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+                return match node.search(key) {
                     Ok(i) => Ok(Some(self.value(&node.items[i])?)),
                     Err(_) => Ok(None),
                 };

@@ -18,10 +18,11 @@ mod serve;
 mod stats;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use hydra_dag::{OpenMode, Store, StoreOptions};
+use hydra_dag::{DagError, OpenMode, Store, StoreOptions};
 
 /// hydra: a filesystem and data store over a content-addressed block DAG.
 #[derive(Debug, Parser)]
@@ -33,6 +34,16 @@ pub struct Cli {
     /// Print data as JSON (one document per command).
     #[arg(long, global = true)]
     json: bool,
+    /// How long to wait for another process's hold on the store to end
+    /// (e.g. another writer's commit) before giving up.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "HYDRA_LOCK_WAIT",
+        default_value_t = 10.0
+    )]
+    lock_wait: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +93,8 @@ enum Command {
 pub struct Context {
     store_path: PathBuf,
     json: bool,
+    /// How long an open waits for a lock held by another process.
+    lock_wait: Duration,
     /// The command line as `hydra` understands it (what a daemon re-runs).
     argv: Vec<std::ffi::OsString>,
 }
@@ -89,11 +102,21 @@ pub struct Context {
 impl Context {
     /// Opens the store read-only (beside other readers).
     fn open_read(&self) -> Result<Store> {
-        Ok(Store::open(
-            &self.store_path,
-            OpenMode::ReadOnly,
-            &StoreOptions::default(),
-        )?)
+        self.open(OpenMode::ReadOnly, &StoreOptions::default())
+    }
+
+    /// Opens the store, waiting up to `lock_wait` while another process
+    /// holds a lock that excludes this one.
+    fn open(&self, mode: OpenMode, options: &StoreOptions) -> Result<Store> {
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            match Store::open(&self.store_path, mode, options) {
+                Err(DagError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Opens the store for writing, creating it when the path does not exist.
@@ -106,11 +129,7 @@ impl Context {
             );
             return Ok(store);
         }
-        Ok(Store::open(
-            &self.store_path,
-            OpenMode::ReadWrite,
-            &StoreOptions::default(),
-        )?)
+        self.open(OpenMode::ReadWrite, &StoreOptions::default())
     }
 }
 
@@ -127,6 +146,8 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
     let cx = Context {
         store_path: cli.store.unwrap_or_else(default_store),
         json: cli.json,
+        lock_wait: Duration::try_from_secs_f64(cli.lock_wait)
+            .map_err(|_| anyhow::anyhow!("--lock-wait: {} is not a number of seconds", cli.lock_wait))?,
         argv,
     };
     match cli.command {

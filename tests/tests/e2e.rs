@@ -246,14 +246,26 @@ fn a_locked_store_is_refused() {
     lock.lock().expect("take the writer lock");
     let file = s.scratch("d");
     std::fs::write(&file, b"data").expect("write");
-    let out = s.run(&["block", "put", file.to_str().expect("utf-8")]);
+    let put = ["block", "put", file.to_str().expect("utf-8")];
+    let out = s.run(&[&["--lock-wait", "0.5"], &put[..]].concat());
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked by another writer"), "{err}");
     // Readers are refused too while a writer holds it.
-    s.fails(&["stats"]);
+    s.fails(&["--lock-wait", "0", "stats"]);
+    // A writer started while the lock is held waits for it to end.
+    let waiting = s
+        .cmd()
+        .args(put)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn hydra");
+    std::thread::sleep(std::time::Duration::from_millis(800));
     drop(lock);
-    s.ok(&["block", "put", file.to_str().expect("utf-8")]);
+    let out = waiting.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s.run(&["--lock-wait", "x", "stats"]).status.code(), Some(2));
 }
 
 #[test]

@@ -111,7 +111,7 @@ pub(super) fn open_store(cx: &Context, read_only: bool) -> Result<Store> {
     if !read_only && !cx.store_path.exists() {
         Store::init(&cx.store_path, &options)?;
     }
-    Ok(Store::open(&cx.store_path, mode, &options)?)
+    cx.open(mode, &options)
 }
 
 /// Opens filesystem `name` (or its snapshot) for a daemon, creating it
@@ -171,7 +171,7 @@ pub(super) fn spawn_daemon(
     } else {
         OpenMode::ReadWrite
     };
-    drop(Store::open(&cx.store_path, mode, &StoreOptions::default())?);
+    drop(cx.open(mode, &StoreOptions::default())?);
     let logs = daemon::registry(&cx.store_path);
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{fs}.log"));
