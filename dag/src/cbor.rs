@@ -102,6 +102,14 @@ impl Ipld {
         Ok(value)
     }
 
+    /// Decodes the value at the start of `bytes`; returns it and how many
+    /// bytes it took (what follows is left alone).
+    pub fn decode_prefix(bytes: &[u8]) -> DagResult<(Ipld, usize)> {
+        let mut d = Decoder { bytes, pos: 0 };
+        let value = d.value(0)?;
+        Ok((value, d.pos))
+    }
+
     /// Appends every link in this value, depth first.
     pub fn collect_links(&self, out: &mut Vec<Cid>) {
         match self {

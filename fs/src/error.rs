@@ -126,6 +126,20 @@ impl From<DagError> for FsError {
     }
 }
 
+impl From<hydra_kv::KvError> for FsError {
+    fn from(e: hydra_kv::KvError) -> Self {
+        use hydra_kv::KvError;
+        match e {
+            KvError::Dag(e) => FsError::Dag(e),
+            KvError::Chunk(e) => FsError::Chunk(e),
+            KvError::Corrupt { cid, reason } => FsError::Corrupt { cid, reason },
+            // Directory trees are built from names and records the
+            // filesystem checked: anything else is its own fault.
+            other => FsError::Lost(other.to_string()),
+        }
+    }
+}
+
 impl From<ChunkError> for FsError {
     fn from(e: ChunkError) -> Self {
         FsError::Chunk(Box::new(e))

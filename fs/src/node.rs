@@ -5,25 +5,20 @@
 //! link for subdirectories, the target for symlinks), so a tree of tiny
 //! files costs a block per directory, not per file. A hard-linked inode
 //! lives once in the root's link table and its entries name its group.
-//! Entry lists are cut into leaves of about [`TARGET_ENTRIES`] entries at
-//! content-defined points (and before a leaf passes [`MAX_LEAF_BYTES`]),
-//! under a tree of link lists, so a change to a large directory stores a
-//! few new nodes, not the whole listing.
+//! Entry lists, and the link table, are prolly trees of `hydra-kv` keyed
+//! by name (nodes of about 64 entries cut where a name's hash says, and
+//! before one passes 256 KiB), so a change to a large directory stores a
+//! few new nodes, not the whole listing, and equal listings are one tree.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use bytes::Bytes;
 use hydra_chunker::Blob;
 use hydra_dag::{Block, Bucket, Cid, Codec, Ipld};
+use hydra_kv::{Item, Tree};
 
 use crate::error::{FsError, FsResult};
-
-/// Entries per directory leaf on average.
-pub const TARGET_ENTRIES: u32 = 64;
-/// A leaf is closed before its encoding passes this size.
-pub const MAX_LEAF_BYTES: usize = 256 * 1024;
-/// Links per interior node at most.
-const MAX_FANOUT: usize = 1024;
 
 /// The type of an inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -298,125 +293,43 @@ impl Entry {
     }
 }
 
-fn is_boundary(name: &[u8]) -> bool {
-    let h = blake3::hash(name);
-    let b = h.as_bytes();
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) < u32::MAX / TARGET_ENTRIES
-}
-
-/// Writes a sorted list of (name, value) as a tree of nodes; returns its
-/// root (`None` for no entries) and the blocks to store.
+/// Writes a sorted list of (name, value) as a prolly tree of
+/// `hydra-kv` (each value kept as DAG-CBOR, so its links are the tree's);
+/// returns its root (`None` for no entries) and the blocks to store.
 pub fn write_entries(entries: &[(Vec<u8>, Ipld)]) -> FsResult<(Option<Cid>, Vec<Block>)> {
-    let mut blocks = Vec::new();
-    let mut level: Vec<Cid> = Vec::new();
-    let mut leaf: Vec<Ipld> = Vec::new();
-    let mut leaf_bytes = 0;
-    let close_leaf = |leaf: &mut Vec<Ipld>,
-                      leaf_bytes: &mut usize,
-                      blocks: &mut Vec<Block>,
-                      level: &mut Vec<Cid>|
-     -> FsResult<()> {
-        let node = Ipld::Map(BTreeMap::from([(
-            "e".to_string(),
-            Ipld::List(std::mem::take(leaf)),
-        )]));
-        let block = Block::new(Codec::DAG_CBOR, node.encode())?;
-        level.push(*block.cid());
-        blocks.push(block);
-        *leaf_bytes = 0;
-        Ok(())
-    };
-    for (name, value) in entries {
-        let item = Ipld::List(vec![Ipld::Bytes(name.clone()), value.clone()]);
-        let size = item.encode().len();
-        if !leaf.is_empty() && leaf_bytes + size > MAX_LEAF_BYTES {
-            close_leaf(&mut leaf, &mut leaf_bytes, &mut blocks, &mut level)?;
-        }
-        leaf.push(item);
-        leaf_bytes += size;
-        if is_boundary(name) {
-            close_leaf(&mut leaf, &mut leaf_bytes, &mut blocks, &mut level)?;
-        }
-    }
-    if !leaf.is_empty() {
-        close_leaf(&mut leaf, &mut leaf_bytes, &mut blocks, &mut level)?;
-    }
-    // Interior levels: lists of links, cut where a child CID hashes low.
-    while level.len() > 1 {
-        let mut next = Vec::new();
-        let mut group: Vec<Ipld> = Vec::new();
-        for cid in &level {
-            group.push(Ipld::Link(*cid));
-            let d = cid.digest();
-            let boundary = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) < u32::MAX / TARGET_ENTRIES;
-            if boundary || group.len() >= MAX_FANOUT {
-                let node = Ipld::Map(BTreeMap::from([(
-                    "n".to_string(),
-                    Ipld::List(std::mem::take(&mut group)),
-                )]));
-                let block = Block::new(Codec::DAG_CBOR, node.encode())?;
-                next.push(*block.cid());
-                blocks.push(block);
-            }
-        }
-        if !group.is_empty() {
-            let node = Ipld::Map(BTreeMap::from([("n".to_string(), Ipld::List(group))]));
-            let block = Block::new(Codec::DAG_CBOR, node.encode())?;
-            next.push(*block.cid());
-            blocks.push(block);
-        }
-        if next.len() == level.len() {
-            // No boundary fired at all: force progress with fixed fanout.
-            next = Vec::new();
-            for chunk in level.chunks(MAX_FANOUT.min(level.len().div_ceil(2)).max(2)) {
-                let list = chunk.iter().map(|c| Ipld::Link(*c)).collect();
-                let node = Ipld::Map(BTreeMap::from([("n".to_string(), Ipld::List(list))]));
-                let block = Block::new(Codec::DAG_CBOR, node.encode())?;
-                next.push(*block.cid());
-                blocks.push(block);
-            }
-        }
-        level = next;
-    }
-    Ok((level.first().copied(), blocks))
+    let items = entries
+        .iter()
+        .map(|(name, value)| {
+            (
+                Bytes::copy_from_slice(name),
+                Item::Cbor(Bytes::from(value.encode())),
+            )
+        })
+        .collect();
+    Ok(hydra_kv::build(items)?)
 }
 
 /// Reads a list written by [`write_entries`], in order.
 pub fn read_entries(bucket: &Bucket, root: &Cid) -> FsResult<Vec<(Vec<u8>, Ipld)>> {
+    // No node cache: the filesystem keeps what it loads.
+    let tree = Tree::with_cache(bucket.clone(), Some(*root), 0);
     let mut out = Vec::new();
-    let mut stack = vec![*root];
-    while let Some(cid) = stack.pop() {
-        let data = bucket.require(&cid)?;
-        let node = Ipld::decode(&data)?;
-        let bad = |reason: &str| FsError::Corrupt {
-            cid,
-            reason: reason.to_string(),
-        };
-        match (node.get("e"), node.get("n")) {
-            (Some(Ipld::List(items)), None) => {
-                for item in items {
-                    match item {
-                        Ipld::List(pair) => match (pair.first(), pair.get(1)) {
-                            (Some(Ipld::Bytes(name)), Some(value)) => {
-                                out.push((name.clone(), value.clone()));
-                            }
-                            _ => return Err(bad("malformed entry")),
-                        },
-                        _ => return Err(bad("malformed entry")),
-                    }
-                }
-            }
-            (None, Some(Ipld::List(links))) => {
-                for link in links.iter().rev() {
-                    match link {
-                        Ipld::Link(child) => stack.push(*child),
-                        _ => return Err(bad("malformed interior link")),
-                    }
-                }
-            }
-            _ => return Err(bad("not a directory node")),
-        }
-    }
+    tree.scan(
+        Bound::Unbounded,
+        Bound::Unbounded,
+        false,
+        &mut |name, item| {
+            let Item::Cbor(value) = item else {
+                return Err(hydra_kv::KvError::Corrupt {
+                    cid: *root,
+                    reason: "a directory entry that is not a record".into(),
+                });
+            };
+            let value = Ipld::decode(value)?;
+            out.push((name.to_vec(), value));
+            Ok(true)
+        },
+    )?;
     Ok(out)
 }
 
@@ -569,7 +482,11 @@ mod tests {
             .collect();
         let (root, blocks) = write_entries(&entries).expect("write");
         assert!(blocks.len() > 100, "{} nodes", blocks.len());
-        assert!(blocks.iter().all(|b| b.len() <= MAX_LEAF_BYTES + 1024));
+        assert!(
+            blocks
+                .iter()
+                .all(|b| b.len() <= hydra_kv::node::MAX_NODE_BYTES + 1024)
+        );
         bucket.put_blocks(&blocks).expect("put");
         let back = read_entries(&bucket, &root.expect("root")).expect("read");
         assert_eq!(back, entries);

@@ -26,4 +26,4 @@ pub use diff::{Change, Conflict, diff, diff_each, merge};
 pub use error::{KvError, KvResult};
 pub use map::{Kv, Txn};
 pub use node::Item;
-pub use tree::{Edit, MAX_KEY, NODE_CACHE, Tree, check_key, prefix_end};
+pub use tree::{Edit, MAX_KEY, NODE_CACHE, Tree, build, check_key, prefix_end};

@@ -11,12 +11,18 @@
 //! alone, whatever order they were written in.
 
 use bytes::Bytes;
-use hydra_dag::{Block, Cid, Codec};
+use hydra_dag::{Block, Cid, Codec, Ipld};
 
 use crate::error::{KvError, KvResult};
 
 /// Entries per node on average.
 pub const FANOUT: u32 = 64;
+
+/// A node ends once its entries reach this many bytes, boundary or not
+/// (so a node stays well within a block whatever the sizes of its keys
+/// and values; the cut depends only on the entries since the last one,
+/// so the tree stays a function of its contents).
+pub const MAX_NODE_BYTES: usize = 256 * 1024;
 
 /// What a key maps to in a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +31,23 @@ pub enum Item {
     Value(Bytes),
     /// A large value: the root of its blob.
     Blob(Cid),
+    /// A DAG-CBOR value other than a byte string, kept in its encoded
+    /// form (so the links in it are links of the node, seen by whatever
+    /// walks the DAG): what a tree of structured records holds.
+    Cbor(Bytes),
     /// A child node (above level 0).
     Child(Cid),
+}
+
+impl Item {
+    /// About how many bytes the item takes in its node.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Item::Value(v) => v.len() + 9,
+            Item::Cbor(v) => v.len(),
+            Item::Blob(_) | Item::Child(_) => 50,
+        }
+    }
 }
 
 /// One decoded node.
@@ -66,7 +87,11 @@ impl KeyIndex {
             return KeyIndex::default();
         };
         // Sorted keys: what the first and last share, all share.
-        let common = first.iter().zip(last.iter()).take_while(|(a, b)| a == b).count();
+        let common = first
+            .iter()
+            .zip(last.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
         let words = keys.iter().map(|k| word(&k[common..])).collect();
         KeyIndex { common, words }
     }
@@ -88,14 +113,7 @@ impl Node {
     /// gives, without building a value tree).
     pub fn to_block(&self) -> KvResult<Block> {
         let size: usize = self.keys.iter().map(|k| k.len() + 9).sum::<usize>()
-            + self
-                .items
-                .iter()
-                .map(|i| match i {
-                    Item::Value(v) => v.len() + 9,
-                    Item::Blob(_) | Item::Child(_) => 50,
-                })
-                .sum::<usize>()
+            + self.items.iter().map(Item::encoded_len).sum::<usize>()
             + 32;
         let mut out = Vec::with_capacity(size);
         out.push(0xa3); // a map of three
@@ -116,6 +134,7 @@ impl Node {
                     head(&mut out, 2, v.len() as u64);
                     out.extend_from_slice(v);
                 }
+                Item::Cbor(v) => out.extend_from_slice(v),
                 Item::Blob(c) | Item::Child(c) => {
                     cid_bytes.clear();
                     cid_bytes.push(0); // the multibase identity prefix
@@ -195,10 +214,18 @@ impl Node {
                 if level > 0 {
                     return Err(bad("a value in an inner node"));
                 }
-                let len = r.head(2).ok_or_else(truncated)? as usize;
-                let at = r.pos;
-                r.take(len).ok_or_else(truncated)?;
-                items.push(Item::Value(data.slice(at..at + len)));
+                if first >> 5 == 2 {
+                    let len = r.head(2).ok_or_else(truncated)? as usize;
+                    let at = r.pos;
+                    r.take(len).ok_or_else(truncated)?;
+                    items.push(Item::Value(data.slice(at..at + len)));
+                } else {
+                    let (_, len) = Ipld::decode_prefix(&data[r.pos..])
+                        .map_err(|e| bad(&format!("a bad value: {e}")))?;
+                    let at = r.pos;
+                    r.take(len).ok_or_else(truncated)?;
+                    items.push(Item::Cbor(data.slice(at..at + len)));
+                }
             }
         }
         if r.pos != data.len() {
@@ -224,8 +251,7 @@ impl Node {
     /// Bytes the decoded form takes beside its block.
     pub fn decoded_size(&self) -> usize {
         std::mem::size_of::<Node>()
-            + self.keys.len()
-                * (std::mem::size_of::<Bytes>() + std::mem::size_of::<Item>() + 8)
+            + self.keys.len() * (std::mem::size_of::<Bytes>() + std::mem::size_of::<Item>() + 8)
     }
 
     /// Where `key` is among the keys: `Ok(i)` when it is key `i`, else
@@ -330,6 +356,7 @@ pub struct Chunker {
     level: u8,
     keys: Vec<Bytes>,
     items: Vec<Item>,
+    bytes: usize,
 }
 
 impl Chunker {
@@ -339,12 +366,15 @@ impl Chunker {
             level,
             keys: Vec::new(),
             items: Vec::new(),
+            bytes: 0,
         }
     }
 
-    /// Adds an entry; returns the node it ends, if its key is a boundary.
+    /// Adds an entry; returns the node it ends, if its key is a boundary
+    /// or the node has reached [`MAX_NODE_BYTES`].
     pub fn push(&mut self, key: Bytes, item: Item) -> Option<Node> {
-        let ends = is_boundary(self.level, &key);
+        self.bytes += key.len() + 9 + item.encoded_len();
+        let ends = self.bytes >= MAX_NODE_BYTES || is_boundary(self.level, &key);
         self.keys.push(key);
         self.items.push(item);
         if ends { self.take() } else { None }
@@ -360,6 +390,7 @@ impl Chunker {
         if self.keys.is_empty() {
             return None;
         }
+        self.bytes = 0;
         Some(Node::new(
             self.level,
             std::mem::take(&mut self.keys),
@@ -465,17 +496,17 @@ mod tests {
             );
             let mut probes = keys.clone();
             probes.extend((0..40).map(|_| {
-                let mut k = if next() % 2 == 0 { prefix.to_vec() } else { Vec::new() };
+                let mut k = if next() % 2 == 0 {
+                    prefix.to_vec()
+                } else {
+                    Vec::new()
+                };
                 let len = (next() % 16) as usize;
                 k.extend((0..len).map(|_| b"abc\0\xff`"[(next() % 6) as usize]));
                 k
             }));
             for p in &probes {
-                assert_eq!(
-                    node.search(p),
-                    keys.binary_search(p),
-                    "{p:?} in {keys:?}"
-                );
+                assert_eq!(node.search(p), keys.binary_search(p), "{p:?} in {keys:?}");
             }
         }
     }

@@ -117,7 +117,7 @@ impl Tree {
     /// The bytes of a value item.
     pub fn value(&self, item: &Item) -> KvResult<Bytes> {
         match item {
-            Item::Value(v) => Ok(v.clone()),
+            Item::Value(v) | Item::Cbor(v) => Ok(v.clone()),
             Item::Blob(root) => {
                 let mut r = BlobReader::open(self.bucket.clone(), *root)?;
                 let size = r.size() as usize;
@@ -381,6 +381,28 @@ fn merge(node: &Node, changes: &[(Bytes, Option<Item>)]) -> Vec<(Bytes, Item)> {
 
 /// Cuts `entries` of `level` into nodes and the levels above until one
 /// node is left; returns its CID (`None` when there are no entries).
+/// Builds the tree of `entries` (sorted by key, keys distinct) without
+/// storing it: its root (`None` when empty) and its blocks, root last.
+/// Items are kept as given (no value becomes a blob here).
+pub fn build(entries: Vec<(Bytes, Item)>) -> KvResult<(Option<Cid>, Vec<Block>)> {
+    if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(KvError::Invalid("entries out of order or repeated"));
+    }
+    for (k, item) in &entries {
+        check_key(k)?;
+        match item {
+            Item::Cbor(v) if v.first().is_none_or(|b| b >> 5 == 2) => {
+                return Err(KvError::Invalid("a CBOR item must not be a byte string"));
+            }
+            Item::Child(_) => return Err(KvError::Invalid("a leaf holds no child links")),
+            _ => {}
+        }
+    }
+    let mut blocks = Vec::new();
+    let root = build_up(0, entries, &mut blocks)?;
+    Ok((root, blocks))
+}
+
 fn build_up(
     mut level: u8,
     mut entries: Vec<(Bytes, Item)>,

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use hydra_dag::Bucket;
-use hydra_kv::{Edit, Kv, KvError, MAX_KEY, Tree};
+use hydra_kv::{Edit, Item, Kv, KvError, MAX_KEY, Tree};
 use proptest::prelude::*;
 
 /// xorshift, deterministic.
@@ -172,6 +172,103 @@ proptest! {
         tree = tree.apply(&session, gone).expect("apply");
         prop_assert_eq!(tree.root(), one.root());
     }
+}
+
+/// Every node under `cid`, with its block's size.
+fn node_sizes(tree: &Tree, cid: hydra_dag::Cid, out: &mut Vec<usize>) {
+    let node = tree.node(&cid).expect("node");
+    out.push(node.to_block().expect("encode").len());
+    for item in &node.items {
+        if let Item::Child(c) = item {
+            node_sizes(tree, *c, out);
+        }
+    }
+}
+
+#[test]
+fn nodes_of_long_keys_stay_within_a_block_and_canonical() {
+    // 4,000-byte keys and 1 KiB values: 64 entries average 320 KB, so
+    // cutting on key hashes alone makes nodes over a block's 1 MiB.
+    let bucket = Bucket::in_memory();
+    let session = bucket.session();
+    let long = |n: u64| Bytes::from(format!("{n:08}").repeat(500));
+    let mut tree = Tree::new(bucket.clone(), None);
+    let mut model = BTreeMap::new();
+    let mut rng = Rng(11);
+    for _ in 0..8 {
+        let mut edits: BTreeMap<Bytes, Edit> = BTreeMap::new();
+        for _ in 0..500 {
+            let k = long(rng.next() % 5000);
+            if rng.next().is_multiple_of(5) {
+                edits.insert(k.clone(), None);
+                model.remove(&k);
+            } else {
+                let v = Bytes::from(vec![(rng.next() % 251) as u8; 1000]);
+                edits.insert(k.clone(), Some(v.clone()));
+                model.insert(k, v);
+            }
+        }
+        tree = tree.apply(&session, edits).expect("apply");
+        assert_eq!(tree.root(), fresh(&bucket, &model).root(), "canonical");
+    }
+    let mut sizes = Vec::new();
+    node_sizes(&tree, tree.root().expect("root"), &mut sizes);
+    let max = sizes.iter().max().copied().unwrap_or(0);
+    assert!(
+        max < hydra_kv::node::MAX_NODE_BYTES + 8 * 1024,
+        "largest node {max} bytes"
+    );
+    assert_eq!(all(&tree, false).len(), model.len());
+}
+
+#[test]
+fn built_trees_hold_structured_values_whose_links_the_dag_sees() {
+    use hydra_dag::{Cid, Codec, Ipld};
+    let target = Cid::hash(Codec::RAW, b"content");
+    let entries: Vec<(Bytes, Item)> = (0..500u32)
+        .map(|i| {
+            let value = Ipld::Map(BTreeMap::from([
+                ("n".to_string(), Ipld::Integer(i.into())),
+                ("c".to_string(), Ipld::Link(target)),
+            ]));
+            (
+                Bytes::from(format!("{i:05}")),
+                Item::Cbor(value.encode().into()),
+            )
+        })
+        .collect();
+    let (root, blocks) = hydra_kv::build(entries.clone()).expect("build");
+    let root = root.expect("root");
+    assert_eq!(blocks.last().map(|b| *b.cid()), Some(root));
+    bucket_with(&blocks, |bucket| {
+        let tree = Tree::new(bucket.clone(), Some(root));
+        let mut back = Vec::new();
+        tree.scan(Bound::Unbounded, Bound::Unbounded, false, &mut |k, i| {
+            back.push((k.clone(), i.clone()));
+            Ok(true)
+        })
+        .expect("scan");
+        assert_eq!(back, entries);
+        // Every leaf's links name the content, as a generic walker sees them.
+        let leaf_links: usize = blocks
+            .iter()
+            .map(|b| hydra_dag::cbor::links(b.data()).expect("links"))
+            .map(|l| l.iter().filter(|c| **c == target).count())
+            .sum();
+        assert_eq!(leaf_links, 500);
+    });
+    // Out of order, or a byte string passed as CBOR: refused.
+    let mut swapped = entries.clone();
+    swapped.swap(0, 1);
+    assert!(hydra_kv::build(swapped).is_err());
+    let bytes = Ipld::Bytes(b"x".to_vec()).encode();
+    assert!(hydra_kv::build(vec![(Bytes::from("a"), Item::Cbor(bytes.into()))]).is_err());
+}
+
+fn bucket_with(blocks: &[hydra_dag::Block], f: impl FnOnce(&Bucket)) {
+    let bucket = Bucket::in_memory();
+    bucket.session().put_blocks(blocks).expect("store");
+    f(&bucket);
 }
 
 #[test]

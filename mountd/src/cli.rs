@@ -146,8 +146,9 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
     let cx = Context {
         store_path: cli.store.unwrap_or_else(default_store),
         json: cli.json,
-        lock_wait: Duration::try_from_secs_f64(cli.lock_wait)
-            .map_err(|_| anyhow::anyhow!("--lock-wait: {} is not a number of seconds", cli.lock_wait))?,
+        lock_wait: Duration::try_from_secs_f64(cli.lock_wait).map_err(|_| {
+            anyhow::anyhow!("--lock-wait: {} is not a number of seconds", cli.lock_wait)
+        })?,
         argv,
     };
     match cli.command {

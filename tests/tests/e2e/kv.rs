@@ -88,10 +88,7 @@ fn concurrent_kv_writers_lose_no_update() {
     // Each writer's final act set the shared key, so it holds one
     // writer's final value.
     let last = s.ok(&["kv", "t", "get", "last"]);
-    assert!(
-        (0..4).any(|w| last == format!("w{w}-9\n")),
-        "{last}"
-    );
+    assert!((0..4).any(|w| last == format!("w{w}-9\n")), "{last}");
 }
 
 #[test]
