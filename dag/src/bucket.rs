@@ -129,6 +129,12 @@ impl Bucket {
             .unwrap_or_else(|_| unreachable!("one volume satisfies replication 1"))
     }
 
+    /// The identity of this bucket's shared state: equal for handles
+    /// cloned from one another, distinct for buckets opened apart.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     /// The bucket's name.
     pub fn name(&self) -> &str {
         &self.inner.name

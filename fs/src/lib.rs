@@ -49,5 +49,5 @@ pub use import_dir::import_dir;
 pub use node::Kind;
 pub use path::{PATH_MAX, components, split_last};
 pub use perm::Caller;
-pub use snapshot::{Change, ChangeKind, diff_roots};
+pub use snapshot::{Change, ChangeKind, diff_roots, walk};
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE};

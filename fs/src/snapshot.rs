@@ -42,6 +42,42 @@ pub struct Change {
     pub path: String,
 }
 
+/// Calls `f(path, record)` for every path of the filesystem committed at
+/// `root`: `/` first, then each directory's entries in name order before
+/// what lies below them (a hard-linked inode once per name), until `f`
+/// returns false.
+pub fn walk(
+    bucket: &Bucket,
+    root: &Cid,
+    f: &mut dyn FnMut(&[u8], &Record) -> FsResult<bool>,
+) -> FsResult<()> {
+    let (record, side) = Side::load(bucket, root)?;
+    if !f(b"/", &record)? {
+        return Ok(());
+    }
+    let mut stack: Vec<(Vec<u8>, Stored)> = vec![(Vec::new(), record.content)];
+    while let Some((dir, stored)) = stack.pop() {
+        let mut subdirs = Vec::new();
+        for (name, entry) in entries(bucket, &stored)? {
+            let Some(record) = side.record(entry) else {
+                continue;
+            };
+            let mut path = dir.clone();
+            path.push(b'/');
+            path.extend_from_slice(&name);
+            if !f(&path, &record)? {
+                return Ok(());
+            }
+            if record.kind == Kind::Dir {
+                subdirs.push((path, record.content));
+            }
+        }
+        // Popped in reverse: the first subdirectory is walked first.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
+
 struct Side {
     links: HashMap<u64, Record>,
 }

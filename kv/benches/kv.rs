@@ -1,6 +1,6 @@
 //! The prolly tree beside redb, in one run (`cargo bench -p hydra-kv`):
 //! 1M random puts in batches of 10k (one commit each, both on the disk),
-//! 200k random gets (warm: after the puts and a first pass; reopened: a
+//! 1M random gets (warm: after the puts and a first pass; reopened: a
 //! fresh tree over the store opened again with no block cache, and redb
 //! opened again, the OS page cache warm for both), 1,000 range scans of
 //! 100 keys, and the diff of two 1M-key trees that differ in 100 keys. Medians of RUNS (default 3) and ratios.
@@ -16,7 +16,7 @@ use redb::{Database, TableDefinition};
 
 const N: usize = 1_000_000;
 const BATCH: usize = 10_000;
-const GETS: usize = 200_000;
+const GETS: usize = 1_000_000;
 const SCANS: usize = 1_000;
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("t");
 
@@ -210,13 +210,13 @@ fn main() {
         m["hydra puts"].as_secs_f64() / m["redb puts"].as_secs_f64()
     );
     println!(
-        "gets, 200k random, warm      hydra {:>9.0}/s   redb {:>9.0}/s   hydra time / redb time {:.2}x",
+        "gets, 1M random, warm        hydra {:>9.0}/s   redb {:>9.0}/s   hydra time / redb time {:.2}x",
         rate("hydra gets, cached", GETS),
         rate("redb gets", GETS),
         m["hydra gets, cached"].as_secs_f64() / m["redb gets"].as_secs_f64(),
     );
     println!(
-        "gets, 200k random, reopened  hydra {:>9.0}/s   redb {:>9.0}/s   hydra time / redb time {:.2}x",
+        "gets, 1M random, reopened    hydra {:>9.0}/s   redb {:>9.0}/s   hydra time / redb time {:.2}x",
         rate("hydra gets, cold cache", GETS),
         rate("redb gets, reopened", GETS),
         m["hydra gets, cold cache"].as_secs_f64() / m["redb gets, reopened"].as_secs_f64()

@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use hydra_chunker::{Blob, BlobReader, ChunkParams, INLINE_MAX, put_bytes};
+use hydra_chunker::{Blob, BlobReader, ChunkParams, INLINE_MAX, put_shared};
 use hydra_dag::{Block, Bucket, Cid, WriteSession};
 
 use crate::cache::NodeCache;
@@ -129,16 +129,22 @@ impl Tree {
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> KvResult<Option<Bytes>> {
+        match self.get_item(key)? {
+            Some(Item::Value(v)) => Ok(Some(v)),
+            Some(item) => Ok(Some(self.value(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The item `key` maps to (a large value stays a link to its blob).
+    pub fn get_item(&self, key: &[u8]) -> KvResult<Option<Item>> {
         let Some(mut cid) = self.root else {
             return Ok(None);
         };
         loop {
             let node = self.node(&cid)?;
             if node.level == 0 {
-                return match node.search(key) {
-                    Ok(i) => Ok(Some(self.value(&node.items[i])?)),
-                    Err(_) => Ok(None),
-                };
+                return Ok(node.search(key).ok().map(|i| node.items[i].clone()));
             }
             match &node.items[node.child_index(key)] {
                 Item::Child(c) => cid = *c,
@@ -221,21 +227,37 @@ impl Tree {
     /// Applies `edits` (sorted by key) and stores the changed nodes through
     /// `session`; returns the new tree.
     pub fn apply(&self, session: &WriteSession, edits: BTreeMap<Bytes, Edit>) -> KvResult<Tree> {
-        let mut changes: Vec<(Bytes, Option<Item>)> = Vec::with_capacity(edits.len());
+        let mut changes = BTreeMap::new();
         for (k, v) in edits {
             check_key(&k)?;
             let item = match v {
                 None => None,
                 Some(v) if v.len() <= INLINE_MAX => Some(Item::Value(v)),
-                Some(v) => match put_bytes(session, ChunkParams::default(), &v)? {
+                Some(v) => match put_shared(session, ChunkParams::default(), v)?.0 {
                     Blob::Stored { root, .. } => Some(Item::Blob(root)),
                     Blob::Inline(data) => Some(Item::Value(data)),
                 },
             };
-            changes.push((k, item));
+            changes.insert(k, item);
+        }
+        self.apply_items(session, changes)
+    }
+
+    /// Applies changes given as items (`None` deletes): a leaf item as it
+    /// is to be stored, whose blocks (a blob's) the caller has stored.
+    pub fn apply_items(
+        &self,
+        session: &WriteSession,
+        changes: BTreeMap<Bytes, Option<Item>>,
+    ) -> KvResult<Tree> {
+        for (k, item) in &changes {
+            check_key(k)?;
+            if let Some(Item::Child(_)) = item {
+                return Err(KvError::Invalid("a leaf holds no child links"));
+            }
         }
         let mut blocks = Vec::new();
-        let root = self.rebuild(changes, &mut blocks)?;
+        let root = self.rebuild(changes.into_iter().collect(), &mut blocks)?;
         session.put_blocks(&blocks)?;
         Ok(Tree {
             bucket: self.bucket.clone(),
