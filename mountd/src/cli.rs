@@ -15,6 +15,7 @@ mod mount;
 mod output;
 mod refs;
 mod serve;
+mod sql;
 mod stats;
 
 use std::path::PathBuf;
@@ -68,6 +69,8 @@ enum Command {
     Kv(kv::KvArgs),
     /// Graphs of RDF quads: add, del, match, path, import and export N-Quads.
     Graph(graph::GraphArgs),
+    /// SQLite databases stored in the DAG: run a query, a script or a shell; `log`.
+    Sql(sql::SqlArgs),
     /// Delete blocks no ref or changelog entry reaches.
     Gc(gc::GcArgs),
     /// Write data out of the store.
@@ -159,6 +162,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Fs(cmd) => fs::run(&cx, cmd),
         Command::Kv(args) => kv::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),
+        Command::Sql(args) => sql::run(&cx, args),
         Command::Gc(args) => gc::run(&cx, args),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),

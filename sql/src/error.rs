@@ -9,9 +9,9 @@ pub type SqlResult<T> = Result<T, SqlError>;
 /// Everything opening or committing a database can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
-    /// SQLite's own error, with its message.
+    /// SQLite's own error, with its message (and nothing after it).
     #[error("{0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// Another writer committed to the database first.
     #[error("database {name} was changed by another writer")]
     Conflict {
@@ -32,6 +32,12 @@ pub enum SqlError {
     /// The block layer failed.
     #[error(transparent)]
     Dag(Box<DagError>),
+}
+
+impl From<rusqlite::Error> for SqlError {
+    fn from(e: rusqlite::Error) -> Self {
+        SqlError::Sqlite(e)
+    }
 }
 
 impl From<KvError> for SqlError {

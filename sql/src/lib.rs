@@ -21,6 +21,7 @@
 //! # Ok::<(), hydra_sql::SqlError>(())
 //! ```
 
+mod complete;
 mod error;
 pub mod pages;
 pub mod vfs;
@@ -32,6 +33,7 @@ use hydra_dag::{Bucket, Cid, LogEntry, RefName};
 pub use rusqlite;
 use rusqlite::{Connection, OpenFlags};
 
+pub use complete::is_complete;
 pub use error::{SqlError, SqlResult};
 use pages::Source;
 use vfs::Target;

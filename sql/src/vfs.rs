@@ -140,7 +140,7 @@ struct File {
 }
 
 enum State {
-    Main(Main),
+    Main(Box<Main>),
     Memory(Vec<u8>),
 }
 
@@ -242,12 +242,12 @@ unsafe extern "C" fn x_open(
                 target.fail("a past version is read-only");
                 return ffi::SQLITE_READONLY;
             }
-            State::Main(Main {
+            State::Main(Box::new(Main {
                 pages,
                 target,
                 lock: ffi::SQLITE_LOCK_NONE,
                 writer: false,
-            })
+            }))
         } else {
             State::Memory(Vec::new())
         };

@@ -8,6 +8,8 @@ mod kernel9p;
 mod kv;
 #[path = "e2e/ninep.rs"]
 mod ninep;
+#[path = "e2e/sql.rs"]
+mod sql;
 #[path = "e2e/tar.rs"]
 mod tar;
 
