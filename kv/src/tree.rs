@@ -250,15 +250,27 @@ impl Tree {
         session: &WriteSession,
         changes: BTreeMap<Bytes, Option<Item>>,
     ) -> KvResult<Tree> {
+        let mut blocks = Vec::new();
+        let tree = self.apply_unstored(changes, &mut blocks)?;
+        session.put_blocks(&blocks)?;
+        Ok(tree)
+    }
+
+    /// [`Tree::apply_items`] without storing: the new nodes are appended
+    /// to `blocks` for the caller to store (with blocks of its own, in one
+    /// batch) before anything refers to the new root.
+    pub fn apply_unstored(
+        &self,
+        changes: BTreeMap<Bytes, Option<Item>>,
+        blocks: &mut Vec<Block>,
+    ) -> KvResult<Tree> {
         for (k, item) in &changes {
             check_key(k)?;
             if let Some(Item::Child(_)) = item {
                 return Err(KvError::Invalid("a leaf holds no child links"));
             }
         }
-        let mut blocks = Vec::new();
-        let root = self.rebuild(changes.into_iter().collect(), &mut blocks)?;
-        session.put_blocks(&blocks)?;
+        let root = self.rebuild(changes.into_iter().collect(), blocks)?;
         Ok(Tree {
             bucket: self.bucket.clone(),
             root,

@@ -300,9 +300,12 @@ impl PageFile {
                 &self.size.to_be_bytes(),
             ))),
         );
+        // Pages and tree nodes go to the store in one batch (one sync).
+        let pages = blocks.len();
+        let new = self.base.apply_unstored(changes, &mut blocks)?;
         let session = self.bucket.session();
         session.put_blocks(&blocks)?;
-        let new = self.base.apply_items(&session, changes)?;
+        blocks.truncate(pages);
         let (old_root, new_root) = (self.base.root(), new.root());
         if new_root != old_root {
             let note = RefNote::by_current_user(message);
