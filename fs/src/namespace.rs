@@ -7,9 +7,9 @@ use crate::attr::{Attr, Fh, Ino, OpenFlags, RenameMode};
 use crate::error::{FsError, FsResult};
 use crate::file::FileData;
 use crate::fs::{Fs, check_name};
-use crate::node::{Kind, Meta};
+use crate::node::{Kind, Meta, Record};
 use crate::perm::{Caller, W, X};
-use crate::state::{Content, Dir, Entries, Inode, State};
+use crate::state::{Content, Dir, Entries, Inode, State, inode_from_record};
 
 /// What a new inode is to be.
 struct NewNode {
@@ -111,6 +111,32 @@ impl Fs {
         s.mark_dirty(parent);
         s.mark_dirty(ino);
         Ok(ino)
+    }
+
+    /// Adds a stored record (a file, or a whole directory tree whose blocks
+    /// are in the bucket already) as a new entry `name` of `parent`, as it
+    /// is: how a tree built elsewhere, such as a git checkout, joins the
+    /// filesystem without copying its content.
+    pub fn graft(&self, parent: Ino, name: &[u8], record: Record, c: &Caller) -> FsResult<Attr> {
+        self.writable()?;
+        let mut s = self.state();
+        writable_dir(&mut s, parent, c)?;
+        free_name(&mut s, parent, name)?;
+        if matches!(record.kind, Kind::CharDev | Kind::BlockDev) && !c.is_root() {
+            return Err(FsError::NotPermitted);
+        }
+        let is_dir = record.kind == Kind::Dir;
+        let ino = s.add_inode(inode_from_record(record, parent, 1, None));
+        s.entries_mut(parent)?.insert(name.to_vec(), ino);
+        let now = now_ns();
+        let dir = s.get_mut(parent)?;
+        dir.meta.mtime = now;
+        dir.meta.ctime = now;
+        if is_dir && let Content::Dir(d) = &mut dir.content {
+            d.subdirs += 1;
+        }
+        s.mark_dirty(parent);
+        s.attr(ino)
     }
 
     /// Creates a directory (`mode` already has the umask applied).

@@ -142,7 +142,12 @@ pub struct State {
     pub written_since_settle: u64,
 }
 
-fn inode_from_record(record: Record, parent: Ino, nlink: u32, group: Option<u64>) -> Inode {
+pub(crate) fn inode_from_record(
+    record: Record,
+    parent: Ino,
+    nlink: u32,
+    group: Option<u64>,
+) -> Inode {
     let content = match record.content {
         Stored::File(blob) => Content::File(FileData::Clean(blob)),
         Stored::Dir(stored) => Content::Dir(Dir {
