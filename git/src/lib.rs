@@ -31,6 +31,7 @@ mod rev;
 pub use checkout::{CheckoutReport, Materializer, checkout};
 pub use error::{GitError, GitResult};
 pub use export::{ExportReport, export};
+pub use git2;
 pub use import::{CopyStats, ImportReport, import, open_source, valid_ref_name};
 pub use object::{Commit, ObjectKind, Oid, Signature, TreeEntry};
 pub use repo::{RefTarget, Repo, StoredObject, Update, list, ref_name};

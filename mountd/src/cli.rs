@@ -8,6 +8,7 @@ pub mod error;
 mod fs;
 pub mod fstab;
 mod gc;
+pub mod git;
 mod graph;
 mod init;
 mod kv;
@@ -71,6 +72,9 @@ enum Command {
     Graph(graph::GraphArgs),
     /// SQLite databases stored in the DAG: run a query, a script or a shell; `log`.
     Sql(sql::SqlArgs),
+    /// git repositories stored in the DAG: import, export, log, ls, cat, checkout.
+    #[command(subcommand)]
+    Git(git::GitCommand),
     /// Delete blocks no ref or changelog entry reaches.
     Gc(gc::GcArgs),
     /// Write data out of the store.
@@ -136,7 +140,8 @@ impl Context {
     }
 }
 
-fn default_store() -> PathBuf {
+/// The store used when none is named.
+pub(crate) fn default_store() -> PathBuf {
     if let Some(path) = std::env::var_os("HYDRA_STORE").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
@@ -163,6 +168,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Kv(args) => kv::run(&cx, args),
         Command::Graph(args) => graph::run(&cx, args),
         Command::Sql(args) => sql::run(&cx, args),
+        Command::Git(cmd) => git::run(&cx, cmd),
         Command::Gc(args) => gc::run(&cx, args),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),

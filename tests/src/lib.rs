@@ -27,7 +27,7 @@ pub fn hydra_bin() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let target_dir = profile_dir.parent().expect("target dir");
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "hydra-mountd", "--bin", "hydra"])
+            .args(["build", "-q", "-p", "hydra-mountd", "--bins"])
             .env("CARGO_TARGET_DIR", target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
@@ -150,6 +150,21 @@ git tag v1 HEAD~8"#
         ),
         work,
     );
+}
+
+/// Makes a bare repository `history.git` in `work` with `commits` commits
+/// (branches, merges, tags, odd entries) by `tests/fixtures/git_history.py`.
+pub fn git_history(work: &Path, commits: u32) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/git_history.py");
+    let dest = work.join("history.git");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(&dest)
+        .arg(commits.to_string())
+        .status()
+        .expect("run python3 (the test command installs it)");
+    assert!(status.success(), "the history fixture script failed");
+    dest
 }
 
 /// The last line of some output.

@@ -2,6 +2,8 @@
 
 #[path = "e2e/fuse.rs"]
 mod fuse;
+#[path = "e2e/git.rs"]
+mod git;
 #[path = "e2e/kernel9p.rs"]
 mod kernel9p;
 #[path = "e2e/kv.rs"]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use hydra_chunker::ChunkError;
 use hydra_dag::DagError;
 use hydra_fs::FsError;
+use hydra_git::GitError;
 use hydra_kv::KvError;
 
 /// Exit code for a failed command.
@@ -29,6 +30,10 @@ fn dag_error(err: &anyhow::Error) -> Option<&DagError> {
                     ChunkError::Dag(e) => Some(e),
                     _ => None,
                 },
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<GitError>() {
+                Some(GitError::Dag(e)) => Some(&**e),
                 _ => None,
             })
             .or_else(|| match cause.downcast_ref::<FsError>() {
