@@ -226,3 +226,36 @@ pub fn checkout(
     drop(session);
     Ok(CheckoutReport { commit, nodes })
 }
+
+/// Stores the tree of `commit` as a whole filesystem root (read-only
+/// views of a repository: files owned by root, every time the commit's)
+/// through `session`; returns the root to open with `Fs::open_snapshot`.
+pub fn commit_root(repo: &Repo, commit: &Oid, session: &WriteSession) -> GitResult<Cid> {
+    let (commit, parsed) = repo.commit_object(commit)?;
+    let (tree, _) = repo.peel(&commit, ObjectKind::Tree)?;
+    let time = parsed.committer.time.saturating_mul(1_000_000_000);
+    let meta = Meta {
+        atime: time,
+        mtime: time,
+        ctime: time,
+        ..Meta::default()
+    };
+    let mut builder = Materializer::new(repo, session.clone(), meta.clone());
+    let list = builder.dir(&tree)?;
+    let root = hydra_fs::node::FsRoot {
+        root: Record {
+            kind: Kind::Dir,
+            meta: Meta {
+                perm: 0o755,
+                ..meta
+            },
+            content: Stored::Dir(list),
+        },
+        links: Vec::new(),
+        next_group: 1,
+    };
+    let (block, blocks) = root.write()?;
+    builder.blocks.extend(blocks);
+    builder.flush()?;
+    Ok(*block.cid())
+}

@@ -28,7 +28,7 @@ pub mod remote;
 mod repo;
 mod rev;
 
-pub use checkout::{CheckoutReport, Materializer, checkout};
+pub use checkout::{CheckoutReport, Materializer, checkout, commit_root};
 pub use error::{GitError, GitResult};
 pub use export::{ExportReport, export};
 pub use git2;

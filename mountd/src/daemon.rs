@@ -293,7 +293,12 @@ fn mount_fuse(
         Some(crate::snapdir::Snapshots::new(fs.bucket().clone(), name)?)
     };
     let session = fuser::Session::new(
-        crate::fuse::HydraFuse::new(fs.clone(), snapshots, notifier.clone()),
+        crate::fuse::HydraFuse::new(
+            fs.clone(),
+            snapshots,
+            Some(crate::gitviews::GitViews::new(fs.bucket().clone())?),
+            notifier.clone(),
+        ),
         mountpoint,
         &config,
     )

@@ -6,7 +6,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::snapdir::{Place, SNAPSHOTS_NAME, Snapshots, attr_in, join, place};
+use crate::gitviews::{GIT_VIEWS_NAME, GitViews};
+use crate::snapdir::{
+    GIT_VIEW_BASE, GIT_VIEWS_INO, Place, SNAPSHOTS_NAME, Snapshots, attr_in, git_repo_ino, join,
+    place,
+};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -28,6 +32,8 @@ pub struct HydraFuse {
     fs: Fs,
     /// `.snapshots` of a live mount (none for a snapshot mount).
     snapshots: Option<Snapshots>,
+    /// `.git-views`: the store's repositories.
+    git: Option<GitViews>,
     /// Tells the kernel to drop cached attributes the filesystem changed
     /// behind its back; set once the session exists.
     notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
@@ -38,11 +44,13 @@ impl HydraFuse {
     pub fn new(
         fs: Fs,
         snapshots: Option<Snapshots>,
+        git: Option<GitViews>,
         notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
     ) -> Self {
         HydraFuse {
             fs,
             snapshots,
+            git,
             notifier,
         }
     }
@@ -51,18 +59,91 @@ impl HydraFuse {
         self.snapshots.as_ref().ok_or(FsError::NotFound)
     }
 
+    fn git(&self) -> Result<&GitViews, FsError> {
+        self.git.as_ref().ok_or(FsError::NotFound)
+    }
+
+    /// Attributes of `.git-views` or a repository's directory in it.
+    fn git_dir_attr(&self, ino: u64) -> Result<Attr, FsError> {
+        Ok(GitViews::dir_attr(&self.fs.getattr(Ino::ROOT)?, ino))
+    }
+
+    /// The root attributes of view `k` (of the git views).
+    fn git_view_attr(&self, k: u64, fs: &Fs) -> Result<Attr, FsError> {
+        Ok(attr_in(GIT_VIEW_BASE + k, fs.getattr(Ino::ROOT)?))
+    }
+
+    /// The entries of `.git-views` or of a repository's directory.
+    fn git_listing(&self, place: Place) -> Result<Vec<(DirEntry, Attr)>, FsError> {
+        let git = self.git()?;
+        let (me, parent) = match place {
+            Place::GitRepo(k) => (git_repo_ino(k), GIT_VIEWS_INO),
+            _ => (GIT_VIEWS_INO, Ino::ROOT.0),
+        };
+        let dot = |name: &[u8], ino: u64, cookie: u64| -> Result<(DirEntry, Attr), FsError> {
+            let attr = if ino == Ino::ROOT.0 {
+                self.fs.getattr(Ino::ROOT)?
+            } else {
+                self.git_dir_attr(ino)?
+            };
+            Ok((
+                DirEntry {
+                    ino: Ino(ino),
+                    name: name.to_vec(),
+                    kind: Kind::Dir,
+                    cookie,
+                },
+                attr,
+            ))
+        };
+        let mut out = vec![dot(b".", me, 1)?, dot(b"..", parent, 2)?];
+        let children: Vec<(Vec<u8>, Attr)> = match place {
+            Place::GitRepo(k) => {
+                let repo = git.repo_name(k)?;
+                let mut v = Vec::new();
+                for name in git.names(&repo)? {
+                    let (view, fs) = git.lookup(&repo, name.as_bytes())?;
+                    v.push((name.into_bytes(), self.git_view_attr(view, &fs)?));
+                }
+                v
+            }
+            _ => git
+                .repos()?
+                .into_iter()
+                .map(|(k, name)| Ok((name.into_bytes(), self.git_dir_attr(git_repo_ino(k))?)))
+                .collect::<Result<_, FsError>>()?,
+        };
+        for (k, (name, attr)) in children.into_iter().enumerate() {
+            out.push((
+                DirEntry {
+                    ino: attr.ino,
+                    name,
+                    kind: Kind::Dir,
+                    cookie: k as u64 + 3,
+                },
+                attr,
+            ));
+        }
+        Ok(out)
+    }
+
     /// The filesystem an inode (or handle) number belongs to, the number
     /// within it, and the snapshot id for views.
     fn target(&self, n: u64) -> Result<(Fs, Ino, Option<u64>), FsError> {
         match place(n) {
             Place::Live(i) => Ok((self.fs.clone(), i, None)),
             Place::Snapshot(id, i) => Ok((self.snapshots()?.view(id)?, i, Some(id))),
-            Place::Dir => Err(FsError::IsDir),
+            Place::GitView(k, i) => Ok((self.git()?.view(k)?, i, Some(GIT_VIEW_BASE + k))),
+            Place::Dir | Place::GitDir | Place::GitRepo(_) => Err(FsError::IsDir),
         }
     }
 
     /// A directory's entries after `offset`, with global inode numbers.
     fn listing(&self, n: u64, offset: u64, c: &Caller) -> Result<Vec<(DirEntry, Attr)>, FsError> {
+        if matches!(place(n), Place::GitDir | Place::GitRepo(_)) {
+            let all = self.git_listing(place(n))?;
+            return Ok(all.into_iter().filter(|(e, _)| e.cookie > offset).collect());
+        }
         if place(n) == Place::Dir {
             let snaps = self.snapshots()?;
             let root = self.fs.getattr(Ino::ROOT)?;
@@ -125,6 +206,12 @@ impl HydraFuse {
             }
         });
     }
+}
+
+/// Whether `n` is a directory the mount makes up (`.snapshots`,
+/// `.git-views` and a repository's directory): no xattrs, no content.
+fn synthetic(n: u64) -> bool {
+    matches!(place(n), Place::Dir | Place::GitDir | Place::GitRepo(_))
 }
 
 fn global(attr: Attr, view: Option<u64>) -> Attr {
@@ -264,6 +351,17 @@ impl Filesystem for HydraFuse {
                 let id = snaps.id_of(name)?;
                 Ok(attr_in(id, snaps.view(id)?.getattr(Ino::ROOT)?))
             }),
+            Place::Live(Ino::ROOT) if name == GIT_VIEWS_NAME && self.git.is_some() => {
+                self.git_dir_attr(GIT_VIEWS_INO)
+            }
+            Place::GitDir => self
+                .git()
+                .and_then(|git| git.repo_index(name))
+                .and_then(|k| self.git_dir_attr(git_repo_ino(k))),
+            Place::GitRepo(k) => self.git().and_then(|git| {
+                let (view, fs) = git.lookup(&git.repo_name(k)?, name)?;
+                self.git_view_attr(view, &fs)
+            }),
             _ => self
                 .target(parent.0)
                 .and_then(|(fs, i, view)| Ok(global(fs.lookup(i, name, &caller(req))?, view))),
@@ -277,6 +375,8 @@ impl Filesystem for HydraFuse {
                 .fs
                 .getattr(Ino::ROOT)
                 .and_then(|root| Ok(self.snapshots()?.dir_attr(&root))),
+            Place::GitDir => self.git_dir_attr(GIT_VIEWS_INO),
+            Place::GitRepo(k) => self.git_dir_attr(git_repo_ino(k)),
             _ => self
                 .target(i.0)
                 .and_then(|(fs, i, view)| Ok(global(fs.getattr(i)?, view))),
@@ -559,7 +659,7 @@ impl Filesystem for HydraFuse {
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
         let result = match place(i.0) {
-            Place::Dir => Ok(()),
+            Place::Dir | Place::GitDir | Place::GitRepo(_) => Ok(()),
             _ => self
                 .target(i.0)
                 .and_then(|(fs, i, _)| fs.access(i, 4, &caller(req))),
@@ -675,6 +775,10 @@ impl Filesystem for HydraFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if synthetic(i.0) {
+            reply.error(errno(&FsError::NoAttribute));
+            return;
+        }
         match self
             .target(i.0)
             .and_then(|(fs, i, _)| fs.getxattr(i, name.as_bytes(), &caller(req)))
@@ -685,6 +789,10 @@ impl Filesystem for HydraFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        if synthetic(i.0) {
+            xattr_reply(reply, size, &[]);
+            return;
+        }
         match self
             .target(i.0)
             .and_then(|(fs, i, _)| fs.listxattr(i, &caller(req)))
@@ -712,8 +820,10 @@ impl Filesystem for HydraFuse {
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let mask = (mask.bits() & 7) as u32;
         let result = match place(i.0) {
-            Place::Dir if mask & 2 != 0 => Err(FsError::ReadOnly),
-            Place::Dir => Ok(()),
+            Place::Dir | Place::GitDir | Place::GitRepo(_) if mask & 2 != 0 => {
+                Err(FsError::ReadOnly)
+            }
+            Place::Dir | Place::GitDir | Place::GitRepo(_) => Ok(()),
             _ => self
                 .target(i.0)
                 .and_then(|(fs, i, _)| fs.access(i, mask, &caller(req))),

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod daemon;
 pub mod fuse;
+pub mod gitviews;
 pub mod ninep;
 pub mod snapdir;

@@ -16,6 +16,14 @@ const VIEW_SHIFT: u32 = 40;
 const INNER_MASK: u64 = (1 << VIEW_SHIFT) - 1;
 /// The `.snapshots` directory.
 pub const SNAPSHOTS_INO: u64 = INNER_MASK - 1;
+/// The `.git-views` directory.
+pub const GIT_VIEWS_INO: u64 = INNER_MASK - 2;
+/// Repository `k` of `.git-views` is `GIT_REPO_INO - k`.
+const GIT_REPO_INO: u64 = INNER_MASK - 3;
+/// How many repositories `.git-views` can number.
+const GIT_REPOS: u64 = 1 << 20;
+/// Views from this number up are git views (below: snapshot ids).
+pub const GIT_VIEW_BASE: u64 = 1 << 23;
 /// Its name in the root.
 pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
 
@@ -28,6 +36,17 @@ pub enum Place {
     Dir,
     /// An inode of the snapshot with this changelog id.
     Snapshot(u64, Ino),
+    /// The `.git-views` directory.
+    GitDir,
+    /// The directory of the repository with this index in `.git-views`.
+    GitRepo(u64),
+    /// An inode of the git view with this index.
+    GitView(u64, Ino),
+}
+
+/// The kernel number of repository `k`'s directory in `.git-views`.
+pub fn git_repo_ino(k: u64) -> u64 {
+    GIT_REPO_INO - k
 }
 
 /// Splits a kernel inode (or handle) number.
@@ -35,8 +54,17 @@ pub fn place(n: u64) -> Place {
     if n == SNAPSHOTS_INO {
         return Place::Dir;
     }
+    if n == GIT_VIEWS_INO {
+        return Place::GitDir;
+    }
+    if n <= GIT_REPO_INO && n > GIT_REPO_INO - GIT_REPOS {
+        return Place::GitRepo(GIT_REPO_INO - n);
+    }
     match n >> VIEW_SHIFT {
         0 => Place::Live(Ino(n)),
+        view if view - 1 >= GIT_VIEW_BASE => {
+            Place::GitView(view - 1 - GIT_VIEW_BASE, Ino(n & INNER_MASK))
+        }
         view => Place::Snapshot(view - 1, Ino(n & INNER_MASK)),
     }
 }
@@ -101,7 +129,7 @@ impl Snapshots {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or(FsError::NotFound)?;
-        if id >= (1 << (64 - VIEW_SHIFT)) - 2 {
+        if id >= GIT_VIEW_BASE {
             return Err(FsError::NotFound);
         }
         Ok(id)

@@ -489,3 +489,62 @@ fn fstab_helper_serves_mount_t_fuse_hydra() {
         "mounted by mount(8)"
     );
 }
+
+#[test]
+fn git_views_show_every_revision_read_only() {
+    let s = TestStore::new();
+    let work = s.scratch("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let source = hydra_tests::git_history(&work, 520);
+    let src = source.to_str().expect("utf-8");
+    s.ok(&["git", "import", src, "--as", "h"]);
+    let m = Mounted::new(&s, "home", &s.scratch("mnt"), &[]);
+    let views = m.path(".git-views");
+    // Reachable by name, not listed in the root.
+    let root: Vec<_> = std::fs::read_dir(&m.point)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(!root.iter().any(|n| n == ".git-views"), "{root:?}");
+    assert_eq!(
+        sh(&format!("ls {}", views.display()), &work),
+        "h\n",
+        "one repository"
+    );
+    let names = sh(&format!("ls {}", views.join("h").display()), &work);
+    for want in ["HEAD", "main", "v0.1", "feature:f200"] {
+        assert!(names.lines().any(|l| l == want), "{want} in {names}");
+    }
+    // Branch, tag, commit id and expression views match git's checkouts.
+    let commit = sh(&format!("git -C {src} rev-parse main~7"), &work);
+    let commit = commit.trim();
+    let listing = "find . -path ./.git -prune -o -printf '%y %m %s %p %l\\n' | sort";
+    for (rev, name) in [
+        ("main", "main"),
+        ("v0.1", "v0.1"),
+        ("feature/f200", "feature:f200"),
+        (commit, commit),
+        ("main~7", "main~7"),
+    ] {
+        let theirs = sh(
+            &format!(
+                "rm -rf wt && git clone -q {src} wt && git -C wt checkout -q {rev} && cd wt && {listing}"
+            ),
+            &work,
+        );
+        let view = views.join("h").join(name);
+        let ours = sh(&format!("cd '{}' && {listing}", view.display()), &work);
+        assert_eq!(ours, theirs, "{rev}");
+        sh(
+            &format!("diff -r --exclude=.git wt '{}'", view.display()),
+            &work,
+        );
+    }
+    let err = std::fs::write(views.join("h/main/new.txt"), b"x").expect_err("read-only");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = std::fs::metadata(views.join("h/no-such-branch")).expect_err("absent");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    let err = std::fs::metadata(views.join("nosuch")).expect_err("absent");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    m.umount();
+}
