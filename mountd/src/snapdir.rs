@@ -62,7 +62,7 @@ pub fn place(n: u64) -> Place {
     }
     match n >> VIEW_SHIFT {
         0 => Place::Live(Ino(n)),
-        view if view - 1 >= GIT_VIEW_BASE => {
+        view if view > GIT_VIEW_BASE => {
             Place::GitView(view - 1 - GIT_VIEW_BASE, Ino(n & INNER_MASK))
         }
         view => Place::Snapshot(view - 1, Ino(n & INNER_MASK)),
