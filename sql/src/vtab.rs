@@ -1,5 +1,6 @@
 //! Table-valued functions over the store, in every session:
-//! `hydra_files('FS')`, `hydra_kv('NAME')` and `hydra_quads('NAME')`.
+//! `hydra_files('FS')`, `hydra_kv('NAME')`, `hydra_quads('NAME')` and
+//! `hydra_git_commits('NAME')`.
 //!
 //! Each reads the newest commit of what it names when its query starts.
 //! `unsafe` is forced by rusqlite's virtual table traits (the structs are
@@ -14,6 +15,7 @@ use hydra_chunker::Blob;
 use hydra_dag::{Bucket, Cid, RefName};
 use hydra_fs::Kind;
 use hydra_fs::node::{Record, Stored};
+use hydra_git::{Oid, Repo};
 use hydra_kv::graph::{Graph, matches};
 use hydra_kv::{Item, Kv};
 use rusqlite::types::Value;
@@ -29,6 +31,7 @@ enum Source {
     Files,
     Kv,
     Quads,
+    GitCommits,
 }
 
 impl Source {
@@ -37,6 +40,19 @@ impl Source {
             Source::Files => &["path", "kind", "size", "mode", "uid", "gid", "mtime", "cid"],
             Source::Kv => &["key", "value"],
             Source::Quads => &["s", "p", "o", "g"],
+            Source::GitCommits => &[
+                "id",
+                "tree",
+                "parents",
+                "author",
+                "author_email",
+                "author_time",
+                "committer",
+                "committer_email",
+                "commit_time",
+                "summary",
+                "message",
+            ],
         }
     }
 
@@ -45,13 +61,14 @@ impl Source {
             Source::Files => "hydra_files",
             Source::Kv => "hydra_kv",
             Source::Quads => "hydra_quads",
+            Source::GitCommits => "hydra_git_commits",
         }
     }
 }
 
-/// Registers the three functions on `conn`, reading from `bucket`.
+/// Registers the functions on `conn`, reading from `bucket`.
 pub fn register(conn: &Connection, bucket: &Bucket) -> Result<()> {
-    for source in [Source::Files, Source::Kv, Source::Quads] {
+    for source in [Source::Files, Source::Kv, Source::Quads, Source::GitCommits] {
         conn.create_module(
             source.function(),
             eponymous_only_module::<StoreTab>(),
@@ -245,6 +262,33 @@ impl StoreCursor {
                         Value::Text(q.p),
                         Value::Text(q.o),
                         Value::Text(q.g),
+                    ]);
+                }
+            }
+            Source::GitCommits => {
+                let repo = Repo::open_existing(&self.bucket, name).map_err(|e| e.to_string())?;
+                // Every commit a ref reaches, newest first, as git log --all.
+                let starts: Vec<Oid> = repo
+                    .refs()
+                    .keys()
+                    .filter_map(|r| repo.ref_target(r))
+                    .filter(|oid| repo.commit_object(oid).is_ok())
+                    .collect();
+                let commits = repo.log(&starts, usize::MAX).map_err(|e| e.to_string())?;
+                for (oid, c) in commits {
+                    let parents: Vec<String> = c.parents.iter().map(Oid::to_string).collect();
+                    rows.push(vec![
+                        Value::Text(oid.to_string()),
+                        Value::Text(c.tree.to_string()),
+                        Value::Text(parents.join(" ")),
+                        Value::Text(c.author.name.clone()),
+                        Value::Text(c.author.email.clone()),
+                        Value::Integer(c.author.time),
+                        Value::Text(c.committer.name.clone()),
+                        Value::Text(c.committer.email.clone()),
+                        Value::Integer(c.committer.time),
+                        Value::Text(c.summary().to_string()),
+                        Value::Text(c.message.clone()),
                     ]);
                 }
             }

@@ -80,6 +80,39 @@ fn import_export_log_ls_cat_match_git() {
         g(&["cat-file", "commit", "HEAD"])
     );
 
+    // SQL over the commits: every commit any ref reaches, as git log --all.
+    assert_eq!(
+        s.ok(&[
+            "sql",
+            "q",
+            "SELECT id, author_time, summary FROM hydra_git_commits('h')",
+            "--format",
+            "csv"
+        ]),
+        g(&["log", "--all", "--format=%H,%at,%s"])
+    );
+    assert_eq!(
+        s.ok(&[
+            "sql",
+            "q",
+            "SELECT author, count(*) FROM hydra_git_commits('h') WHERE parents LIKE '% %' GROUP BY author ORDER BY author",
+            "--format",
+            "csv"
+        ]),
+        {
+            let merges = g(&["log", "--all", "--merges", "--format=%an"]);
+            let mut counts = std::collections::BTreeMap::new();
+            for a in merges.lines() {
+                *counts.entry(a.to_string()).or_insert(0) += 1;
+            }
+            counts
+                .iter()
+                .map(|(a, n)| format!("{a},{n}\n"))
+                .collect::<String>()
+        }
+    );
+    s.fails(&["sql", "q", "SELECT * FROM hydra_git_commits('nosuch')"]);
+
     let out = s.scratch("out.git");
     s.ok(&["git", "export", "h", out.to_str().expect("utf-8")]);
     git(&s, &out, &["fsck", "--full", "--strict"]);
