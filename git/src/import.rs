@@ -39,6 +39,9 @@ pub struct Copied {
 /// Opens a repository for reading and refuses one whose history is
 /// incomplete.
 pub fn open_source(path: &Path) -> GitResult<git2::Repository> {
+    // Every object read is hashed and checked here (`copy_objects`);
+    // libgit2 checking it again would double the cost.
+    git2::opts::strict_hash_verification(false);
     let repo = git2::Repository::open(path).map_err(|e| {
         GitError::Source(format!(
             "{} is not a git repository: {}",

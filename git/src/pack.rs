@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 
-use flate2::Compression;
-use flate2::write::ZlibEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 use crate::error::{GitError, GitResult};
 use crate::object::{ObjectKind, Oid, children};
@@ -17,12 +16,14 @@ pub fn write_pack(repo: &Repo, target: &git2::Repository, oids: &[Oid]) -> GitRe
         return Ok(());
     }
     let odb = target.odb()?;
-    let mut writer = odb.packwriter()?;
+    let mut packwriter = odb.packwriter()?;
+    // The indexer takes bytes as given: hand it large pieces.
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, &mut packwriter);
     let count = u32::try_from(oids.len())
         .map_err(|_| GitError::Source("more than 4G objects for one pack".into()))?;
     let mut hasher = sha1_smol::Sha1::new();
     let io = |e| GitError::io("writing a pack", e);
-    let mut emit = |bytes: &[u8], writer: &mut git2::OdbPackwriter<'_>| -> GitResult<()> {
+    let mut emit = |bytes: &[u8], writer: &mut dyn Write| -> GitResult<()> {
         hasher.update(bytes);
         writer.write_all(bytes).map_err(io)
     };
@@ -31,6 +32,8 @@ pub fn write_pack(repo: &Repo, target: &git2::Repository, oids: &[Oid]) -> GitRe
     header.extend_from_slice(&count.to_be_bytes());
     emit(&header, &mut writer)?;
     let mut buf = Vec::new();
+    // One compressor for every object: its state is large to allocate.
+    let mut zlib = Compress::new(Compression::fast(), true);
     for oid in oids {
         let (kind, data) = repo.read(oid)?;
         buf.clear();
@@ -45,15 +48,35 @@ pub fn write_pack(repo: &Repo, target: &git2::Repository, oids: &[Oid]) -> GitRe
             size >>= 7;
         }
         buf.push(byte);
-        let mut z = ZlibEncoder::new(std::mem::take(&mut buf), Compression::fast());
-        z.write_all(&data).map_err(io)?;
-        buf = z.finish().map_err(io)?;
+        deflate(&mut zlib, &data, &mut buf)?;
         emit(&buf, &mut writer)?;
     }
     let digest = hasher.digest().bytes();
     writer.write_all(&digest).map_err(io)?;
-    writer.commit()?;
+    writer.flush().map_err(io)?;
+    drop(writer);
+    packwriter.commit()?;
     Ok(())
+}
+
+/// Appends `data` to `out` as one zlib stream.
+fn deflate(zlib: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> GitResult<()> {
+    zlib.reset();
+    let start = zlib.total_in();
+    loop {
+        out.reserve(data.len() / 2 + 64);
+        let done = (zlib.total_in() - start) as usize;
+        match zlib.compress_vec(&data[done..], out, FlushCompress::Finish) {
+            Ok(Status::StreamEnd) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(GitError::io(
+                    "compressing an object",
+                    std::io::Error::other(e),
+                ));
+            }
+        }
+    }
 }
 
 /// The objects reachable from `wants` that `target` lacks (an object it
