@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::gitviews::{GIT_VIEWS_NAME, GitViews};
 use crate::snapdir::{
     GIT_VIEW_BASE, GIT_VIEWS_INO, Place, SNAPSHOTS_NAME, Snapshots, attr_in, git_repo_ino, join,
-    place,
+    place, synthetic_dir_attr,
 };
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -65,7 +65,7 @@ impl HydraFuse {
 
     /// Attributes of `.git-views` or a repository's directory in it.
     fn git_dir_attr(&self, ino: u64) -> Result<Attr, FsError> {
-        Ok(GitViews::dir_attr(&self.fs.getattr(Ino::ROOT)?, ino))
+        Ok(synthetic_dir_attr(&self.fs.getattr(Ino::ROOT)?, ino))
     }
 
     /// The root attributes of view `k` (of the git views).

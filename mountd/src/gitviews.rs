@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hydra_dag::{Bucket, BucketPolicy, MemoryVolume, VerifiedVolume, Volume};
-use hydra_fs::{Attr, Fs, FsError, FsResult, Ino, Kind};
+use hydra_fs::{Fs, FsError, FsResult};
 use hydra_git::{GitError, Oid, Repo};
 
 /// The directory's name in the root.
@@ -172,19 +172,5 @@ impl GitViews {
             .get(index as usize)
             .cloned()
             .ok_or(FsError::NotFound)
-    }
-
-    /// Attributes of a synthetic directory (`.git-views` or a repository's),
-    /// modelled on the root's, read-only.
-    pub fn dir_attr(root: &Attr, ino: u64) -> Attr {
-        Attr {
-            ino: Ino(ino),
-            kind: Kind::Dir,
-            perm: 0o555,
-            nlink: 2,
-            size: 4096,
-            blocks: 8,
-            ..root.clone()
-        }
     }
 }

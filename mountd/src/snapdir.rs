@@ -137,15 +137,21 @@ impl Snapshots {
 
     /// Attributes of the `.snapshots` directory (those of the root, read-only).
     pub fn dir_attr(&self, root: &Attr) -> Attr {
-        Attr {
-            ino: Ino(SNAPSHOTS_INO),
-            kind: Kind::Dir,
-            perm: 0o555,
-            nlink: 2,
-            size: 4096,
-            blocks: 8,
-            ..root.clone()
-        }
+        synthetic_dir_attr(root, SNAPSHOTS_INO)
+    }
+}
+
+/// Attributes of a directory the mount makes up, numbered `ino`: those of
+/// the root, read-only.
+pub fn synthetic_dir_attr(root: &Attr, ino: u64) -> Attr {
+    Attr {
+        ino: Ino(ino),
+        kind: Kind::Dir,
+        perm: 0o555,
+        nlink: 2,
+        size: 4096,
+        blocks: 8,
+        ..root.clone()
     }
 }
 
