@@ -392,3 +392,45 @@ fn bad_sources_are_refused_and_store_nothing() {
     assert_eq!(state(&bucket), before);
     assert_eq!(Repo::open(&bucket, "h").expect("open").root(), good.root());
 }
+
+#[test]
+fn this_projects_own_repository_round_trips() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf();
+    assert!(
+        project.join(".git").exists(),
+        "the tests run from a git clone of the project; {} has no .git",
+        project.display()
+    );
+    // A bare mirror of it (its working tree and index play no part).
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--mirror",
+            "--no-local",
+            project.to_str().expect("utf-8"),
+            "self.git",
+        ],
+    );
+    let source = tmp.path().join("self.git");
+    let bucket = Bucket::in_memory();
+    let repo = import(&bucket, "self", &source, "import")
+        .expect("import")
+        .repo;
+    let out = tmp.path().join("out.git");
+    export(&repo, &out).expect("export");
+    git(&out, &["fsck", "--full", "--strict"]);
+    assert_eq!(
+        git(&out, &["for-each-ref"]),
+        git(&source, &["for-each-ref"])
+    );
+    assert_eq!(
+        sorted_lines(&git(&out, &["rev-list", "--all", "--objects"])),
+        sorted_lines(&git(&source, &["rev-list", "--all", "--objects"]))
+    );
+}
