@@ -181,6 +181,31 @@ fn checkout_into_a_filesystem_matches_a_git_checkout() {
     );
     assert_eq!(ours, theirs);
     sh("diff -r --exclude=.git ours theirs", &work);
+
+    // The same files imported from disk are the same blobs: the content
+    // is stored once for the repository and every filesystem.
+    sh("rm -rf theirs/.git", &work);
+    s.ok(&[
+        "import",
+        "dir",
+        work.join("theirs").to_str().expect("utf-8"),
+        "--fs",
+        "plain",
+        "--at",
+        "/proj",
+    ]);
+    let cids = |fs: &str| {
+        s.ok(&[
+            "sql",
+            "q",
+            &format!(
+                "SELECT path, cid FROM hydra_files('{fs}') WHERE kind = 'file' AND size > 1024 ORDER BY path"
+            ),
+        ])
+    };
+    let checked_out = cids("w");
+    assert!(checked_out.lines().count() > 100, "{checked_out}");
+    assert_eq!(checked_out, cids("plain"));
 }
 
 #[test]
