@@ -27,6 +27,7 @@ mod error;
 mod gc;
 pub mod local;
 mod memory;
+mod redis_volume;
 mod refs;
 mod store;
 pub mod varint;
@@ -42,6 +43,7 @@ pub use error::{DagError, DagResult};
 pub use gc::{GcOptions, GcReport};
 pub use local::LocalVolume;
 pub use memory::MemoryVolume;
+pub use redis_volume::RedisVolume;
 pub use refs::{LogEntry, RefName, RefNote, now_ns};
 pub use store::{
     BucketSpec, OpenMode, STORE_FORMAT, Store, StoreConfig, StoreOptions, VolumeContext,

@@ -16,6 +16,7 @@ use crate::cache::CachedVolume;
 use crate::error::{DagError, DagResult};
 use crate::local::LocalVolume;
 use crate::memory::MemoryVolume;
+use crate::redis_volume::RedisVolume;
 use crate::verify::VerifiedVolume;
 use crate::volume::Volume;
 
@@ -79,6 +80,18 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// One default bucket over the one volume `spec`.
+    pub fn single(spec: VolumeSpec) -> StoreConfig {
+        StoreConfig {
+            format: STORE_FORMAT,
+            buckets: vec![BucketSpec {
+                name: "default".into(),
+                policy: BucketPolicy::default(),
+                volumes: vec![spec],
+            }],
+        }
+    }
+
     fn default_local() -> StoreConfig {
         StoreConfig {
             format: STORE_FORMAT,
@@ -127,6 +140,28 @@ impl Default for VolumeRegistry {
             )?))
         });
         registry.register("memory", |_| Ok(Arc::new(MemoryVolume::new())));
+        registry.register("redis", |cx| {
+            let setting = |k: &str| cx.spec.settings.get(k).map(String::as_str);
+            let nodes = setting("nodes")
+                .ok_or_else(|| DagError::Other("a redis volume needs nodes".into()))?
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
+            let replicas = setting("replicas")
+                .map(|r| {
+                    r.parse().map_err(|_| {
+                        DagError::Other(format!("redis replicas {r:?} is not a number"))
+                    })
+                })
+                .transpose()?
+                .unwrap_or(1);
+            Ok(Arc::new(RedisVolume::open(
+                nodes,
+                setting("prefix").unwrap_or("hydra"),
+                replicas,
+            )?))
+        });
         registry
     }
 }
@@ -160,6 +195,16 @@ impl Store {
     /// Creates a store at `path` (an absent or empty directory) and opens it.
     /// Returns the store and whether it was newly created.
     pub fn init(path: &Path, options: &StoreOptions) -> DagResult<(Store, bool)> {
+        Store::init_with(path, StoreConfig::default_local(), options)
+    }
+
+    /// Creates a store at `path` whose blocks and refs live where `config`
+    /// says (an existing store is opened as it is).
+    pub fn init_with(
+        path: &Path,
+        config: StoreConfig,
+        options: &StoreOptions,
+    ) -> DagResult<(Store, bool)> {
         check_dir(path)?;
         if path.join(CONFIG).exists() {
             return Ok((Store::open(path, OpenMode::ReadWrite, options)?, false));
@@ -178,7 +223,17 @@ impl Store {
         }
         std::fs::create_dir_all(path).map_err(|e| DagError::io(path, e))?;
         let lock = lock(path, OpenMode::ReadWrite)?;
-        let config = StoreConfig::default_local();
+        // Reach every volume before recording it: a store that cannot
+        // open is not created.
+        for bucket in &config.buckets {
+            for spec in &bucket.volumes {
+                VolumeRegistry::default().open(&VolumeContext {
+                    store: path,
+                    spec,
+                    read_only: false,
+                })?;
+            }
+        }
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| DagError::Other(e.to_string()))?;
         let tmp = path.join("hydra.json.tmp");

@@ -29,10 +29,17 @@ use hydra_dag::local::INLINE_MAX;
 use hydra_dag::local::pack::{MAGIC, TARGET_SIZE, record_header_len};
 use hydra_dag::{
     Block, Bucket, CachedVolume, Cid, Codec, DagError, GcOptions, Ipld, LocalVolume,
-    MAX_BLOCK_SIZE, MemoryVolume, OpenMode, RefName, RefNote, Store, StoreOptions, VerifiedVolume,
-    Volume, VolumeStats, now_ns,
+    MAX_BLOCK_SIZE, MemoryVolume, OpenMode, RedisVolume, RefName, RefNote, Store, StoreOptions,
+    VerifiedVolume, Volume, VolumeStats, now_ns,
 };
 use tempfile::TempDir;
+
+mod support {
+    // Shared with the end-to-end tests, which use all of it.
+    #[allow(dead_code)]
+    #[path = "redis.rs"]
+    pub mod redis;
+}
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -232,6 +239,27 @@ mod conformance {
     struct Fixture {
         volume: Arc<dyn Volume>,
         _dir: Option<TempDir>,
+        _redis: Option<support::redis::Redis>,
+    }
+
+    fn redis_single() -> Fixture {
+        let redis = support::redis::Redis::single();
+        let volume = RedisVolume::open(redis.nodes.clone(), "t", 1).expect("connect");
+        Fixture {
+            volume: Arc::new(volume),
+            _dir: None,
+            _redis: Some(redis),
+        }
+    }
+
+    fn redis_cluster() -> Fixture {
+        let redis = support::redis::Redis::cluster(3, 0);
+        let volume = RedisVolume::open(vec![redis.nodes[1].clone()], "t", 1).expect("connect");
+        Fixture {
+            volume: Arc::new(volume),
+            _dir: None,
+            _redis: Some(redis),
+        }
     }
 
     /// Small enough that blocks above 32 KiB bypass the cache and others
@@ -242,6 +270,7 @@ mod conformance {
         Fixture {
             volume: Arc::new(MemoryVolume::new()),
             _dir: None,
+            _redis: None,
         }
     }
 
@@ -250,25 +279,28 @@ mod conformance {
         Fixture {
             volume: Arc::new(local_volume(dir.path())),
             _dir: Some(dir),
+            _redis: None,
         }
     }
 
     fn verified_cached_local() -> Fixture {
-        let Fixture { volume, _dir } = local();
+        let Fixture { volume, _dir, .. } = local();
         let cached: Arc<dyn Volume> = Arc::new(CachedVolume::new(volume, CACHE_BYTES));
         Fixture {
             volume: Arc::new(VerifiedVolume::new(cached)),
             _dir,
+            _redis: None,
         }
     }
 
     /// The stack `Store` builds.
     fn cached_verified_local() -> Fixture {
-        let Fixture { volume, _dir } = local();
+        let Fixture { volume, _dir, .. } = local();
         let verified: Arc<dyn Volume> = Arc::new(VerifiedVolume::new(volume));
         Fixture {
             volume: Arc::new(CachedVolume::new(verified, CACHE_BYTES)),
             _dir,
+            _redis: None,
         }
     }
 
@@ -291,6 +323,14 @@ mod conformance {
                 #[test]
                 fn cached_verified_local() {
                     super::$behaviour(&*super::cached_verified_local().volume);
+                }
+                #[test]
+                fn redis_single() {
+                    super::$behaviour(&*super::redis_single().volume);
+                }
+                #[test]
+                fn redis_cluster() {
+                    super::$behaviour(&*super::redis_cluster().volume);
                 }
             }
         )*};
@@ -2211,4 +2251,129 @@ fn reads_survive_back_to_back_compactions() {
         "reads of live blocks failed during {} compactions: {failures:#?}",
         compactions.load(Ordering::SeqCst)
     );
+}
+
+// ---------------------------------------------------------------------------
+// Redis: a cluster failing over under load, two clients on one deployment
+// ---------------------------------------------------------------------------
+
+mod redis_deployments {
+    use super::*;
+    use support::redis::Redis;
+
+    fn block(i: u64) -> Block {
+        let mut data = vec![0u8; 4096];
+        data[..8].copy_from_slice(&i.to_le_bytes());
+        data[8..16].copy_from_slice(&now_ns().to_le_bytes());
+        Block::new(Codec::RAW, data).expect("block")
+    }
+
+    #[test]
+    fn a_master_killed_mid_workload_loses_nothing_acknowledged() {
+        let mut redis = Redis::cluster(3, 1);
+        let volume = Arc::new(RedisVolume::open(redis.nodes.clone(), "f", 1).expect("connect"));
+        let name = RefName::new("fs/work").expect("name");
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let worker = {
+            let (volume, name, stop, done) =
+                (volume.clone(), name.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut acked: Vec<Cid> = Vec::new();
+                let mut head: Option<Cid> = None;
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) || i < 400 {
+                    let b = block(i);
+                    volume
+                        .put_many(std::slice::from_ref(&b))
+                        .expect("put survives the failover");
+                    volume
+                        .cas_ref(&name, head.as_ref(), Some(b.cid()), &RefNote::default())
+                        .expect("cas survives the failover");
+                    head = Some(*b.cid());
+                    acked.push(*b.cid());
+                    i += 1;
+                    done.store(i, Ordering::SeqCst);
+                }
+                acked
+            })
+        };
+        while done.load(Ordering::SeqCst) < 100 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The master holding the refs and changelog: the hardest one to lose.
+        let victim = redis.master_of("{f}:refs");
+        redis.kill(&victim);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
+        let acked = worker.join().expect("worker");
+        assert!(acked.len() >= 400);
+        // Every acknowledged write is there, read through the new master.
+        let reader = RedisVolume::open(
+            redis
+                .nodes
+                .iter()
+                .filter(|n| **n != victim)
+                .cloned()
+                .collect(),
+            "f",
+            1,
+        )
+        .expect("connect");
+        for cid in &acked {
+            assert!(reader.has(cid).expect("has"), "lost block {cid}");
+        }
+        assert_eq!(reader.get_ref(&name).expect("ref"), acked.last().copied());
+        let log = reader.log(Some(&name), usize::MAX).expect("log");
+        assert_eq!(log.len(), acked.len(), "every acknowledged move is logged");
+        let logged: Vec<Cid> = log.iter().rev().filter_map(|e| e.new).collect();
+        assert_eq!(logged, acked);
+    }
+
+    #[test]
+    fn two_clients_share_one_deployment_and_lose_no_update() {
+        let redis = Redis::cluster(3, 0);
+        let a = Arc::new(RedisVolume::open(vec![redis.nodes[0].clone()], "s", 1).expect("a"));
+        let b = Arc::new(RedisVolume::open(vec![redis.nodes[2].clone()], "s", 1).expect("b"));
+        let name = RefName::new("kv/counter").expect("name");
+        // What one commits, the other sees at once.
+        let first = block(0);
+        a.put_many(std::slice::from_ref(&first)).expect("put");
+        a.cas_ref(&name, None, Some(first.cid()), &RefNote::default())
+            .expect("cas");
+        assert_eq!(b.get_ref(&name).expect("ref"), Some(*first.cid()));
+        assert!(b.has(first.cid()).expect("has"));
+        // Read-modify-write from both at once: conflicts are retried, so
+        // the final value names every increment.
+        let run = |v: Arc<RedisVolume>, who: u8| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut conflicts = 0;
+                for _ in 0..50 {
+                    loop {
+                        let head = v.get_ref(&name).expect("ref").expect("set");
+                        let mut data = v.get(&head).expect("get").expect("present").to_vec();
+                        data.push(who);
+                        let next = Block::new(Codec::RAW, data).expect("block");
+                        v.put_many(std::slice::from_ref(&next)).expect("put");
+                        match v.cas_ref(&name, Some(&head), Some(next.cid()), &RefNote::default()) {
+                            Ok(_) => break,
+                            Err(DagError::RefConflict { .. }) => conflicts += 1,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        };
+        let (ta, tb) = (run(a.clone(), 1), run(b.clone(), 2));
+        let conflicts = ta.join().expect("a") + tb.join().expect("b");
+        let head = a.get_ref(&name).expect("ref").expect("set");
+        let data = a.get(&head).expect("get").expect("present");
+        let tail = &data[4096..];
+        assert_eq!(tail.iter().filter(|&&w| w == 1).count(), 50);
+        assert_eq!(tail.iter().filter(|&&w| w == 2).count(), 50);
+        assert_eq!(a.log(Some(&name), usize::MAX).expect("log").len(), 101);
+        eprintln!("{conflicts} conflicts retried");
+    }
 }
