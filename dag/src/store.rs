@@ -221,12 +221,10 @@ impl Store {
                 ));
             }
         }
-        std::fs::create_dir_all(path).map_err(|e| DagError::io(path, e))?;
-        let lock = lock(path, OpenMode::ReadWrite)?;
-        // Reach every volume before recording it: a store that cannot
-        // open is not created.
+        // Reach every volume kept elsewhere before anything is written
+        // here: a store that cannot open is not created.
         for bucket in &config.buckets {
-            for spec in &bucket.volumes {
+            for spec in bucket.volumes.iter().filter(|v| v.kind != "local") {
                 VolumeRegistry::default().open(&VolumeContext {
                     store: path,
                     spec,
@@ -234,6 +232,8 @@ impl Store {
                 })?;
             }
         }
+        std::fs::create_dir_all(path).map_err(|e| DagError::io(path, e))?;
+        let lock = lock(path, OpenMode::ReadWrite)?;
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| DagError::Other(e.to_string()))?;
         let tmp = path.join("hydra.json.tmp");

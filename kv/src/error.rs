@@ -29,7 +29,7 @@ pub enum KvError {
     #[error("invalid request: {0}")]
     Invalid(&'static str),
     /// Another writer committed first (compare-and-swap of the ref failed).
-    #[error("{name} was changed by another writer")]
+    #[error("{name} was changed by another writer at a key this change also changes")]
     Conflict {
         /// The ref.
         name: String,

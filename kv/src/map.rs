@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use hydra_dag::{Bucket, Cid, DagError, LogEntry, RefName, RefNote};
 
+use crate::diff::diff_each;
 use crate::error::{KvError, KvResult};
 use crate::tree::{Edit, Tree, check_key};
 
@@ -117,24 +118,39 @@ impl Txn {
         self.edits.is_empty()
     }
 
-    /// Stores the changes and moves the ref from the tree this transaction
-    /// began on; fails with [`KvError::Conflict`] (storing nothing visible)
-    /// if another writer committed since.
+    /// Stores the changes and moves the ref. When another writer committed
+    /// since this transaction began (another process, or another machine
+    /// on a shared volume), the changes are replayed on its tree if none of
+    /// the keys it changed are keys changed here; otherwise this fails with
+    /// [`KvError::Conflict`], storing nothing visible.
     pub fn commit(self, message: &str) -> KvResult<Tree> {
         let session = self.kv.bucket.session();
-        let new = self.base.apply(&session, self.edits)?;
         let note = RefNote::by_current_user(message);
-        match self.kv.bucket.cas_ref(
-            &self.kv.name,
-            self.base.root().as_ref(),
-            new.root().as_ref(),
-            &note,
-        ) {
-            Ok(_) => Ok(new),
-            Err(DagError::RefConflict { .. }) => Err(KvError::Conflict {
-                name: self.kv.name.to_string(),
-            }),
-            Err(e) => Err(e.into()),
+        let mut base = self.base;
+        loop {
+            let new = base.apply(&session, self.edits.clone())?;
+            match self.kv.bucket.cas_ref(
+                &self.kv.name,
+                base.root().as_ref(),
+                new.root().as_ref(),
+                &note,
+            ) {
+                Ok(_) => return Ok(new),
+                Err(DagError::RefConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let current = self.kv.tree()?;
+            let mut overlap = false;
+            diff_each(&base, &current, &mut |change| {
+                overlap = self.edits.contains_key(change.key());
+                Ok(!overlap)
+            })?;
+            if overlap {
+                return Err(KvError::Conflict {
+                    name: self.kv.name.to_string(),
+                });
+            }
+            base = current;
         }
     }
 }

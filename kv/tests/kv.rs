@@ -291,11 +291,12 @@ fn large_values_become_blobs_and_long_keys_are_refused() {
 }
 
 #[test]
-fn concurrent_commits_conflict_instead_of_losing_an_update() {
+fn concurrent_commits_rebase_or_conflict_but_never_lose_an_update() {
     let kv = Kv::open(Bucket::in_memory(), "c").expect("open");
     let mut t0 = kv.begin().expect("begin");
     t0.put(b"a", b"0").expect("put");
     t0.commit("base").expect("commit");
+    // Different keys: the second commit is replayed on the first.
     let mut t1 = kv.begin().expect("begin");
     let mut t2 = kv.begin().expect("begin");
     t1.put(b"a", b"1").expect("put");
@@ -306,15 +307,28 @@ fn concurrent_commits_conflict_instead_of_losing_an_update() {
         "reads its own writes"
     );
     t1.commit("one").expect("first commit wins");
-    assert!(matches!(t2.commit("two"), Err(KvError::Conflict { .. })));
+    t2.commit("two").expect("rebased onto the first");
     let tree = kv.tree().expect("tree");
     assert_eq!(tree.get(b"a").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(tree.get(b"b").expect("get").as_deref(), Some(&b"2"[..]));
+    assert_eq!(kv.log(10).expect("log").len(), 3);
+    // The same key: a conflict, and the loser changes nothing.
+    let mut t3 = kv.begin().expect("begin");
+    let mut t4 = kv.begin().expect("begin");
+    t3.put(b"a", b"3").expect("put");
+    t4.put(b"a", b"4").expect("put");
+    t4.put(b"c", b"4").expect("put");
+    t3.commit("three").expect("first commit wins");
+    let err = t4.commit("four").expect_err("overlap");
+    assert!(matches!(err, KvError::Conflict { .. }), "{err}");
+    let tree = kv.tree().expect("tree");
+    assert_eq!(tree.get(b"a").expect("get").as_deref(), Some(&b"3"[..]));
     assert_eq!(
-        tree.get(b"b").expect("get"),
+        tree.get(b"c").expect("get"),
         None,
         "the loser changed nothing"
     );
-    assert_eq!(kv.log(10).expect("log").len(), 2);
+    assert_eq!(kv.log(10).expect("log").len(), 4);
 }
 
 fn tree_of(bucket: &Bucket, model: &BTreeMap<Bytes, Bytes>) -> Tree {

@@ -2,6 +2,9 @@
 //! run it against a temporary store, and check its output.
 
 pub mod ninep;
+/// Real redis-server deployments (shared with the hydra-dag tests).
+#[path = "../../dag/tests/support/redis.rs"]
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

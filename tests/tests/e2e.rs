@@ -10,6 +10,8 @@ mod kernel9p;
 mod kv;
 #[path = "e2e/ninep.rs"]
 mod ninep;
+#[path = "e2e/redis.rs"]
+mod redis;
 #[path = "e2e/sql.rs"]
 mod sql;
 #[path = "e2e/tar.rs"]
