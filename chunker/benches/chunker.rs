@@ -117,6 +117,7 @@ fn all(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = StoreOptions {
         cache_bytes: TOTAL * 2,
+        ..StoreOptions::default()
     };
     let (store, _) = Store::init(&dir.path().join("s"), &options).expect("store");
     let blob = put_bytes(&store.bucket().session(), params, &data).expect("put");

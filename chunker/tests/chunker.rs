@@ -348,6 +348,7 @@ fn ten_gib_streams_in_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = hydra_dag::StoreOptions {
         cache_bytes: 32 << 20,
+        ..hydra_dag::StoreOptions::default()
     };
     let (store, _) = hydra_dag::Store::init(&dir.path().join("s"), &options).expect("store");
     let bucket = store.bucket().clone();

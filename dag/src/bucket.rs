@@ -14,6 +14,7 @@ use crate::block::Block;
 use crate::cid::{Cid, Codec};
 use crate::error::{DagError, DagResult};
 use crate::refs::{LogEntry, RefName, RefNote};
+use crate::transform::Transforms;
 use crate::volume::{Volume, VolumeStats};
 
 /// How a bucket places, reads and cuts its blocks.
@@ -24,6 +25,10 @@ pub struct BucketPolicy {
     /// How files written into the bucket are cut into chunks.
     #[serde(default)]
     pub chunking: ChunkingPolicy,
+    /// What is done to bytes before they are stored (compression,
+    /// encryption).
+    #[serde(default, skip_serializing_if = "Transforms::is_none")]
+    pub transforms: Transforms,
 }
 
 impl Default for BucketPolicy {
@@ -31,6 +36,7 @@ impl Default for BucketPolicy {
         BucketPolicy {
             replication: 1,
             chunking: ChunkingPolicy::default(),
+            transforms: Transforms::default(),
         }
     }
 }

@@ -30,6 +30,7 @@ mod memory;
 mod redis_volume;
 mod refs;
 mod store;
+mod transform;
 pub mod varint;
 mod verify;
 mod volume;
@@ -49,5 +50,6 @@ pub use store::{
     BucketSpec, OpenMode, STORE_FORMAT, Store, StoreConfig, StoreOptions, VolumeContext,
     VolumeFactory, VolumeRegistry, VolumeSpec,
 };
+pub use transform::{EncryptionSpec, Secret, TransformVolume, Transforms};
 pub use verify::VerifiedVolume;
 pub use volume::{BlockInfo, CompactStats, Volume, VolumeStats};

@@ -17,6 +17,7 @@ use crate::error::{DagError, DagResult};
 use crate::local::LocalVolume;
 use crate::memory::MemoryVolume;
 use crate::redis_volume::RedisVolume;
+use crate::transform::{Secret, TransformVolume};
 use crate::verify::VerifiedVolume;
 use crate::volume::Volume;
 
@@ -39,12 +40,18 @@ pub enum OpenMode {
 pub struct StoreOptions {
     /// Bytes of block cache in front of each volume.
     pub cache_bytes: usize,
+    /// The key of an encrypted store (by default from `$HYDRA_KEY_FILE`
+    /// or `$HYDRA_PASSPHRASE`).
+    pub secret: Option<Secret>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 256 << 20,
+            // A key file that cannot be read is reported when an
+            // encrypted store opens.
+            secret: Secret::from_env().ok().flatten(),
         }
     }
 }
@@ -296,7 +303,18 @@ impl Store {
                     spec: vspec,
                     read_only: mode == OpenMode::ReadOnly,
                 };
-                let backend = registry.open(&cx)?;
+                let mut backend = registry.open(&cx)?;
+                if !spec.policy.transforms.is_none() {
+                    if spec.policy.transforms.encryption.is_some() && options.secret.is_none() {
+                        // Name the unreadable key file, if that is why.
+                        Secret::from_env()?;
+                    }
+                    backend = Arc::new(TransformVolume::new(
+                        backend,
+                        &spec.policy.transforms,
+                        options.secret.as_ref(),
+                    )?);
+                }
                 let verified: Arc<dyn Volume> = Arc::new(VerifiedVolume::new(backend));
                 volumes
                     .push(Arc::new(CachedVolume::new(verified, options.cache_bytes))

@@ -128,7 +128,7 @@ pub trait Volume: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Implements the `Volume` methods a decorator passes through unchanged to
-/// its `inner` volume: refs, changelog, iteration, stats, compaction.
+/// its `inner` volume: iteration, stats, and everything [`forward_refs`] does.
 macro_rules! forward_volume_metadata {
     () => {
         fn for_each_block(
@@ -138,6 +138,19 @@ macro_rules! forward_volume_metadata {
             self.inner.for_each_block(f)
         }
 
+        fn stats(&self) -> $crate::error::DagResult<$crate::volume::VolumeStats> {
+            self.inner.stats()
+        }
+
+        $crate::volume::forward_refs!();
+    };
+}
+pub(crate) use forward_volume_metadata;
+
+/// Implements the `Volume` methods about refs, the changelog and
+/// compaction by passing them to the decorator's `inner` volume.
+macro_rules! forward_refs {
+    () => {
         fn get_ref(
             &self,
             name: &$crate::refs::RefName,
@@ -169,10 +182,6 @@ macro_rules! forward_volume_metadata {
             self.inner.log(name, limit)
         }
 
-        fn stats(&self) -> $crate::error::DagResult<$crate::volume::VolumeStats> {
-            self.inner.stats()
-        }
-
         fn compact(&self, min_live: f64) -> $crate::error::DagResult<$crate::volume::CompactStats> {
             self.inner.compact(min_live)
         }
@@ -182,4 +191,4 @@ macro_rules! forward_volume_metadata {
         }
     };
 }
-pub(crate) use forward_volume_metadata;
+pub(crate) use forward_refs;

@@ -28,9 +28,10 @@ use bytes::Bytes;
 use hydra_dag::local::INLINE_MAX;
 use hydra_dag::local::pack::{MAGIC, TARGET_SIZE, record_header_len};
 use hydra_dag::{
-    Block, Bucket, CachedVolume, Cid, Codec, DagError, GcOptions, Ipld, LocalVolume,
-    MAX_BLOCK_SIZE, MemoryVolume, OpenMode, RedisVolume, RefName, RefNote, Store, StoreOptions,
-    VerifiedVolume, Volume, VolumeStats, now_ns,
+    Block, Bucket, CachedVolume, Cid, Codec, DagError, EncryptionSpec, GcOptions, Ipld,
+    LocalVolume, MAX_BLOCK_SIZE, MemoryVolume, OpenMode, RedisVolume, RefName, RefNote, Secret,
+    Store, StoreConfig, StoreOptions, TransformVolume, Transforms, VerifiedVolume, Volume,
+    VolumeSpec, VolumeStats, now_ns,
 };
 use tempfile::TempDir;
 
@@ -215,6 +216,7 @@ fn tempdir() -> TempDir {
 fn small_cache() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
+        ..StoreOptions::default()
     }
 }
 
@@ -240,6 +242,23 @@ mod conformance {
         volume: Arc<dyn Volume>,
         _dir: Option<TempDir>,
         _redis: Option<support::redis::Redis>,
+    }
+
+    /// The stack a store with both transforms builds (the cache aside).
+    fn transformed_local() -> Fixture {
+        let Fixture { volume, _dir, .. } = local();
+        let secret = Secret::Passphrase("correct horse".into());
+        let transforms = Transforms {
+            zstd_level: Some(3),
+            encryption: Some(EncryptionSpec::new(&secret).expect("spec")),
+        };
+        let sealed: Arc<dyn Volume> =
+            Arc::new(TransformVolume::new(volume, &transforms, Some(&secret)).expect("open"));
+        Fixture {
+            volume: Arc::new(VerifiedVolume::new(sealed)),
+            _dir,
+            _redis: None,
+        }
     }
 
     fn redis_single() -> Fixture {
@@ -323,6 +342,10 @@ mod conformance {
                 #[test]
                 fn cached_verified_local() {
                     super::$behaviour(&*super::cached_verified_local().volume);
+                }
+                #[test]
+                fn transformed_local() {
+                    super::$behaviour(&*super::transformed_local().volume);
                 }
                 #[test]
                 fn redis_single() {
@@ -2375,5 +2398,184 @@ mod redis_deployments {
         assert_eq!(tail.iter().filter(|&&w| w == 2).count(), 50);
         assert_eq!(a.log(Some(&name), usize::MAX).expect("log").len(), 101);
         eprintln!("{conflicts} conflicts retried");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Transforms: compressed and encrypted stores
+// ---------------------------------------------------------------------------
+
+mod transforms {
+    use super::*;
+
+    fn config(zstd: bool, secret: Option<&Secret>) -> StoreConfig {
+        let mut config = StoreConfig::single(VolumeSpec {
+            kind: "local".into(),
+            settings: [("path".to_string(), ".".to_string())].into(),
+        });
+        config.buckets[0].policy.transforms = Transforms {
+            zstd_level: zstd.then_some(3),
+            encryption: secret.map(|s| EncryptionSpec::new(s).expect("spec")),
+        };
+        config
+    }
+
+    fn options(secret: Option<Secret>) -> StoreOptions {
+        StoreOptions {
+            secret,
+            ..StoreOptions::default()
+        }
+    }
+
+    /// Text that compresses well, different per block.
+    fn text(i: usize) -> Vec<u8> {
+        (0..2000)
+            .map(|j| format!("line {j} of block {i}: the quick brown fox\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    fn pack_bytes(dir: &Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for e in std::fs::read_dir(dir.join("packs")).expect("packs") {
+            all.extend(std::fs::read(e.expect("entry").path()).expect("read"));
+        }
+        all.extend(std::fs::read(dir.join("index.sqlite")).expect("index"));
+        all
+    }
+
+    #[test]
+    fn compressed_and_encrypted_blocks_hide_their_content_and_names() {
+        let dir = tempdir();
+        let path = dir.path().join("s");
+        let secret = Secret::Passphrase("correct horse battery".into());
+        let (store, _) = Store::init_with(
+            &path,
+            config(true, Some(&secret)),
+            &options(Some(secret.clone())),
+        )
+        .expect("init");
+        let blocks: Vec<Block> = (0..20)
+            .map(|i| Block::new(Codec::RAW, text(i)).expect("block"))
+            .collect();
+        let plain: usize = blocks.iter().map(Block::len).sum();
+        store.bucket().put_blocks(&blocks).expect("put");
+        let name = RefName::new("fs/x").expect("name");
+        store
+            .bucket()
+            .cas_ref(&name, None, Some(blocks[0].cid()), &RefNote::default())
+            .expect("ref");
+        for b in &blocks {
+            assert_eq!(store.bucket().require(b.cid()).expect("get"), *b.data());
+        }
+        drop(store);
+
+        // On disk: smaller than the text, no text, no CID of any block.
+        let raw = pack_bytes(&path);
+        assert!(raw.len() < plain / 4, "{} stored for {plain}", raw.len());
+        assert!(!raw.windows(20).any(|w| w == b"the quick brown fox\n"));
+        let inner = local_volume(&path);
+        for b in &blocks {
+            assert!(
+                !inner.has(b.cid()).expect("has"),
+                "stored under its own CID"
+            );
+            let digest = b.cid().digest();
+            assert!(
+                !raw.windows(32).any(|w| w == digest),
+                "a CID digest is visible"
+            );
+        }
+
+        // The right key reads everything back and GC sees the real CIDs.
+        let store =
+            Store::open(&path, OpenMode::ReadWrite, &options(Some(secret.clone()))).expect("open");
+        let report = store
+            .bucket()
+            .gc(&GcOptions {
+                grace: Duration::ZERO,
+                ..GcOptions::default()
+            })
+            .expect("gc");
+        assert_eq!(report.swept_blocks, 19, "{report:?}");
+        assert_eq!(
+            store.bucket().require(blocks[0].cid()).expect("kept"),
+            *blocks[0].data()
+        );
+        assert!(store.bucket().get(blocks[1].cid()).expect("get").is_none());
+        drop(store);
+
+        // A wrong key or none: refused at open, with a clear message.
+        let wrong = Store::open(
+            &path,
+            OpenMode::ReadOnly,
+            &options(Some(Secret::Passphrase("wrong".into()))),
+        )
+        .expect_err("wrong key");
+        assert!(wrong.to_string().contains("wrong key"), "{wrong}");
+        let none = Store::open(&path, OpenMode::ReadOnly, &options(None)).expect_err("no key");
+        assert!(none.to_string().contains("HYDRA_PASSPHRASE"), "{none}");
+        let key_file = Secret::KeyFile(vec![7; 32]);
+        let other = Store::open(&path, OpenMode::ReadOnly, &options(Some(key_file)))
+            .expect_err("key file for a passphrase store");
+        assert!(other.to_string().contains("wrong key"), "{other}");
+    }
+
+    #[test]
+    fn a_tampered_encrypted_block_is_an_integrity_error() {
+        let dir = tempdir();
+        let path = dir.path().join("s");
+        let secret = Secret::KeyFile((0..64).collect());
+        let (store, _) = Store::init_with(
+            &path,
+            config(false, Some(&secret)),
+            &options(Some(secret.clone())),
+        )
+        .expect("init");
+        let block = Block::new(Codec::RAW, vec![42u8; 100_000]).expect("block");
+        store
+            .bucket()
+            .put_blocks(std::slice::from_ref(&block))
+            .expect("put");
+        drop(store);
+        let pack = path.join("packs/00000001.pack");
+        let mut bytes = std::fs::read(&pack).expect("read");
+        let at = bytes.len() - 500;
+        bytes[at] ^= 1;
+        std::fs::write(&pack, bytes).expect("write");
+        let store = Store::open(&path, OpenMode::ReadOnly, &options(Some(secret))).expect("open");
+        let err = store.bucket().get(block.cid()).expect_err("tampered");
+        assert!(matches!(err, DagError::Integrity { .. }), "{err}");
+    }
+
+    #[test]
+    fn compression_alone_keeps_names_and_shrinks_text() {
+        let dir = tempdir();
+        let path = dir.path().join("s");
+        let (store, _) = Store::init_with(&path, config(true, None), &options(None)).expect("init");
+        let blocks: Vec<Block> = (0..10)
+            .map(|i| Block::new(Codec::RAW, text(i)).expect("block"))
+            .collect();
+        store.bucket().put_blocks(&blocks).expect("put");
+        // Incompressible bytes are stored as they are (one flag byte more).
+        let noise = Block::new(Codec::RAW, bytes_for(9, 50_000)).expect("block");
+        store
+            .bucket()
+            .put_blocks(std::slice::from_ref(&noise))
+            .expect("put");
+        drop(store);
+        let inner = local_volume(&path);
+        for b in &blocks {
+            let stored = inner.get(b.cid()).expect("get").expect("under its CID");
+            assert!(stored.len() < b.len() / 4);
+        }
+        assert_eq!(
+            inner.get(noise.cid()).expect("get").expect("stored").len(),
+            50_001
+        );
+        let store = Store::open(&path, OpenMode::ReadOnly, &options(None)).expect("open");
+        for b in blocks.iter().chain([&noise]) {
+            assert_eq!(store.bucket().require(b.cid()).expect("get"), *b.data());
+        }
     }
 }

@@ -73,6 +73,7 @@ fn main() {
             &dir.path().join("hydra"),
             &StoreOptions {
                 cache_bytes: 1 << 30,
+                ..StoreOptions::default()
             },
         )
         .expect("store");
@@ -139,7 +140,10 @@ fn main() {
         let store = Store::open(
             &dir.path().join("hydra"),
             hydra_dag::OpenMode::ReadOnly,
-            &StoreOptions { cache_bytes: 0 },
+            &StoreOptions {
+                cache_bytes: 0,
+                ..StoreOptions::default()
+            },
         )
         .expect("reopen");
         let cold = Tree::new(store.bucket().clone(), root);

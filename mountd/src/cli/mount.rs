@@ -102,6 +102,7 @@ pub(super) fn open_store(cx: &Context, read_only: bool) -> Result<Store> {
     // page cache holds file data anyway) and frequent settling of writes.
     let options = StoreOptions {
         cache_bytes: DAEMON_CACHE,
+        ..StoreOptions::default()
     };
     let mode = if read_only {
         OpenMode::ReadOnly
