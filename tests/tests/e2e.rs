@@ -16,6 +16,8 @@ mod redis;
 mod sql;
 #[path = "e2e/tar.rs"]
 mod tar;
+#[path = "e2e/transforms.rs"]
+mod transforms;
 
 use std::fs::OpenOptions;
 use std::io::Write;
