@@ -337,10 +337,38 @@ impl Volume for TransformVolume {
     }
 
     fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
-        let sealed = blocks
-            .iter()
-            .map(|b| self.seal(b))
-            .collect::<DagResult<Vec<_>>>()?;
+        // Compression and encryption are CPU work: a large batch is
+        // sealed on every core.
+        let bytes: usize = blocks.iter().map(Block::len).sum();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let sealed = if threads > 1 && bytes >= 4 << 20 {
+            let per = blocks.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = blocks
+                    .chunks(per)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|b| self.seal(b))
+                                .collect::<DagResult<Vec<_>>>()
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::with_capacity(blocks.len());
+                for part in parts {
+                    let sealed = part
+                        .join()
+                        .map_err(|_| DagError::Other("a sealing thread panicked".into()))??;
+                    all.extend(sealed);
+                }
+                Ok::<_, DagError>(all)
+            })?
+        } else {
+            blocks
+                .iter()
+                .map(|b| self.seal(b))
+                .collect::<DagResult<Vec<_>>>()?
+        };
         self.inner.put_many(&sealed)
     }
 
