@@ -112,6 +112,10 @@ impl Volume for CachedVolume {
         Ok(found)
     }
 
+    fn get_uncached(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        self.inner.get_uncached(cid)
+    }
+
     fn has(&self, cid: &Cid) -> DagResult<bool> {
         let cached = self
             .state

@@ -24,12 +24,14 @@ pub mod car;
 pub mod cbor;
 mod cid;
 mod error;
+mod fsck;
 mod gc;
 pub mod local;
 mod memory;
 mod redis_volume;
 mod refs;
 mod store;
+mod sync;
 mod transform;
 pub mod varint;
 mod verify;
@@ -41,6 +43,7 @@ pub use cache::{CacheStats, CachedVolume};
 pub use cbor::Ipld;
 pub use cid::{BLAKE3_CODE, Cid, Codec, DIGEST_LEN};
 pub use error::{DagError, DagResult};
+pub use fsck::{BadCopy, FsckReport};
 pub use gc::{GcOptions, GcReport};
 pub use local::LocalVolume;
 pub use memory::MemoryVolume;
@@ -50,6 +53,7 @@ pub use store::{
     BucketSpec, OpenMode, STORE_FORMAT, Store, StoreConfig, StoreOptions, VolumeContext,
     VolumeFactory, VolumeRegistry, VolumeSpec,
 };
+pub use sync::{SyncReport, sync};
 pub use transform::{EncryptionSpec, Secret, TransformVolume, Transforms};
 pub use verify::VerifiedVolume;
 pub use volume::{BlockInfo, CompactStats, Volume, VolumeStats};

@@ -241,13 +241,7 @@ impl Store {
         }
         std::fs::create_dir_all(path).map_err(|e| DagError::io(path, e))?;
         let lock = lock(path, OpenMode::ReadWrite)?;
-        let json =
-            serde_json::to_vec_pretty(&config).map_err(|e| DagError::Other(e.to_string()))?;
-        let tmp = path.join("hydra.json.tmp");
-        std::fs::write(&tmp, json)
-            .and_then(|()| File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path.join(CONFIG)))
-            .map_err(|e| DagError::io(path.join(CONFIG), e))?;
+        write_config(path, &config)?;
         drop(lock);
         Ok((Store::open(path, OpenMode::ReadWrite, options)?, true))
     }
@@ -362,6 +356,67 @@ impl Store {
     pub fn bucket_named(&self, name: &str) -> Option<&Bucket> {
         self.buckets.iter().find(|b| b.name() == name)
     }
+
+    /// Every bucket, the default (or selected) one first.
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    /// Makes bucket `name` the one [`Store::bucket`] returns.
+    pub fn select_bucket(&mut self, name: &str) -> DagResult<()> {
+        let i = self
+            .buckets
+            .iter()
+            .position(|b| b.name() == name)
+            .ok_or_else(|| store_err(&self.path, &format!("no bucket named {name}")))?;
+        self.buckets.swap(0, i);
+        Ok(())
+    }
+
+    /// Adds a bucket over new volumes to the store (recorded in
+    /// `hydra.json`); the volumes are opened first, so a bucket that
+    /// cannot open is not recorded.
+    pub fn add_bucket(&mut self, spec: BucketSpec, options: &StoreOptions) -> DagResult<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(store_err(&self.path, "opened read-only"));
+        }
+        if self.config.buckets.iter().any(|b| b.name == spec.name) {
+            return Err(store_err(
+                &self.path,
+                &format!("bucket {} exists", spec.name),
+            ));
+        }
+        if spec.volumes.is_empty() {
+            return Err(store_err(&self.path, "a bucket needs a volume"));
+        }
+        let mut volumes = Vec::new();
+        for vspec in &spec.volumes {
+            let backend = VolumeRegistry::default().open(&VolumeContext {
+                store: &self.path,
+                spec: vspec,
+                read_only: false,
+            })?;
+            let verified: Arc<dyn Volume> = Arc::new(VerifiedVolume::new(backend));
+            volumes.push(Arc::new(CachedVolume::new(verified, options.cache_bytes)) as Arc<dyn Volume>);
+        }
+        let bucket = Bucket::new(spec.name.clone(), spec.policy.clone(), volumes)?;
+        let mut config = self.config.clone();
+        config.buckets.push(spec);
+        write_config(&self.path, &config)?;
+        self.config = config;
+        self.buckets.push(bucket);
+        Ok(())
+    }
+}
+
+/// Writes `hydra.json` atomically.
+fn write_config(path: &Path, config: &StoreConfig) -> DagResult<()> {
+    let json = serde_json::to_vec_pretty(config).map_err(|e| DagError::Other(e.to_string()))?;
+    let tmp = path.join("hydra.json.tmp");
+    std::fs::write(&tmp, json)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path.join(CONFIG)))
+        .map_err(|e| DagError::io(path.join(CONFIG), e))
 }
 
 fn store_err(path: &Path, reason: &str) -> DagError {

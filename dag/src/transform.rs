@@ -319,6 +319,14 @@ impl Volume for TransformVolume {
         }
     }
 
+    fn get_uncached(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        let name = self.name(cid);
+        match self.inner.get_uncached(&name)? {
+            Some(stored) => Ok(Some(self.unseal(&name, &stored, Some(cid))?.1)),
+            None => Ok(None),
+        }
+    }
+
     fn get_many(&self, cids: &[Cid]) -> DagResult<Vec<Option<Bytes>>> {
         let names: Vec<Cid> = cids.iter().map(|c| self.name(c)).collect();
         self.inner

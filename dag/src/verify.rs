@@ -35,6 +35,14 @@ impl Volume for VerifiedVolume {
         Ok(data)
     }
 
+    fn get_uncached(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        let data = self.inner.get_uncached(cid)?;
+        if let Some(data) = &data {
+            cid.verify(data)?;
+        }
+        Ok(data)
+    }
+
     fn get_many(&self, cids: &[Cid]) -> DagResult<Vec<Option<Bytes>>> {
         let found = self.inner.get_many(cids)?;
         for (cid, data) in cids.iter().zip(&found) {

@@ -69,6 +69,12 @@ pub trait Volume: Send + Sync + std::fmt::Debug + 'static {
     /// The bytes of `cid`, or `None` when absent.
     fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>>;
 
+    /// The bytes of `cid` as the medium holds them now, past any cache
+    /// (what a consistency check must read).
+    fn get_uncached(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        self.get(cid)
+    }
+
     /// The bytes of each CID, in order.
     fn get_many(&self, cids: &[Cid]) -> DagResult<Vec<Option<Bytes>>> {
         cids.iter().map(|c| self.get(c)).collect()

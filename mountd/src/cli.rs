@@ -3,6 +3,7 @@
 mod archive;
 mod blob;
 mod block;
+mod bucket;
 mod car;
 pub mod error;
 mod fs;
@@ -46,6 +47,9 @@ pub struct Cli {
         default_value_t = 10.0
     )]
     lock_wait: f64,
+    /// The bucket to work in [default: $HYDRA_BUCKET, else the first].
+    #[arg(long, global = true, value_name = "NAME", env = "HYDRA_BUCKET")]
+    bucket: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +81,15 @@ enum Command {
     Git(git::GitCommand),
     /// Delete blocks no ref or changelog entry reaches.
     Gc(gc::GcArgs),
+    /// Verify every block the refs reach on every volume that should hold it.
+    Fsck(bucket::CheckArgs),
+    /// Like fsck, and rewrite each bad copy from a good one on another volume.
+    Repair(bucket::CheckArgs),
+    /// Copy refs, and the blocks they need that the destination lacks, between stores.
+    Sync(bucket::SyncArgs),
+    /// Buckets: create (over several volumes, with replication), show, list.
+    #[command(subcommand)]
+    Bucket(bucket::BucketCommand),
     /// Write data out of the store.
     #[command(subcommand)]
     Export(car::ExportCommand),
@@ -104,6 +117,8 @@ pub struct Context {
     lock_wait: Duration,
     /// The command line as `hydra` understands it (what a daemon re-runs).
     argv: Vec<std::ffi::OsString>,
+    /// The bucket commands work in (`None`: the first).
+    bucket: Option<String>,
 }
 
 impl Context {
@@ -121,7 +136,13 @@ impl Context {
                 Err(DagError::Locked { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                other => return Ok(other?),
+                other => {
+                    let mut store = other?;
+                    if let Some(name) = &self.bucket {
+                        store.select_bucket(name)?;
+                    }
+                    return Ok(store);
+                }
             }
         }
     }
@@ -129,7 +150,10 @@ impl Context {
     /// Opens the store for writing, creating it when the path does not exist.
     fn open_write(&self) -> Result<Store> {
         if !self.store_path.exists() {
-            let (store, _) = Store::init(&self.store_path, &StoreOptions::default())?;
+            let (mut store, _) = Store::init(&self.store_path, &StoreOptions::default())?;
+            if let Some(name) = &self.bucket {
+                store.select_bucket(name)?;
+            }
             eprintln!(
                 "hydra: created a new store at {}",
                 self.store_path.display()
@@ -137,6 +161,19 @@ impl Context {
             return Ok(store);
         }
         self.open(OpenMode::ReadWrite, &StoreOptions::default())
+    }
+}
+
+impl Context {
+    /// The same switches, for another store path to be set.
+    fn clone_with_path(&self) -> Context {
+        Context {
+            store_path: self.store_path.clone(),
+            json: self.json,
+            lock_wait: self.lock_wait,
+            argv: self.argv.clone(),
+            bucket: None,
+        }
     }
 }
 
@@ -158,6 +195,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
             anyhow::anyhow!("--lock-wait: {} is not a number of seconds", cli.lock_wait)
         })?,
         argv,
+        bucket: cli.bucket,
     };
     match cli.command {
         Command::Init(args) => init::run(&cx, args),
@@ -170,6 +208,10 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Sql(args) => sql::run(&cx, args),
         Command::Git(cmd) => git::run(&cx, cmd),
         Command::Gc(args) => gc::run(&cx, args),
+        Command::Fsck(args) => bucket::check(&cx, args, false),
+        Command::Repair(args) => bucket::check(&cx, args, true),
+        Command::Sync(args) => bucket::sync(&cx, args),
+        Command::Bucket(cmd) => bucket::run(&cx, cmd),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),
         Command::Stats => stats::run(&cx),

@@ -1,5 +1,7 @@
 //! End-to-end tests of the `hydra` binary against real stores on disk.
 
+#[path = "e2e/buckets.rs"]
+mod buckets;
 #[path = "e2e/fuse.rs"]
 mod fuse;
 #[path = "e2e/git.rs"]

@@ -324,6 +324,7 @@ fn remote_helper_inner(args: &[std::ffi::OsString]) -> Result<()> {
         json: false,
         lock_wait,
         argv: Vec::new(),
+        bucket: std::env::var("HYDRA_BUCKET").ok().filter(|b| !b.is_empty()),
     };
     let mut held: Option<Store> = None;
     let mut open = |write: bool| -> hydra_git::GitResult<hydra_dag::Bucket> {
