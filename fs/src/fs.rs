@@ -186,6 +186,20 @@ impl Fs {
         &self.inner.bucket
     }
 
+    /// The CID naming a file's committed content (its blob's root, or
+    /// for content kept inline the CID of its bytes as one raw block);
+    /// `None` while it has changes not yet stored.
+    pub fn content_id(&self, ino: Ino) -> FsResult<Option<Cid>> {
+        let s = self.state();
+        Ok(match crate::state::clean_blob(s.get(ino)?) {
+            Some(hydra_chunker::Blob::Stored { root, .. }) => Some(root),
+            Some(hydra_chunker::Blob::Inline(data)) => {
+                Some(Cid::hash(hydra_dag::Codec::RAW, &data))
+            }
+            None => None,
+        })
+    }
+
     /// Whether changes are refused.
     pub fn is_read_only(&self) -> bool {
         self.inner.options.read_only

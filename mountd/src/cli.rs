@@ -8,6 +8,7 @@ mod car;
 pub mod error;
 mod fs;
 pub mod fstab;
+mod gateway;
 mod gc;
 pub mod git;
 mod graph;
@@ -87,6 +88,8 @@ enum Command {
     Repair(bucket::CheckArgs),
     /// Copy refs, and the blocks they need that the destination lacks, between stores.
     Sync(bucket::SyncArgs),
+    /// Serve the store over HTTP: files, blocks and CARs, key/value stores.
+    Gateway(gateway::GatewayArgs),
     /// Buckets: create (over several volumes, with replication), show, list.
     #[command(subcommand)]
     Bucket(bucket::BucketCommand),
@@ -177,6 +180,15 @@ impl Context {
     }
 }
 
+/// The root a snapshot of ref `name` names (a changelog id or a CID).
+pub fn snapshot_root_of(
+    bucket: &hydra_dag::Bucket,
+    name: &hydra_dag::RefName,
+    spec: &str,
+) -> Result<hydra_dag::Cid> {
+    fs::snapshot_of(bucket, name, spec)
+}
+
 /// The store used when none is named.
 pub(crate) fn default_store() -> PathBuf {
     if let Some(path) = std::env::var_os("HYDRA_STORE").filter(|p| !p.is_empty()) {
@@ -212,6 +224,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Repair(args) => bucket::check(&cx, args, true),
         Command::Sync(args) => bucket::sync(&cx, args),
         Command::Bucket(cmd) => bucket::run(&cx, cmd),
+        Command::Gateway(args) => gateway::run(&cx, args),
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),
         Command::Stats => stats::run(&cx),

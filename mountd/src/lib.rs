@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod fuse;
+pub mod gateway;
 pub mod gitviews;
 pub mod ninep;
 pub mod snapdir;

@@ -4,6 +4,8 @@
 mod buckets;
 #[path = "e2e/fuse.rs"]
 mod fuse;
+#[path = "e2e/gateway.rs"]
+mod gateway;
 #[path = "e2e/git.rs"]
 mod git;
 #[path = "e2e/kernel9p.rs"]

@@ -1,0 +1,828 @@
+//! `hydra gateway`: the store over HTTP. Files of filesystems (`/fs`),
+//! blocks and DAGs by CID (`/ipfs`, raw blocks and CAR as the IPFS
+//! trustless-gateway conventions name them), key/value stores (`/kv`) and
+//! a health check. Reads are open; writes need the bearer token and a
+//! gateway that is not read-only. Store calls run on blocking threads;
+//! file bodies stream both ways in 1 MiB pieces, so a slow or vanished
+//! client holds at most a few of them.
+
+mod http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hydra_dag::{Bucket, Cid, Codec, RefName, Store};
+use hydra_fs::{Caller, Fs, FsError, FsOptions, Ino, Kind, OpenFlags, split_last};
+use hydra_kv::Kv;
+use tokio::sync::mpsc;
+
+use http::{BadPath, RangeAnswer, content_type, fs_path, html_escape, range};
+
+/// Bytes per piece of a streamed body.
+const PIECE: usize = 1 << 20;
+
+/// What the gateway serves and how.
+pub struct Gateway {
+    /// Keeps the store (and its lock) for the gateway's life.
+    store: Store,
+    read_only: bool,
+    token: Option<String>,
+}
+
+/// An answer that is an error.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.1),
+        )
+            .into_response()
+    }
+}
+
+/// The one place store errors become HTTP statuses.
+fn failure(e: impl Into<anyhow::Error>) -> Failure {
+    let e = e.into();
+    let status = match e.downcast_ref::<FsError>() {
+        Some(FsError::NotFound) => StatusCode::NOT_FOUND,
+        Some(FsError::Exists) => StatusCode::CONFLICT,
+        Some(FsError::NotDir | FsError::IsDir | FsError::NotEmpty) => StatusCode::CONFLICT,
+        Some(FsError::Access | FsError::NotPermitted | FsError::ReadOnly) => StatusCode::FORBIDDEN,
+        Some(FsError::NameTooLong) => StatusCode::URI_TOO_LONG,
+        Some(FsError::Invalid(_)) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Failure(status, format!("{e:#}"))
+}
+
+type Shared = Arc<Gateway>;
+
+impl Gateway {
+    /// A gateway over `store`; writes need `token` unless it is `None`
+    /// (then none are allowed) and the gateway is not read-only.
+    pub fn new(store: Store, read_only: bool, token: Option<String>) -> Gateway {
+        Gateway {
+            store,
+            read_only,
+            token,
+        }
+    }
+
+    fn bucket(&self) -> Bucket {
+        self.store.bucket().clone()
+    }
+
+    fn may_write(&self, headers: &HeaderMap) -> Result<(), Failure> {
+        if self.read_only {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "the gateway is read-only".into(),
+            ));
+        }
+        let Some(token) = &self.token else {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "writes need a gateway started with --token-file".into(),
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|g| constant_eq(g.as_bytes(), token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Failure(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is needed".into(),
+            ))
+        }
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The router of every endpoint.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/fs/:name", get(fs_get).put(fs_put).delete(fs_delete))
+        .route("/fs/:name/", get(fs_get).put(fs_put).delete(fs_delete))
+        .route("/fs/:name/*path", get(fs_get).put(fs_put).delete(fs_delete))
+        .route("/ipfs/:cid", get(ipfs_get))
+        .route("/ipfs/:cid/*path", get(ipfs_get))
+        .route("/kv/:name", get(kv_list))
+        .route("/kv/:name/*key", get(kv_get).put(kv_put).delete(kv_delete))
+        .with_state(Arc::new(gateway))
+}
+
+/// Serves `gateway` on `addr` until the process is stopped.
+pub async fn serve(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    eprintln!(
+        "hydra gateway listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, router(gateway)).await?;
+    Ok(())
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// The raw path after `/PREFIX/NAME`, still percent-encoded.
+fn rest_of(uri: &Uri, segments: usize) -> String {
+    uri.path()
+        .split('/')
+        .skip(segments + 1)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn checked_path(uri: &Uri, segments: usize) -> Result<Vec<u8>, Failure> {
+    fs_path(&rest_of(uri, segments)).map_err(|e| match e {
+        BadPath::TooLong => Failure(StatusCode::URI_TOO_LONG, "path too long".into()),
+        BadPath::Invalid => Failure(StatusCode::BAD_REQUEST, "path not allowed".into()),
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct FsQuery {
+    at: Option<String>,
+}
+
+fn fs_ref(name: &str) -> Result<RefName, Failure> {
+    RefName::new(format!("fs/{name}")).map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn fs_get(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    Query(query): Query<FsQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
+    let path = match checked_path(&uri, 2) {
+        Ok(p) => p,
+        Err(f) => return f.into_response(),
+    };
+    let bucket = gw.bucket();
+    let opened = blocking(move || {
+        let refname = fs_ref(&name)?;
+        let root = match &query.at {
+            Some(spec) => crate::cli::snapshot_root_of(&bucket, &refname, spec)
+                .map_err(|e| Failure(StatusCode::NOT_FOUND, format!("{e:#}")))?,
+            None => bucket
+                .get_ref(&refname)
+                .map_err(failure)?
+                .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no filesystem {name}")))?,
+        };
+        Fs::open_snapshot(bucket, root).map_err(failure)
+    })
+    .await;
+    match opened {
+        Ok(fs) => serve_path(fs, path, method, headers, uri).await,
+        Err(f) => f.into_response(),
+    }
+}
+
+/// Answers a GET of `path` in `fs`: a file's bytes or a directory listing.
+async fn serve_path(
+    fs: Fs,
+    path: Vec<u8>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let fs2 = fs.clone();
+    let p = path.clone();
+    let found = blocking(move || {
+        let me = Caller::root();
+        let ino = fs2.resolve(&p, &me).map_err(failure)?;
+        let attr = fs2.getattr(ino).map_err(failure)?;
+        let etag = fs2.content_id(ino).map_err(failure)?;
+        Ok((ino, attr, etag))
+    })
+    .await;
+    let (ino, attr, etag) = match found {
+        Ok(f) => f,
+        Err(f) => return f.into_response(),
+    };
+    if attr.kind == Kind::Dir {
+        return listing(fs, ino, path, headers, uri).await;
+    }
+    if attr.kind != Kind::File {
+        return Failure(StatusCode::NOT_FOUND, "not a file or directory".into()).into_response();
+    }
+    let etag = etag.map(|c| format!("\"{c}\""));
+    if let (Some(tag), Some(inm)) = (&etag, headers.get(header::IF_NONE_MATCH)) {
+        let matches = inm
+            .to_str()
+            .map(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
+            .unwrap_or(false);
+        if matches {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(v) = HeaderValue::from_str(tag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            return r;
+        }
+    }
+    let len = attr.size;
+    let ranged = range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    let (status, start, end) = match ranged {
+        RangeAnswer::Full => (StatusCode::OK, 0, len),
+        RangeAnswer::Partial(s, e) => (StatusCode::PARTIAL_CONTENT, s, e),
+        RangeAnswer::Unsatisfiable => {
+            let mut r = Failure(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range not satisfiable".into(),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let name =
+        String::from_utf8_lossy(path.rsplit(|&b| b == b'/').next().unwrap_or(b"")).into_owned();
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type(&name))
+        .header(header::CONTENT_LENGTH, end - start)
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Some(tag) = &etag {
+        builder = builder.header(header::ETAG, tag.as_str());
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", end - 1),
+        );
+    }
+    if method == Method::HEAD {
+        return builder
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    // A producer on a blocking thread; the channel holds two pieces, so a
+    // slow client slows the reads instead of filling memory, and a gone
+    // one stops them.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::task::spawn_blocking(move || {
+        let fh = match fs.open_file(
+            ino,
+            OpenFlags {
+                read: true,
+                ..OpenFlags::default()
+            },
+            &Caller::root(),
+        ) {
+            Ok(fh) => fh,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        let mut at = start;
+        while at < end {
+            let n = ((end - at) as usize).min(PIECE);
+            let piece = fs
+                .read(fh, at, n)
+                .map(Bytes::from)
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            let stop = piece.is_err();
+            if tx.blocking_send(piece).is_err() || stop {
+                break;
+            }
+            at += n as u64;
+        }
+        let _ = fs.release(fh);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    builder
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A directory: HTML for browsers (by Accept), JSON otherwise.
+async fn listing(fs: Fs, ino: Ino, path: Vec<u8>, headers: HeaderMap, uri: Uri) -> Response {
+    let entries = blocking(move || {
+        let me = Caller::root();
+        let mut out = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let page = fs.readdir_plus(ino, cookie, &me).map_err(failure)?;
+            if page.is_empty() {
+                break;
+            }
+            for (e, a) in &page {
+                cookie = e.cookie;
+                if e.name != b"." && e.name != b".." {
+                    out.push((
+                        String::from_utf8_lossy(&e.name).into_owned(),
+                        a.kind,
+                        a.size,
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    })
+    .await;
+    let entries = match entries {
+        Ok(e) => e,
+        Err(f) => return f.into_response(),
+    };
+    let kind = |k: Kind| match k {
+        Kind::Dir => "dir",
+        Kind::File => "file",
+        Kind::Symlink => "symlink",
+        _ => "other",
+    };
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let shown = String::from_utf8_lossy(&path).into_owned();
+    if wants_html {
+        let base = uri.path().trim_end_matches('/');
+        let mut html = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0}</title></head>\n<body><h1>Index of {0}</h1>\n<table>\n",
+            html_escape(&shown)
+        );
+        for (name, k, size) in &entries {
+            let slash = if *k == Kind::Dir { "/" } else { "" };
+            html.push_str(&format!(
+                "<tr><td><a href=\"{}/{}{slash}\">{}{slash}</a></td><td>{}</td><td>{size}</td></tr>\n",
+                base,
+                percent_encode(name),
+                html_escape(name),
+                kind(*k)
+            ));
+        }
+        html.push_str("</table></body></html>\n");
+        return ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    }
+    let list: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(n, k, s)| serde_json::json!({"name": n, "kind": kind(*k), "size": s}))
+        .collect();
+    axum::Json(serde_json::json!({"path": shown, "entries": list})).into_response()
+}
+
+fn percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn open_rw(bucket: Bucket, name: &str) -> Result<Fs, Failure> {
+    let options = FsOptions {
+        commit_interval: None,
+        commit_on_pressure: false,
+        author: "hydra gateway".into(),
+        ..FsOptions::default()
+    };
+    Fs::open(bucket, name, &Caller::root(), options).map_err(failure)
+}
+
+async fn fs_put(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(f) = gw.may_write(&headers) {
+        return f.into_response();
+    }
+    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
+    let path = match checked_path(&uri, 2) {
+        Ok(p) if p != b"/" => p,
+        Ok(_) => {
+            return Failure(StatusCode::BAD_REQUEST, "a file path is needed".into())
+                .into_response();
+        }
+        Err(f) => return f.into_response(),
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+    let bucket = gw.bucket();
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64, Failure> {
+        let fs = open_rw(bucket, &name)?;
+        let me = Caller::root();
+        let (dir, file) = split_last(&path).map_err(failure)?;
+        let parent = fs.mkdir_p(Ino::ROOT, &dir, &me).map_err(failure)?;
+        let flags = OpenFlags {
+            write: true,
+            truncate: true,
+            ..OpenFlags::default()
+        };
+        let fh = match fs.lookup(parent, &file, &me) {
+            Ok(a) if a.kind == Kind::File => fs.open_file(a.ino, flags, &me).map_err(failure)?,
+            Ok(_) => return Err(Failure(StatusCode::CONFLICT, "not a file".into())),
+            Err(FsError::NotFound) => {
+                fs.create(parent, &file, 0o644, flags, &me)
+                    .map_err(failure)?
+                    .1
+            }
+            Err(e) => return Err(failure(e)),
+        };
+        let mut at = 0u64;
+        while let Some(piece) = rx.blocking_recv() {
+            fs.write(fh, at, &piece, &me).map_err(failure)?;
+            at += piece.len() as u64;
+        }
+        fs.release(fh).map_err(failure)?;
+        fs.commit(&format!("gateway PUT {}", String::from_utf8_lossy(&path)))
+            .map_err(failure)?;
+        Ok(at)
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(piece) = stream.next().await {
+        match piece {
+            // The writer stopped (an error it reports below).
+            Ok(p) => {
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+            }
+            // The client went away: nothing is committed.
+            Err(_) => {
+                drop(tx);
+                let _ = writer.await;
+                return Failure(StatusCode::BAD_REQUEST, "the upload broke off".into())
+                    .into_response();
+            }
+        }
+    }
+    drop(tx);
+    match writer.await {
+        Ok(Ok(n)) => (StatusCode::CREATED, format!("{n} bytes\n")).into_response(),
+        Ok(Err(f)) => f.into_response(),
+        Err(e) => Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn fs_delete(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(f) = gw.may_write(&headers) {
+        return f.into_response();
+    }
+    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
+    let path = match checked_path(&uri, 2) {
+        Ok(p) if p != b"/" => p,
+        Ok(_) => {
+            return Failure(StatusCode::BAD_REQUEST, "a path is needed".into()).into_response();
+        }
+        Err(f) => return f.into_response(),
+    };
+    let bucket = gw.bucket();
+    let done = blocking(move || {
+        let fs = open_rw(bucket, &name)?;
+        let me = Caller::root();
+        let (dir, file) = split_last(&path).map_err(failure)?;
+        let parent = fs.resolve(&dir, &me).map_err(failure)?;
+        let attr = fs.lookup(parent, &file, &me).map_err(failure)?;
+        if attr.kind == Kind::Dir {
+            fs.rmdir(parent, &file, &me).map_err(failure)?;
+        } else {
+            fs.unlink(parent, &file, &me).map_err(failure)?;
+        }
+        fs.commit(&format!(
+            "gateway DELETE {}",
+            String::from_utf8_lossy(&path)
+        ))
+        .map_err(failure)?;
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct IpfsQuery {
+    format: Option<String>,
+}
+
+async fn ipfs_get(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    Query(q): Query<IpfsQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let Some(cid) = params.first().and_then(|p| p.1.parse::<Cid>().ok()) else {
+        return Failure(StatusCode::BAD_REQUEST, "not a CID".into()).into_response();
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = q.format.clone().or_else(|| {
+        if accept.contains("application/vnd.ipld.raw") {
+            Some("raw".into())
+        } else if accept.contains("application/vnd.ipld.car") {
+            Some("car".into())
+        } else {
+            None
+        }
+    });
+    let path = match checked_path(&uri, 2) {
+        Ok(p) => p,
+        Err(f) => return f.into_response(),
+    };
+    let bucket = gw.bucket();
+    match format.as_deref() {
+        Some("raw") => {
+            if path != b"/" {
+                return Failure(StatusCode::BAD_REQUEST, "format=raw takes no path".into())
+                    .into_response();
+            }
+            match blocking(move || bucket.get(&cid).map_err(failure)).await {
+                Ok(Some(data)) => (
+                    [
+                        (header::CONTENT_TYPE, "application/vnd.ipld.raw".to_string()),
+                        (header::ETAG, format!("\"{cid}.raw\"")),
+                        (
+                            header::CACHE_CONTROL,
+                            "public, max-age=29030400, immutable".to_string(),
+                        ),
+                    ],
+                    data,
+                )
+                    .into_response(),
+                Ok(None) => {
+                    Failure(StatusCode::NOT_FOUND, format!("no block {cid}")).into_response()
+                }
+                Err(f) => f.into_response(),
+            }
+        }
+        Some("car") => {
+            if path != b"/" {
+                return Failure(
+                    StatusCode::BAD_REQUEST,
+                    "format=car takes no path here".into(),
+                )
+                .into_response();
+            }
+            let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+            tokio::task::spawn_blocking(move || {
+                let mut out = ChannelWriter {
+                    tx: tx.clone(),
+                    buf: Vec::new(),
+                };
+                let result = hydra_dag::car::export_car(&bucket, &cid, &mut out);
+                let _ = out.flush_piece();
+                if let Err(e) = result {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            });
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|i| (i, rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/vnd.ipld.car; version=1")
+                .header(header::ETAG, format!("\"{cid}.car\""))
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Some(other) => {
+            Failure(StatusCode::BAD_REQUEST, format!("unknown format {other}")).into_response()
+        }
+        None => {
+            // A filesystem root: its files; any other block: its bytes.
+            if cid.codec() == Codec::DAG_CBOR {
+                let b = bucket.clone();
+                if let Ok(Ok(fs)) =
+                    tokio::task::spawn_blocking(move || Fs::open_snapshot(b, cid)).await
+                {
+                    return serve_path(fs, path, method, headers, uri).await;
+                }
+            }
+            if path != b"/" {
+                return Failure(StatusCode::NOT_FOUND, "not a filesystem root".into())
+                    .into_response();
+            }
+            match blocking(move || bucket.get(&cid).map_err(failure)).await {
+                Ok(Some(data)) => (
+                    [
+                        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                        (header::ETAG, format!("\"{cid}\"")),
+                    ],
+                    data,
+                )
+                    .into_response(),
+                Ok(None) => {
+                    Failure(StatusCode::NOT_FOUND, format!("no block {cid}")).into_response()
+                }
+                Err(f) => f.into_response(),
+            }
+        }
+    }
+}
+
+/// A `Write` that hands 1 MiB pieces to a response body.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_piece(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(piece))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.flush_piece()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn kv_key(uri: &Uri) -> Result<Vec<u8>, Failure> {
+    let raw = rest_of(uri, 2);
+    http::percent_decode(&raw).ok_or_else(|| Failure(StatusCode::BAD_REQUEST, "bad key".into()))
+}
+
+async fn kv_get(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    uri: Uri,
+) -> Response {
+    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
+    let key = match kv_key(&uri) {
+        Ok(k) => k,
+        Err(f) => return f.into_response(),
+    };
+    let bucket = gw.bucket();
+    let found = blocking(move || {
+        let tree = Kv::open(bucket, &name)
+            .and_then(|kv| kv.tree())
+            .map_err(failure)?;
+        tree.get(&key).map_err(failure)
+    })
+    .await;
+    match found {
+        Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
+        Ok(None) => Failure(StatusCode::NOT_FOUND, "no such key".into()).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn kv_list(
+    State(gw): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let prefix = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("prefix="))
+        .and_then(http::percent_decode)
+        .unwrap_or_default();
+    let bucket = gw.bucket();
+    let rows = blocking(move || {
+        let tree = Kv::open(bucket, &name)
+            .and_then(|kv| kv.tree())
+            .map_err(failure)?;
+        let end = hydra_kv::prefix_end(&prefix);
+        let mut rows = Vec::new();
+        tree.scan(
+            std::ops::Bound::Included(&prefix[..]),
+            end.as_deref()
+                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+            false,
+            &mut |k, item| {
+                let v = tree.value(item)?;
+                rows.push(serde_json::json!({
+                    "key": String::from_utf8_lossy(k),
+                    "value": String::from_utf8_lossy(&v),
+                }));
+                Ok(rows.len() < 100_000)
+            },
+        )
+        .map_err(failure)?;
+        Ok(rows)
+    })
+    .await;
+    match rows {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn kv_put(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    kv_change(gw, params, uri, headers, Some(body)).await
+}
+
+async fn kv_delete(
+    State(gw): State<Shared>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    kv_change(gw, params, uri, headers, None).await
+}
+
+async fn kv_change(
+    gw: Shared,
+    params: Vec<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    value: Option<Bytes>,
+) -> Response {
+    if let Err(f) = gw.may_write(&headers) {
+        return f.into_response();
+    }
+    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
+    let key = match kv_key(&uri) {
+        Ok(k) => k,
+        Err(f) => return f.into_response(),
+    };
+    let bucket = gw.bucket();
+    let done = blocking(move || {
+        let kv = Kv::open(bucket, &name).map_err(failure)?;
+        let mut txn = kv.begin().map_err(failure)?;
+        match &value {
+            Some(v) => txn.put(&key, v).map_err(failure)?,
+            None => {
+                if txn.get(&key).map_err(failure)?.is_none() {
+                    return Err(Failure(StatusCode::NOT_FOUND, "no such key".into()));
+                }
+                txn.delete(&key).map_err(failure)?
+            }
+        }
+        txn.commit("gateway").map_err(failure)?;
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(f) => f.into_response(),
+    }
+}

@@ -1,0 +1,354 @@
+//! `hydra gateway` over real HTTP/1.1 on loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use hydra_tests::{TestStore, last_line, sh};
+
+/// A gateway process, stopped on drop.
+struct Running(Child, u16);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+fn start(s: &TestStore, extra: &[&str]) -> Running {
+    let port = free_port();
+    let child = s
+        .cmd()
+        .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the gateway did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Running(child, port)
+}
+
+/// One response: status, lower-cased headers, body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    conn.write_all(head.as_bytes()).expect("send");
+    conn.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..end]).expect("hex").trim(), 16)
+                    .expect("size");
+            rest = &rest[end + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body = out;
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(port: u16, path: &str) -> Reply {
+    request(port, "GET", path, &[], b"")
+}
+
+#[test]
+fn files_blocks_and_key_values_over_http() {
+    let s = TestStore::new();
+    let work = s.scratch("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    sh(
+        "mkdir -p src/docs && seq 1 100000 > src/numbers.txt && echo '{\"a\":1}' > src/docs/x.json \
+         && head -c 3000000 /dev/urandom > src/big.bin && echo old > src/v.txt",
+        &work,
+    );
+    s.ok(&[
+        "import",
+        "dir",
+        work.join("src").to_str().expect("utf-8"),
+        "--fs",
+        "site",
+    ]);
+    let first_commit = s.ok(&["--json", "ref", "log", "fs/site"]);
+    let first: serde_json::Value = serde_json::from_str(&first_commit).expect("json");
+    let first_id = first[0]["id"].as_u64().expect("id").to_string();
+    s.ok(&[
+        "fs",
+        "put",
+        "site",
+        work.join("src/numbers.txt").to_str().expect("utf-8"),
+        "/v.txt",
+    ]);
+    s.ok(&["kv", "cfg", "put", "colour", "blue"]);
+    let root = last_line(&s.ok(&["ref", "get", "fs/site"])).to_string();
+    let token = "an-access-token-of-some-length";
+    let token_file = s.scratch("token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token");
+    let numbers = std::fs::read(work.join("src/numbers.txt")).expect("read");
+    let big = std::fs::read(work.join("src/big.bin")).expect("read");
+
+    let gw = start(&s, &["--token-file", token_file.to_str().expect("utf-8")]);
+    let p = gw.1;
+    assert_eq!(get(p, "/healthz").body, b"ok\n");
+
+    // Files, with types, validators and ranges.
+    let r = get(p, "/fs/site/numbers.txt");
+    assert_eq!((r.status, r.body.as_slice()), (200, numbers.as_slice()));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let etag = r.header("etag").expect("etag").to_string();
+    assert!(
+        etag.starts_with("\"bafkr4") || etag.starts_with("\"bafyr4"),
+        "{etag}"
+    );
+    assert_eq!(
+        get(p, "/fs/site/docs/x.json").header("content-type"),
+        Some("application/json")
+    );
+    assert_eq!(
+        request(
+            p,
+            "GET",
+            "/fs/site/numbers.txt",
+            &[("If-None-Match", &etag)],
+            b""
+        )
+        .status,
+        304
+    );
+    let r = request(
+        p,
+        "GET",
+        "/fs/site/big.bin",
+        &[("Range", "bytes=1000-1999")],
+        b"",
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &big[1000..2000]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 1000-1999/{}", big.len()))
+    );
+    let r = request(p, "GET", "/fs/site/big.bin", &[("Range", "bytes=-10")], b"");
+    assert_eq!((r.status, r.body.as_slice()), (206, &big[big.len() - 10..]));
+    let r = request(
+        p,
+        "GET",
+        "/fs/site/big.bin",
+        &[("Range", "bytes=9999999-")],
+        b"",
+    );
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes */{}", big.len()))
+    );
+    let r = request(
+        p,
+        "GET",
+        "/fs/site/big.bin",
+        &[("Range", "bytes=0-1,5-6")],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.body.len()),
+        (200, big.len()),
+        "several ranges: the whole"
+    );
+    // A past version.
+    let r = get(p, &format!("/fs/site/v.txt?at={first_id}"));
+    assert_eq!(r.body, b"old\n");
+    assert_eq!(get(p, "/fs/site/v.txt").body, numbers);
+
+    // Listings: JSON, or HTML for a browser.
+    let r = get(p, "/fs/site/");
+    let listing: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let names: Vec<&str> = listing["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["big.bin", "docs", "numbers.txt", "v.txt"]);
+    let r = request(p, "GET", "/fs/site/docs", &[("Accept", "text/html")], b"");
+    let html = String::from_utf8_lossy(&r.body);
+    assert!(
+        html.contains("<a href=\"/fs/site/docs/x.json\">x.json</a>"),
+        "{html}"
+    );
+
+    // Paths never leave the filesystem.
+    for bad in [
+        "/fs/site/docs/../numbers.txt",
+        "/fs/site/docs/%2e%2e/numbers.txt",
+        "/fs/site/docs%2Fx.json",
+        "/fs/site/x%00",
+    ] {
+        assert_eq!(get(p, bad).status, 400, "{bad}");
+    }
+    assert_eq!(
+        get(p, &format!("/fs/site/{}", "a/".repeat(3000))).status,
+        414
+    );
+    assert_eq!(get(p, "/fs/site/no/such").status, 404);
+    assert_eq!(get(p, "/fs/nosuch/x").status, 404);
+
+    // Writes need the token.
+    assert_eq!(
+        request(p, "PUT", "/fs/site/up/new.txt", &[], b"hello").status,
+        401
+    );
+    let wrong = [("Authorization", "Bearer wrong-token-of-some-length")];
+    assert_eq!(
+        request(p, "PUT", "/fs/site/up/new.txt", &wrong, b"hello").status,
+        401
+    );
+    let auth = format!("Bearer {token}");
+    let ok = [("Authorization", auth.as_str())];
+    assert_eq!(
+        request(p, "PUT", "/fs/site/up/new.txt", &ok, &big).status,
+        201
+    );
+    assert_eq!(get(p, "/fs/site/up/new.txt").body, big);
+    assert_eq!(
+        request(p, "DELETE", "/fs/site/up/new.txt", &ok, b"").status,
+        204
+    );
+    assert_eq!(get(p, "/fs/site/up/new.txt").status, 404);
+
+    // Blocks and DAGs by CID.
+    let r = get(p, &format!("/ipfs/{root}?format=raw"));
+    assert_eq!(r.header("content-type"), Some("application/vnd.ipld.raw"));
+    let r = request(
+        p,
+        "GET",
+        &format!("/ipfs/{root}"),
+        &[("Accept", "application/vnd.ipld.car")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let car = s.scratch("site.car");
+    std::fs::write(&car, &r.body).expect("write car");
+    assert_eq!(
+        get(p, &format!("/ipfs/{root}/docs/x.json")).body,
+        b"{\"a\":1}\n"
+    );
+    assert_eq!(get(p, "/ipfs/not-a-cid?format=raw").status, 400);
+
+    // Key/value stores.
+    assert_eq!(get(p, "/kv/cfg/colour").body, b"blue");
+    assert_eq!(request(p, "PUT", "/kv/cfg/size", &ok, b"large").status, 204);
+    let all: serde_json::Value =
+        serde_json::from_slice(&get(p, "/kv/cfg?prefix=").body).expect("json");
+    assert_eq!(all.as_array().expect("rows").len(), 2);
+    let some: serde_json::Value =
+        serde_json::from_slice(&get(p, "/kv/cfg?prefix=si").body).expect("json");
+    assert_eq!(some[0]["value"], "large");
+    assert_eq!(request(p, "DELETE", "/kv/cfg/size", &ok, b"").status, 204);
+    assert_eq!(get(p, "/kv/cfg/size").status, 404);
+    assert_eq!(request(p, "PUT", "/kv/cfg/x", &[], b"y").status, 401);
+
+    // A client that reads a little of a large file and vanishes leaves
+    // the gateway serving.
+    {
+        let mut conn = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        conn.write_all(b"GET /fs/site/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut some = [0u8; 1000];
+        let _ = conn.read(&mut some);
+    }
+    assert_eq!(get(p, "/healthz").status, 200);
+    drop(gw);
+
+    // The CAR holds the whole DAG: another store imports it and serves it.
+    let other = TestStore::new();
+    other.ok(&[
+        "import",
+        "car",
+        car.to_str().expect("utf-8"),
+        "--ref",
+        "fs/copy",
+    ]);
+    assert_eq!(
+        other.ok(&["fs", "cat", "copy", "/docs/x.json"]),
+        "{\"a\":1}\n"
+    );
+
+    // A read-only gateway refuses writes even with the token.
+    let ro = start(
+        &s,
+        &[
+            "--read-only",
+            "--token-file",
+            token_file.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(request(ro.1, "PUT", "/fs/site/z", &ok, b"z").status, 403);
+    assert_eq!(get(ro.1, "/fs/site/docs/x.json").status, 200);
+}
