@@ -6,7 +6,7 @@
 //! file bodies stream both ways in 1 MiB pieces, so a slow or vanished
 //! client holds at most a few of them.
 
-mod http;
+pub(crate) mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +35,12 @@ pub struct Gateway {
     store: Store,
     read_only: bool,
     token: Option<String>,
+    /// Requests answered, by endpoint (for `/metrics`).
+    counts: [std::sync::atomic::AtomicU64; ENDPOINTS.len()],
 }
+
+/// The endpoints `/metrics` counts.
+const ENDPOINTS: [&str; 6] = ["fs", "ipfs", "kv", "sql", "events", "metrics"];
 
 /// An answer that is an error.
 struct Failure(StatusCode, String);
@@ -76,6 +81,25 @@ impl Gateway {
             store,
             read_only,
             token,
+            counts: Default::default(),
+        }
+    }
+
+    fn count(&self, endpoint: &str) {
+        if let Some(i) = ENDPOINTS.iter().position(|e| *e == endpoint) {
+            self.counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the request carries the write token (whatever `read_only`).
+    fn has_token(&self, headers: &HeaderMap) -> bool {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match (&self.token, given) {
+            (Some(t), Some(g)) => constant_eq(g.as_bytes(), t.as_bytes()),
+            _ => false,
         }
     }
 
@@ -127,6 +151,9 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/ipfs/:cid/*path", get(ipfs_get))
         .route("/kv/:name", get(kv_list))
         .route("/kv/:name/*key", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/sql/:name", axum::routing::post(sql_post))
+        .route("/events", get(events))
+        .route("/metrics", get(metrics))
         .with_state(Arc::new(gateway))
 }
 
@@ -183,6 +210,7 @@ async fn fs_get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    gw.count("fs");
     let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
     let path = match checked_path(&uri, 2) {
         Ok(p) => p,
@@ -555,6 +583,7 @@ async fn ipfs_get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    gw.count("ipfs");
     let Some(cid) = params.first().and_then(|p| p.1.parse::<Cid>().ok()) else {
         return Failure(StatusCode::BAD_REQUEST, "not a CID".into()).into_response();
     };
@@ -825,4 +854,196 @@ async fn kv_change(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(f) => f.into_response(),
     }
+}
+
+async fn sql_post(
+    State(gw): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    gw.count("sql");
+    let Ok(query) = String::from_utf8(body.to_vec()) else {
+        return Failure(StatusCode::BAD_REQUEST, "the query is not UTF-8".into()).into_response();
+    };
+    // Read-only unless the token allows writes.
+    let write = !gw.read_only && gw.has_token(&headers);
+    let bucket = gw.bucket();
+    let result = blocking(move || {
+        let db = if write {
+            hydra_sql::Database::open(&bucket, &name)
+        } else {
+            let root = bucket
+                .get_ref(
+                    &hydra_sql::ref_name(&name)
+                        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?,
+                )
+                .map_err(failure)?;
+            hydra_sql::Database::open_at(&bucket, root)
+        }
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let mut sets = Vec::new();
+        db.run_script(&query, &mut |set| sets.push(set))
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+        Ok(sets)
+    })
+    .await;
+    match result {
+        Ok(sets) => {
+            let json: Vec<serde_json::Value> = sets
+                .into_iter()
+                .map(|set| {
+                    let rows: Vec<serde_json::Value> = set
+                        .rows
+                        .iter()
+                        .map(|row| {
+                            serde_json::Value::Object(
+                                set.columns
+                                    .iter()
+                                    .zip(row)
+                                    .map(|(c, v)| (c.clone(), sql_json(v)))
+                                    .collect(),
+                            )
+                        })
+                        .collect();
+                    serde_json::json!({"columns": set.columns, "rows": rows})
+                })
+                .collect();
+            axum::Json(json).into_response()
+        }
+        Err(f) => f.into_response(),
+    }
+}
+
+/// A SQLite value as JSON (blobs as hex strings).
+fn sql_json(v: &hydra_sql::rusqlite::types::Value) -> serde_json::Value {
+    use hydra_sql::rusqlite::types::Value;
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(r) => {
+            serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Text(t) => t.clone().into(),
+        Value::Blob(b) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+            .into(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    #[serde(rename = "ref")]
+    pattern: Option<String>,
+}
+
+/// Server-Sent Events of ref updates matching `?ref=PATTERN`, from after
+/// `Last-Event-ID` (or from now).
+async fn events(
+    State(gw): State<Shared>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    gw.count("events");
+    let pattern = q.pattern.unwrap_or_else(|| "*".into());
+    let bucket = gw.bucket();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let start = match resume {
+        Some(id) => id,
+        None => {
+            let b = bucket.clone();
+            match blocking(move || b.log(None, 1).map_err(failure)).await {
+                Ok(latest) => latest.first().map_or(0, |e| e.id),
+                Err(f) => return f.into_response(),
+            }
+        }
+    };
+    let stream = futures_util::stream::unfold(
+        (bucket, start, std::collections::VecDeque::new()),
+        move |(bucket, mut after, mut queue)| {
+            let pattern = pattern.clone();
+            async move {
+                loop {
+                    if let Some(e) = queue.pop_front() {
+                        return Some((
+                            Ok::<Event, std::convert::Infallible>(e),
+                            (bucket, after, queue),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let b = bucket.clone();
+                    let newer = tokio::task::spawn_blocking(move || b.log(None, 10_000)).await;
+                    let Ok(Ok(entries)) = newer else { continue };
+                    let since = after;
+                    for entry in entries.into_iter().rev().filter(|e| e.id > since) {
+                        after = entry.id;
+                        if !http::glob_match(&pattern, entry.name.as_str()) {
+                            continue;
+                        }
+                        let data = serde_json::json!({
+                            "ref": entry.name.as_str(),
+                            "old": entry.old.map(|c| c.to_string()),
+                            "new": entry.new.map(|c| c.to_string()),
+                            "time_ns": entry.time_ns,
+                            "author": entry.author,
+                            "message": entry.message,
+                        });
+                        queue.push_back(
+                            Event::default()
+                                .id(entry.id.to_string())
+                                .event("ref")
+                                .data(data.to_string()),
+                        );
+                    }
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// Prometheus text: requests by endpoint and the store's counts.
+async fn metrics(State(gw): State<Shared>) -> Response {
+    gw.count("metrics");
+    let bucket = gw.bucket();
+    let stats = blocking(move || bucket.stats().map_err(failure)).await;
+    let mut out = String::from(
+        "# HELP hydra_gateway_requests_total Requests answered, by endpoint.\n# TYPE hydra_gateway_requests_total counter\n",
+    );
+    for (i, e) in ENDPOINTS.iter().enumerate() {
+        out.push_str(&format!(
+            "hydra_gateway_requests_total{{endpoint=\"{e}\"}} {}\n",
+            gw.counts[i].load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    if let Ok(stats) = stats {
+        let sum = |f: fn(&hydra_dag::VolumeStats) -> u64| stats.iter().map(f).sum::<u64>();
+        for (name, help, value) in [
+            ("hydra_store_blocks", "Blocks stored.", sum(|s| s.blocks)),
+            (
+                "hydra_store_block_bytes",
+                "Bytes of stored blocks.",
+                sum(|s| s.block_bytes),
+            ),
+            ("hydra_store_refs", "Refs.", sum(|s| s.refs)),
+            (
+                "hydra_store_changelog_entries",
+                "Changelog entries.",
+                sum(|s| s.log_entries),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

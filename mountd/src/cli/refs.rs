@@ -37,11 +37,28 @@ pub enum RefCommand {
     },
     /// List every ref and its root.
     List,
+    /// Print ref updates as they happen (until interrupted): `ID REF OLD -> NEW MESSAGE`.
+    Watch {
+        /// Refs to follow; `*` stands for anything (`fs/*`).
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// Start after this changelog id (default: now).
+        #[arg(long, value_name = "ID")]
+        from: Option<u64>,
+        /// Stop after this many updates.
+        #[arg(short = 'n', long)]
+        count: Option<usize>,
+    },
 }
 
 /// Runs a `hydra ref` subcommand.
 pub fn run(cx: &Context, cmd: RefCommand) -> Result<()> {
     match cmd {
+        RefCommand::Watch {
+            pattern,
+            from,
+            count,
+        } => watch(cx, &pattern, from, count),
         RefCommand::Get { name } => {
             let store = cx.open_read()?;
             let Some(cid) = store.bucket().get_ref(&name)? else {
@@ -110,5 +127,49 @@ pub fn run(cx: &Context, cmd: RefCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Polls the changelog and prints what matches, opening the store only
+/// for each look so writers are never kept waiting.
+fn watch(cx: &Context, pattern: &str, from: Option<u64>, count: Option<usize>) -> Result<()> {
+    use std::io::Write;
+    let latest = |cx: &Context| -> Result<Vec<hydra_dag::LogEntry>> {
+        let store = cx.open_read()?;
+        Ok(store.bucket().log(None, 10_000)?)
+    };
+    let mut after = match from {
+        Some(id) => id,
+        None => latest(cx)?.first().map_or(0, |e| e.id),
+    };
+    let mut shown = 0;
+    let show = |c: Option<Cid>| c.map_or_else(|| "-".to_string(), |c| c.to_string());
+    loop {
+        let entries = latest(cx)?;
+        let since = after;
+        for entry in entries.into_iter().rev().filter(|e| e.id > since) {
+            after = entry.id;
+            if !crate::gateway::http::glob_match(pattern, entry.name.as_str()) {
+                continue;
+            }
+            if cx.json {
+                println!("{}", serde_json::to_string(&entry)?);
+            } else {
+                println!(
+                    "{} {} {} -> {} {}",
+                    entry.id,
+                    entry.name,
+                    show(entry.old),
+                    show(entry.new),
+                    entry.message
+                );
+            }
+            std::io::stdout().flush()?;
+            shown += 1;
+            if count.is_some_and(|n| shown >= n) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }

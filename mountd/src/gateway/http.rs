@@ -179,3 +179,40 @@ mod tests {
         assert_eq!(fs_path(&"a/".repeat(3000)), Err(BadPath::TooLong));
     }
 }
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of
+/// characters (`fs/*`, `*`, `kv/users`).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_as_shells_do() {
+        assert!(glob_match("*", "fs/home"));
+        assert!(glob_match("fs/*", "fs/home"));
+        assert!(!glob_match("fs/*", "kv/home"));
+        assert!(glob_match("kv/users", "kv/users"));
+        assert!(!glob_match("kv/users", "kv/users2"));
+        assert!(glob_match("*/h*e", "fs/home"));
+        assert!(!glob_match("fs/*x", "fs/home"));
+    }
+}

@@ -314,6 +314,91 @@ fn files_blocks_and_key_values_over_http() {
     assert_eq!(get(p, "/kv/cfg/size").status, 404);
     assert_eq!(request(p, "PUT", "/kv/cfg/x", &[], b"y").status, 401);
 
+    // SQL: read-only without the token, writes with it.
+    let create = request(
+        p,
+        "POST",
+        "/sql/db",
+        &ok,
+        b"CREATE TABLE t(a, b); INSERT INTO t VALUES (1, 'x'), (2, NULL);",
+    );
+    assert_eq!(
+        create.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&create.body)
+    );
+    let q = request(p, "POST", "/sql/db", &[], b"SELECT a, b FROM t ORDER BY a");
+    let rows: serde_json::Value = serde_json::from_slice(&q.body).expect("json");
+    assert_eq!(
+        rows[0]["rows"],
+        serde_json::json!([{"a": 1, "b": "x"}, {"a": 2, "b": null}])
+    );
+    let refused = request(p, "POST", "/sql/db", &[], b"INSERT INTO t VALUES (3, 'y')");
+    assert_eq!(refused.status, 400);
+    let bad = request(p, "POST", "/sql/db", &ok, b"SELECT nope FROM t");
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("no such column"));
+
+    // Ref updates as Server-Sent Events, resumable by Last-Event-ID.
+    let watcher = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        conn.write_all(b"GET /events?ref=fs/* HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("gateway PUT /up/event.txt") {
+            let n = conn.read(&mut buf).expect("read events");
+            assert!(n > 0, "the event stream ended");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(request(p, "PUT", "/kv/cfg/ignored", &ok, b"1").status, 204);
+    assert_eq!(
+        request(p, "PUT", "/fs/site/up/event.txt", &ok, b"e").status,
+        201
+    );
+    let stream = watcher.join().expect("watcher");
+    assert!(
+        stream.contains("event: ref") && stream.contains("\"ref\":\"fs/site\""),
+        "{stream}"
+    );
+    assert!(!stream.contains("kv/cfg"), "filtered by pattern: {stream}");
+    let id: u64 = stream
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("an event id");
+    // Resuming from before that event replays it.
+    let replay = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let req = format!(
+            "GET /events?ref=fs/site HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {}\r\n\r\n",
+            id - 1
+        );
+        conn.write_all(req.as_bytes()).expect("send");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(&format!("id: {id}")) {
+            let n = conn.read(&mut buf).expect("read events");
+            assert!(n > 0, "the event stream ended");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    });
+    replay.join().expect("replayed");
+    let metrics = String::from_utf8_lossy(&get(p, "/metrics").body).into_owned();
+    assert!(
+        metrics.contains("hydra_gateway_requests_total{endpoint=\"fs\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hydra_store_blocks "), "{metrics}");
+
     // A client that reads a little of a large file and vanishes leaves
     // the gateway serving.
     {
@@ -351,4 +436,35 @@ fn files_blocks_and_key_values_over_http() {
     );
     assert_eq!(request(ro.1, "PUT", "/fs/site/z", &ok, b"z").status, 403);
     assert_eq!(get(ro.1, "/fs/site/docs/x.json").status, 200);
+}
+
+#[test]
+fn ref_watch_prints_updates_as_they_happen() {
+    let s = TestStore::new();
+    s.ok(&["kv", "a", "put", "k", "0"]);
+    let mut watch = s
+        .cmd()
+        .args(["ref", "watch", "kv/*", "-n", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    std::thread::sleep(Duration::from_millis(800));
+    s.ok(&["graph", "g", "add", "<urn:a>", "<urn:b>", "<urn:c>"]);
+    s.ok(&["kv", "a", "put", "k", "1"]);
+    s.ok(&["kv", "b", "put", "k", "2"]);
+    let mut out = String::new();
+    watch
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(watch.wait().expect("wait").success());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains(" kv/a ") && lines[1].contains(" kv/b "),
+        "{out}"
+    );
+    assert!(!out.contains("graph/g"));
 }
