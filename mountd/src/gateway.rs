@@ -37,7 +37,13 @@ pub struct Gateway {
     token: Option<String>,
     /// Requests answered, by endpoint (for `/metrics`).
     counts: [std::sync::atomic::AtomicU64; ENDPOINTS.len()],
+    /// Filesystem versions opened lately, by root: a version never
+    /// changes, so its loaded directories serve every later request.
+    views: std::sync::Mutex<Vec<(Cid, Fs)>>,
 }
+
+/// How many opened versions the gateway keeps.
+const VIEWS: usize = 16;
 
 /// The endpoints `/metrics` counts.
 const ENDPOINTS: [&str; 6] = ["fs", "ipfs", "kv", "sql", "events", "metrics"];
@@ -82,7 +88,28 @@ impl Gateway {
             read_only,
             token,
             counts: Default::default(),
+            views: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The read-only filesystem at `root`, from the cache when lately used.
+    fn view(&self, root: Cid) -> Result<Fs, Failure> {
+        {
+            let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = views.iter().position(|(r, _)| *r == root) {
+                let hit = views.remove(i);
+                let fs = hit.1.clone();
+                views.push(hit);
+                return Ok(fs);
+            }
+        }
+        let fs = Fs::open_snapshot(self.bucket(), root).map_err(failure)?;
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if views.len() >= VIEWS {
+            views.remove(0);
+        }
+        views.push((root, fs.clone()));
+        Ok(fs)
     }
 
     fn count(&self, endpoint: &str) {
@@ -164,7 +191,11 @@ pub async fn serve(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {
         "hydra gateway listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, router(gateway)).await?;
+    // Replies go out as written: a small body must not wait for the
+    // client to acknowledge the headers (Nagle's algorithm).
+    axum::serve(listener, router(gateway))
+        .tcp_nodelay(true)
+        .await?;
     Ok(())
 }
 
@@ -217,7 +248,8 @@ async fn fs_get(
         Err(f) => return f.into_response(),
     };
     let bucket = gw.bucket();
-    let opened = blocking(move || {
+    let gw2 = gw.clone();
+    let open = move || {
         let refname = fs_ref(&name)?;
         let root = match &query.at {
             Some(spec) => crate::cli::snapshot_root_of(&bucket, &refname, spec)
@@ -227,34 +259,49 @@ async fn fs_get(
                 .map_err(failure)?
                 .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no filesystem {name}")))?,
         };
-        Fs::open_snapshot(bucket, root).map_err(failure)
-    })
-    .await;
-    match opened {
-        Ok(fs) => serve_path(fs, path, method, headers, uri).await,
-        Err(f) => f.into_response(),
-    }
+        gw2.view(root)
+    };
+    serve_path(open, path, method, headers, uri).await
 }
 
 /// Answers a GET of `path` in `fs`: a file's bytes or a directory listing.
 async fn serve_path(
-    fs: Fs,
+    open: impl FnOnce() -> Result<Fs, Failure> + Send + 'static,
     path: Vec<u8>,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let fs2 = fs.clone();
     let p = path.clone();
+    // One trip to a blocking thread finds the file and, when it is
+    // small, reads it too.
     let found = blocking(move || {
+        let fs = open()?;
         let me = Caller::root();
-        let ino = fs2.resolve(&p, &me).map_err(failure)?;
-        let attr = fs2.getattr(ino).map_err(failure)?;
-        let etag = fs2.content_id(ino).map_err(failure)?;
-        Ok((ino, attr, etag))
+        let ino = fs.resolve(&p, &me).map_err(failure)?;
+        let attr = fs.getattr(ino).map_err(failure)?;
+        let etag = fs.content_id(ino).map_err(failure)?;
+        let small = if attr.kind == Kind::File && attr.size <= PIECE as u64 {
+            let fh = fs
+                .open_file(
+                    ino,
+                    OpenFlags {
+                        read: true,
+                        ..OpenFlags::default()
+                    },
+                    &me,
+                )
+                .map_err(failure)?;
+            let data = fs.read(fh, 0, attr.size as usize).map_err(failure);
+            let _ = fs.release(fh);
+            Some(Bytes::from(data?))
+        } else {
+            None
+        };
+        Ok((fs, ino, attr, etag, small))
     })
     .await;
-    let (ino, attr, etag) = match found {
+    let (fs, ino, attr, etag, small) = match found {
         Ok(f) => f,
         Err(f) => return f.into_response(),
     };
@@ -317,6 +364,11 @@ async fn serve_path(
     if method == Method::HEAD {
         return builder
             .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    if let Some(data) = small {
+        return builder
+            .body(Body::from(data.slice(start as usize..end as usize)))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     // A producer on a blocking thread; the channel holds two pieces, so a
@@ -665,11 +717,13 @@ async fn ipfs_get(
         None => {
             // A filesystem root: its files; any other block: its bytes.
             if cid.codec() == Codec::DAG_CBOR {
-                let b = bucket.clone();
-                if let Ok(Ok(fs)) =
-                    tokio::task::spawn_blocking(move || Fs::open_snapshot(b, cid)).await
-                {
-                    return serve_path(fs, path, method, headers, uri).await;
+                let gw2 = gw.clone();
+                let is_fs = tokio::task::spawn_blocking(move || gw2.view(cid).is_ok())
+                    .await
+                    .unwrap_or(false);
+                if is_fs {
+                    let gw2 = gw.clone();
+                    return serve_path(move || gw2.view(cid), path, method, headers, uri).await;
                 }
             }
             if path != b"/" {
