@@ -502,6 +502,24 @@ fn open_rw(bucket: Bucket, name: &str) -> Result<Fs, Failure> {
     Fs::open(bucket, name, &Caller::root(), options).map_err(failure)
 }
 
+/// The filesystem and path a write names, once the caller may write.
+fn write_target(
+    gw: &Gateway,
+    params: &[(String, String)],
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(String, Vec<u8>), Failure> {
+    gw.may_write(headers)?;
+    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
+    match checked_path(uri, 2)? {
+        p if p == b"/" => Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "a path inside the filesystem is needed".into(),
+        )),
+        p => Ok((name, p)),
+    }
+}
+
 async fn fs_put(
     State(gw): State<Shared>,
     UrlPath(params): UrlPath<Vec<(String, String)>>,
@@ -509,16 +527,8 @@ async fn fs_put(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(f) = gw.may_write(&headers) {
-        return f.into_response();
-    }
-    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
-    let path = match checked_path(&uri, 2) {
-        Ok(p) if p != b"/" => p,
-        Ok(_) => {
-            return Failure(StatusCode::BAD_REQUEST, "a file path is needed".into())
-                .into_response();
-        }
+    let (name, path) = match write_target(&gw, &params, &uri, &headers) {
+        Ok(t) => t,
         Err(f) => return f.into_response(),
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(2);
@@ -585,15 +595,8 @@ async fn fs_delete(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(f) = gw.may_write(&headers) {
-        return f.into_response();
-    }
-    let name = params.first().map(|p| p.1.clone()).unwrap_or_default();
-    let path = match checked_path(&uri, 2) {
-        Ok(p) if p != b"/" => p,
-        Ok(_) => {
-            return Failure(StatusCode::BAD_REQUEST, "a path is needed".into()).into_response();
-        }
+    let (name, path) = match write_target(&gw, &params, &uri, &headers) {
+        Ok(t) => t,
         Err(f) => return f.into_response(),
     };
     let bucket = gw.bucket();
