@@ -40,6 +40,10 @@ pub struct Gateway {
     /// Filesystem versions opened lately, by root: a version never
     /// changes, so its loaded directories serve every later request.
     views: std::sync::Mutex<Vec<(Cid, Fs)>>,
+    /// Roots of refs read lately, kept only when no one else can move a
+    /// ref: every volume is local to this store, whose lock the gateway
+    /// holds (so only its own writes, which clear this, change refs).
+    refs: Option<std::sync::Mutex<std::collections::HashMap<RefName, Option<Cid>>>>,
 }
 
 /// How many opened versions the gateway keeps.
@@ -83,12 +87,41 @@ impl Gateway {
     /// A gateway over `store`; writes need `token` unless it is `None`
     /// (then none are allowed) and the gateway is not read-only.
     pub fn new(store: Store, read_only: bool, token: Option<String>) -> Gateway {
+        let private = store
+            .config()
+            .buckets
+            .iter()
+            .all(|b| b.volumes.iter().all(|v| v.kind == "local"));
         Gateway {
+            refs: private.then(|| std::sync::Mutex::new(Default::default())),
             store,
             read_only,
             token,
             counts: Default::default(),
             views: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The root `name` names now.
+    fn root_of(&self, name: &RefName) -> Result<Option<Cid>, Failure> {
+        let Some(cache) = &self.refs else {
+            return self.bucket().get_ref(name).map_err(failure);
+        };
+        if let Some(root) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(*root);
+        }
+        let root = self.bucket().get_ref(name).map_err(failure)?;
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), root);
+        Ok(root)
+    }
+
+    /// Forgets cached ref roots (after this gateway moved a ref).
+    fn forget_refs(&self) {
+        if let Some(cache) = &self.refs {
+            cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
 
@@ -254,9 +287,8 @@ async fn fs_get(
         let root = match &query.at {
             Some(spec) => crate::cli::snapshot_root_of(&bucket, &refname, spec)
                 .map_err(|e| Failure(StatusCode::NOT_FOUND, format!("{e:#}")))?,
-            None => bucket
-                .get_ref(&refname)
-                .map_err(failure)?
+            None => gw2
+                .root_of(&refname)?
                 .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no filesystem {name}")))?,
         };
         gw2.view(root)
@@ -533,6 +565,7 @@ async fn fs_put(
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(2);
     let bucket = gw.bucket();
+    let gw_put = gw.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<u64, Failure> {
         let fs = open_rw(bucket, &name)?;
         let me = Caller::root();
@@ -559,8 +592,9 @@ async fn fs_put(
             at += piece.len() as u64;
         }
         fs.release(fh).map_err(failure)?;
-        fs.commit(&format!("gateway PUT {}", String::from_utf8_lossy(&path)))
-            .map_err(failure)?;
+        let committed = fs.commit(&format!("gateway PUT {}", String::from_utf8_lossy(&path)));
+        gw_put.forget_refs();
+        committed.map_err(failure)?;
         Ok(at)
     });
     let mut stream = body.into_data_stream();
@@ -600,6 +634,7 @@ async fn fs_delete(
         Err(f) => return f.into_response(),
     };
     let bucket = gw.bucket();
+    let gw_del = gw.clone();
     let done = blocking(move || {
         let fs = open_rw(bucket, &name)?;
         let me = Caller::root();
@@ -616,6 +651,7 @@ async fn fs_delete(
             String::from_utf8_lossy(&path)
         ))
         .map_err(failure)?;
+        gw_del.forget_refs();
         Ok(())
     })
     .await;
@@ -891,6 +927,7 @@ async fn kv_change(
         Err(f) => return f.into_response(),
     };
     let bucket = gw.bucket();
+    let gw_kv = gw.clone();
     let done = blocking(move || {
         let kv = Kv::open(bucket, &name).map_err(failure)?;
         let mut txn = kv.begin().map_err(failure)?;
@@ -903,7 +940,9 @@ async fn kv_change(
                 txn.delete(&key).map_err(failure)?
             }
         }
-        txn.commit("gateway").map_err(failure)?;
+        let committed = txn.commit("gateway");
+        gw_kv.forget_refs();
+        committed.map_err(failure)?;
         Ok(())
     })
     .await;
@@ -926,6 +965,7 @@ async fn sql_post(
     // Read-only unless the token allows writes.
     let write = !gw.read_only && gw.has_token(&headers);
     let bucket = gw.bucket();
+    let gw_sql = gw.clone();
     let result = blocking(move || {
         let db = if write {
             hydra_sql::Database::open(&bucket, &name)
@@ -940,8 +980,11 @@ async fn sql_post(
         }
         .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
         let mut sets = Vec::new();
-        db.run_script(&query, &mut |set| sets.push(set))
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let ran = db.run_script(&query, &mut |set| sets.push(set));
+        if write {
+            gw_sql.forget_refs();
+        }
+        ran.map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
         Ok(sets)
     })
     .await;
