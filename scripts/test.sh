@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the tests drive for real.
 packages=(sqlite3 attr tar gzip zstd xz-utils bzip2 python3 fuse3 git fio rsync
-  diod qemu-system-x86 busybox-static cpio bsdutils redis-server)
+  diod qemu-system-x86 busybox-static cpio bsdutils redis-server chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -468,3 +468,72 @@ fn ref_watch_prints_updates_as_they_happen() {
     );
     assert!(!out.contains("graph/g"));
 }
+
+/// Runs headless Chromium (the Debian package) with `args`; returns stdout.
+fn chromium(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1024,768",
+        ])
+        .args(args)
+        .output()
+        .expect("run chromium (the test command installs the Debian package chromium)");
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn a_browser_shows_a_listing_and_a_file() {
+    let s = TestStore::new();
+    let work = s.scratch("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    sh(
+        "mkdir -p src/notes && echo 'hello from hydra' > src/notes/hello.txt && seq 1 50 > src/notes/n.txt",
+        &work,
+    );
+    s.ok(&[
+        "import",
+        "dir",
+        work.join("src").to_str().expect("utf-8"),
+        "--fs",
+        "web",
+    ]);
+    let gw = start(&s, &["--read-only"]);
+    let listing = format!("http://127.0.0.1:{}/fs/web/notes", gw.1);
+
+    // The listing as the browser builds it: a link per entry.
+    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom", &listing])).into_owned();
+    assert!(dom.contains("<h1>Index of /notes</h1>"), "{dom}");
+    assert!(
+        dom.contains("<a href=\"/fs/web/notes/hello.txt\">hello.txt</a>"),
+        "{dom}"
+    );
+    // A file the browser fetches shows its bytes.
+    let file = format!("http://127.0.0.1:{}/fs/web/notes/hello.txt", gw.1);
+    let shown = String::from_utf8_lossy(&chromium(&["--dump-dom", &file])).into_owned();
+    assert!(shown.contains("hello from hydra"), "{shown}");
+
+    // A screenshot of the listing, kept beside the build as an artifact.
+    let artifacts = hydra_tests::hydra_bin()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("mkdir artifacts");
+    let shot = artifacts.join("gateway-listing.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display()), &listing]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+}
