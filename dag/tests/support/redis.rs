@@ -14,18 +14,24 @@ pub struct Redis {
     procs: Vec<Option<Child>>,
 }
 
+/// A port for a Redis node, with its cluster bus port (port + 10000)
+/// free too. Both lie below the kernel's ephemeral range (32768 up), so
+/// the port-0 listeners other tests bind cannot take them meanwhile.
 fn free_port() -> u16 {
-    // A cluster node also listens on port + 10000 (its bus).
-    for _ in 0..200 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind")
-            .port();
-        if port < 55000 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+    for i in 0..2768u32 {
+        let port = 20_000 + ((seed.wrapping_add(i * 13)) % 2768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
             return port;
         }
     }
-    panic!("no free port pair");
+    panic!("no free port pair below 32768");
 }
 
 fn start(dir: &Path, port: u16, cluster: bool) -> Child {
