@@ -75,6 +75,29 @@ struct BucketInner {
     volumes: Vec<Arc<dyn Volume>>,
     pins: Mutex<PinState>,
     pub(crate) gc_lock: Mutex<()>,
+    io: IoCounters,
+}
+
+/// Block traffic through a bucket since it was opened.
+#[derive(Debug, Default)]
+struct IoCounters {
+    reads: std::sync::atomic::AtomicU64,
+    read_bytes: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    written_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// Block reads and writes through a bucket since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IoStats {
+    /// Blocks read.
+    pub reads: u64,
+    /// Bytes of the blocks read.
+    pub read_bytes: u64,
+    /// Blocks written (counting each replica once).
+    pub writes: u64,
+    /// Bytes of the blocks written.
+    pub written_bytes: u64,
 }
 
 /// Blocks that GC must keep although no ref reaches them (yet).
@@ -122,6 +145,7 @@ impl Bucket {
                 volumes,
                 pins: Mutex::new(PinState::default()),
                 gc_lock: Mutex::new(()),
+                io: IoCounters::default(),
             }),
         })
     }
@@ -139,6 +163,32 @@ impl Bucket {
     /// cloned from one another, distinct for buckets opened apart.
     pub fn id(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Block reads and writes since the bucket was opened.
+    pub fn io_stats(&self) -> IoStats {
+        let io = &self.inner.io;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        IoStats {
+            reads: load(&io.reads),
+            read_bytes: load(&io.read_bytes),
+            writes: load(&io.writes),
+            written_bytes: load(&io.written_bytes),
+        }
+    }
+
+    /// Hits and misses of the block caches in front of the volumes.
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        let mut total = crate::cache::CacheStats::default();
+        for v in &self.inner.volumes {
+            if let Some(c) = v.cache_stats() {
+                total.blocks += c.blocks;
+                total.bytes += c.bytes;
+                total.hits += c.hits;
+                total.misses += c.misses;
+            }
+        }
+        total
     }
 
     /// The bucket's name.
@@ -206,6 +256,13 @@ impl Bucket {
         for volume in &self.inner.volumes[..self.inner.policy.replication] {
             volume.put_many(blocks)?;
         }
+        let io = &self.inner.io;
+        io.writes
+            .fetch_add(blocks.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        io.written_bytes.fetch_add(
+            blocks.iter().map(|b| b.len() as u64).sum(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -229,7 +286,13 @@ impl Bucket {
         let mut first_error = None;
         for volume in &self.inner.volumes {
             match volume.get(cid) {
-                Ok(Some(data)) => return Ok(Some(data)),
+                Ok(Some(data)) => {
+                    let io = &self.inner.io;
+                    io.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    io.read_bytes
+                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Some(data));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     first_error.get_or_insert(e);

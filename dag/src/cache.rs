@@ -1,5 +1,6 @@
 //! A decorator that keeps recently read blocks in memory, bounded in bytes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -19,6 +20,8 @@ pub struct CachedVolume {
     inner: Arc<dyn Volume>,
     state: Mutex<CacheState>,
     max_bytes: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -37,6 +40,10 @@ pub struct CacheStats {
     pub blocks: usize,
     /// Bytes held.
     pub bytes: usize,
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads that went to the volume below.
+    pub misses: u64,
 }
 
 impl CachedVolume {
@@ -50,15 +57,19 @@ impl CachedVolume {
                 deletions: 0,
             }),
             max_bytes,
+            hits: Default::default(),
+            misses: Default::default(),
         }
     }
 
-    /// How much the cache holds.
+    /// How much the cache holds, and how often it answered.
     pub fn cache_stats(&self) -> CacheStats {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         CacheStats {
             blocks: state.lru.len(),
             bytes: state.bytes,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -66,8 +77,14 @@ impl CachedVolume {
     fn lookup(&self, cid: &Cid) -> Result<Bytes, u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match state.lru.get(cid) {
-            Some(hit) => Ok(hit.clone()),
-            None => Err(state.deletions),
+            Some(hit) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(hit.clone())
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Err(state.deletions)
+            }
         }
     }
 
@@ -96,6 +113,10 @@ impl CachedVolume {
 }
 
 impl Volume for CachedVolume {
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(CachedVolume::cache_stats(self))
+    }
+
     fn name(&self) -> &'static str {
         self.inner.name()
     }

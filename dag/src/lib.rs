@@ -38,7 +38,7 @@ mod verify;
 mod volume;
 
 pub use block::{Block, MAX_BLOCK_SIZE};
-pub use bucket::{Bucket, BucketPolicy, ChunkingPolicy, WriteSession};
+pub use bucket::{Bucket, BucketPolicy, ChunkingPolicy, IoStats, WriteSession};
 pub use cache::{CacheStats, CachedVolume};
 pub use cbor::Ipld;
 pub use cid::{BLAKE3_CODE, Cid, Codec, DIGEST_LEN};

@@ -127,6 +127,11 @@ pub trait Volume: Send + Sync + std::fmt::Debug + 'static {
         Ok(CompactStats::default())
     }
 
+    /// The hit counters of a caching layer, if this is one.
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        None
+    }
+
     /// How many requests in flight this backend serves best.
     fn preferred_concurrency(&self) -> usize {
         1

@@ -44,6 +44,9 @@ pub struct Gateway {
     /// ref: every volume is local to this store, whose lock the gateway
     /// holds (so only its own writes, which clear this, change refs).
     refs: Option<std::sync::Mutex<std::collections::HashMap<RefName, Option<Cid>>>>,
+    /// Commits this gateway made, and their total time in microseconds.
+    commits: std::sync::atomic::AtomicU64,
+    commit_us: std::sync::atomic::AtomicU64,
 }
 
 /// How many opened versions the gateway keeps.
@@ -99,6 +102,8 @@ impl Gateway {
             token,
             counts: Default::default(),
             views: std::sync::Mutex::new(Vec::new()),
+            commits: Default::default(),
+            commit_us: Default::default(),
         }
     }
 
@@ -116,6 +121,20 @@ impl Gateway {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), root);
         Ok(root)
+    }
+
+    /// Runs a commit, timing it for `/metrics`, then forgets cached refs.
+    fn timed_commit<T>(&self, commit: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let result = commit();
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.commit_us.fetch_add(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.forget_refs();
+        result
     }
 
     /// Forgets cached ref roots (after this gateway moved a ref).
@@ -592,8 +611,8 @@ async fn fs_put(
             at += piece.len() as u64;
         }
         fs.release(fh).map_err(failure)?;
-        let committed = fs.commit(&format!("gateway PUT {}", String::from_utf8_lossy(&path)));
-        gw_put.forget_refs();
+        let committed = gw_put
+            .timed_commit(|| fs.commit(&format!("gateway PUT {}", String::from_utf8_lossy(&path))));
         committed.map_err(failure)?;
         Ok(at)
     });
@@ -646,12 +665,14 @@ async fn fs_delete(
         } else {
             fs.unlink(parent, &file, &me).map_err(failure)?;
         }
-        fs.commit(&format!(
-            "gateway DELETE {}",
-            String::from_utf8_lossy(&path)
-        ))
-        .map_err(failure)?;
-        gw_del.forget_refs();
+        gw_del
+            .timed_commit(|| {
+                fs.commit(&format!(
+                    "gateway DELETE {}",
+                    String::from_utf8_lossy(&path)
+                ))
+            })
+            .map_err(failure)?;
         Ok(())
     })
     .await;
@@ -940,8 +961,7 @@ async fn kv_change(
                 txn.delete(&key).map_err(failure)?
             }
         }
-        let committed = txn.commit("gateway");
-        gw_kv.forget_refs();
+        let committed = gw_kv.timed_commit(|| txn.commit("gateway"));
         committed.map_err(failure)?;
         Ok(())
     })
@@ -1122,6 +1142,76 @@ async fn metrics(State(gw): State<Shared>) -> Response {
         out.push_str(&format!(
             "hydra_gateway_requests_total{{endpoint=\"{e}\"}} {}\n",
             gw.counts[i].load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    let io = gw.bucket().io_stats();
+    let cache = gw.bucket().cache_stats();
+    let lookups = cache.hits + cache.misses;
+    let ratio = if lookups == 0 {
+        0.0
+    } else {
+        cache.hits as f64 / lookups as f64
+    };
+    let commits = gw.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let commit_s = gw.commit_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
+    for (name, kind, help, value) in [
+        (
+            "hydra_block_reads_total",
+            "counter",
+            "Blocks read.",
+            io.reads as f64,
+        ),
+        (
+            "hydra_block_read_bytes_total",
+            "counter",
+            "Bytes of blocks read.",
+            io.read_bytes as f64,
+        ),
+        (
+            "hydra_block_writes_total",
+            "counter",
+            "Blocks written.",
+            io.writes as f64,
+        ),
+        (
+            "hydra_block_written_bytes_total",
+            "counter",
+            "Bytes of blocks written.",
+            io.written_bytes as f64,
+        ),
+        (
+            "hydra_block_cache_hits_total",
+            "counter",
+            "Block reads the cache answered.",
+            cache.hits as f64,
+        ),
+        (
+            "hydra_block_cache_misses_total",
+            "counter",
+            "Block reads that missed the cache.",
+            cache.misses as f64,
+        ),
+        (
+            "hydra_block_cache_hit_ratio",
+            "gauge",
+            "Hits over lookups so far.",
+            ratio,
+        ),
+        (
+            "hydra_gateway_commit_seconds_count",
+            "counter",
+            "Commits made by the gateway.",
+            commits as f64,
+        ),
+        (
+            "hydra_gateway_commit_seconds_sum",
+            "counter",
+            "Time the gateway spent in commits.",
+            commit_s,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
     if let Ok(stats) = stats {

@@ -398,6 +398,21 @@ fn files_blocks_and_key_values_over_http() {
         "{metrics}"
     );
     assert!(metrics.contains("hydra_store_blocks "), "{metrics}");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(value("hydra_block_reads_total") > 0.0);
+    assert!(value("hydra_block_writes_total") > 0.0);
+    assert!(value("hydra_block_cache_hits_total") > 0.0);
+    assert!((0.0..=1.0).contains(&value("hydra_block_cache_hit_ratio")));
+    assert!(
+        value("hydra_gateway_commit_seconds_count") >= 4.0,
+        "PUT, DELETE, kv puts"
+    );
 
     // A client that reads a little of a large file and vanishes leaves
     // the gateway serving.
