@@ -73,9 +73,7 @@ impl Bucket {
                 }
             }
         }
-        let mut seen = HashSet::new();
-        roots.retain(|c| seen.insert(*c));
-        report.roots = roots.len() as u64;
+        report.roots = roots.iter().collect::<HashSet<_>>().len() as u64;
         let holders = &self.volumes()[..self.policy().replication];
         let mut stack = roots;
         let mut seen = HashSet::new();

@@ -225,8 +225,7 @@ impl Volume for RedisVolume {
     fn get_many(&self, cids: &[Cid]) -> DagResult<Vec<Option<Bytes>>> {
         let keys: Vec<Vec<u8>> = cids.iter().map(|c| self.block_key(c)).collect();
         let mut out = vec![None; cids.len()];
-        for chunk in keys.chunks(BATCH).enumerate() {
-            let (n, chunk) = chunk;
+        for (n, chunk) in keys.chunks(BATCH).enumerate() {
             let base = n * BATCH;
             for (s, idx) in self.redis.by_master(chunk) {
                 let got: Vec<Option<Vec<u8>>> = self.redis.on_slot(s, "get blocks", |c, _| {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use data_encoding::HEXLOWER;
 
 use crate::block::{Block, MAX_BLOCK_SIZE};
 use crate::cid::{Cid, Codec};
@@ -106,17 +107,6 @@ struct Keys {
     names: [u8; 32],
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn derive(secret: &Secret, salt: &[u8]) -> DagResult<Keys> {
     let mut master = [0u8; 32];
     match secret {
@@ -134,7 +124,7 @@ fn derive(secret: &Secret, salt: &[u8]) -> DagResult<Keys> {
 }
 
 fn check_value(keys: &Keys) -> String {
-    hex(blake3::keyed_hash(&keys.names, b"hydra key check").as_bytes())
+    HEXLOWER.encode(blake3::keyed_hash(&keys.names, b"hydra key check").as_bytes())
 }
 
 impl EncryptionSpec {
@@ -146,7 +136,7 @@ impl EncryptionSpec {
         let keys = derive(secret, &salt)?;
         Ok(EncryptionSpec {
             key_source: secret.source().into(),
-            salt: hex(&salt),
+            salt: HEXLOWER.encode(&salt),
             check: check_value(&keys),
         })
     }
@@ -190,8 +180,9 @@ impl TransformVolume {
                         }
                     ))
                 })?;
-                let salt = unhex(&spec.salt)
-                    .ok_or_else(|| DagError::Other("hydra.json: malformed salt".into()))?;
+                let salt = HEXLOWER
+                    .decode(spec.salt.as_bytes())
+                    .map_err(|_| DagError::Other("hydra.json: malformed salt".into()))?;
                 let keys = derive(secret, &salt)?;
                 if check_value(&keys) != spec.check {
                     return Err(DagError::Other("wrong key for this encrypted store".into()));

@@ -49,6 +49,23 @@ fn free_name(s: &mut State, parent: Ino, name: &[u8]) -> FsResult<()> {
     Ok(())
 }
 
+/// Enters `inode` as `name` in `parent` (a free name of a loaded,
+/// writable directory), stamps the parent changed at `now` and marks it
+/// dirty; returns the new inode's number.
+fn add_child(s: &mut State, parent: Ino, name: &[u8], inode: Inode, now: i64) -> FsResult<Ino> {
+    let is_dir = inode.kind == Kind::Dir;
+    let ino = s.add_inode(inode);
+    s.entries_mut(parent)?.insert(name.to_vec(), ino);
+    let dir = s.get_mut(parent)?;
+    dir.meta.mtime = now;
+    dir.meta.ctime = now;
+    if is_dir && let Content::Dir(d) = &mut dir.content {
+        d.subdirs += 1;
+    }
+    s.mark_dirty(parent);
+    Ok(ino)
+}
+
 impl Fs {
     fn make_node(&self, parent: Ino, name: &[u8], node: NewNode, c: &Caller) -> FsResult<Ino> {
         let NewNode {
@@ -98,17 +115,7 @@ impl Fs {
             dirty: true,
             opens: 0,
         };
-        let ino = s.add_inode(inode);
-        s.entries_mut(parent)?.insert(name.to_vec(), ino);
-        let dir = s.get_mut(parent)?;
-        dir.meta.mtime = now;
-        dir.meta.ctime = now;
-        if kind == Kind::Dir
-            && let Content::Dir(d) = &mut dir.content
-        {
-            d.subdirs += 1;
-        }
-        s.mark_dirty(parent);
+        let ino = add_child(&mut s, parent, name, inode, now)?;
         s.mark_dirty(ino);
         Ok(ino)
     }
@@ -125,17 +132,9 @@ impl Fs {
         if matches!(record.kind, Kind::CharDev | Kind::BlockDev) && !c.is_root() {
             return Err(FsError::NotPermitted);
         }
-        let is_dir = record.kind == Kind::Dir;
-        let ino = s.add_inode(inode_from_record(record, parent, 1, None));
-        s.entries_mut(parent)?.insert(name.to_vec(), ino);
-        let now = now_ns();
-        let dir = s.get_mut(parent)?;
-        dir.meta.mtime = now;
-        dir.meta.ctime = now;
-        if is_dir && let Content::Dir(d) = &mut dir.content {
-            d.subdirs += 1;
-        }
-        s.mark_dirty(parent);
+        // Stored already: only the parent's listing changes.
+        let inode = inode_from_record(record, parent, 1, None);
+        let ino = add_child(&mut s, parent, name, inode, now_ns())?;
         s.attr(ino)
     }
 
