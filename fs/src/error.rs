@@ -75,6 +75,13 @@ pub enum FsError {
         /// The filesystem.
         name: String,
     },
+    /// Another writer changed the same things differently; nothing was
+    /// committed.
+    #[error("another writer changed the same paths differently: {}", paths.join(", "))]
+    MergeConflict {
+        /// Where both sides changed the same thing.
+        paths: Vec<String>,
+    },
     /// A file's content was lost by a storage failure.
     #[error("file content lost: {0}")]
     Lost(String),
@@ -111,7 +118,7 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::TooManyLinks => libc::EMLINK,
             FsError::Unsupported(_) => libc::EOPNOTSUPP,
-            FsError::Conflict { .. } => libc::EBUSY,
+            FsError::Conflict { .. } | FsError::MergeConflict { .. } => libc::EBUSY,
             FsError::NoSpace => libc::ENOSPC,
             FsError::Corrupt { .. } | FsError::Lost(_) | FsError::Dag(_) | FsError::Chunk(_) => {
                 libc::EIO

@@ -17,6 +17,8 @@ use hydra_dag::{Bucket, Cid, LogEntry, RefName, RefNote, now_ns};
 
 use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
 use crate::error::{FsError, FsResult};
+use crate::follow::Changed;
+use crate::merge::{OnConflict, merge_roots};
 use crate::node::{Kind, Meta};
 use crate::perm::{Caller, R, W, X};
 use crate::state::{Content, FIRST_COOKIE, State, clean_blob};
@@ -37,6 +39,11 @@ pub struct FsOptions {
     /// Past `dirty_limit`, commit (true) or only store file content
     /// without moving the ref (false: imports that must commit once).
     pub commit_on_pressure: bool,
+    /// How often to look for commits by other writers while there are no
+    /// changes (`None`: never; a commit merges them anyway).
+    pub refresh_interval: Option<Duration>,
+    /// What a commit does when another writer changed the same things.
+    pub on_conflict: OnConflict,
 }
 
 impl Default for FsOptions {
@@ -48,6 +55,8 @@ impl Default for FsOptions {
             statfs_path: None,
             author: RefNote::by_current_user("").author,
             commit_on_pressure: true,
+            refresh_interval: Some(Duration::from_secs(1)),
+            on_conflict: OnConflict::Refuse,
         }
     }
 }
@@ -82,7 +91,22 @@ struct Inner {
     handles: Mutex<HashMap<Fh, Arc<Mutex<Handle>>>>,
     next_fh: AtomicU64,
     stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Told what changed when another writer's commit is taken in.
+    watcher: WatcherSlot,
 }
+
+/// Where the watcher is kept.
+#[derive(Default)]
+struct WatcherSlot(Mutex<Option<Watcher>>);
+
+impl std::fmt::Debug for WatcherSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WatcherSlot")
+    }
+}
+
+/// A callback told what changed under a front end's caches.
+pub type Watcher = Arc<dyn Fn(Vec<Changed>) + Send + Sync>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -157,9 +181,12 @@ impl Fs {
     }
 
     fn start(bucket: Bucket, name: Option<RefName>, state: State, options: FsOptions) -> Fs {
-        let interval = options
-            .commit_interval
-            .filter(|_| !options.read_only && name.is_some());
+        let commit = options.commit_interval.filter(|_| !options.read_only);
+        let tick = [commit, options.refresh_interval]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|_| name.is_some());
         let fs = Fs {
             inner: Arc::new(Inner {
                 bucket,
@@ -169,14 +196,15 @@ impl Fs {
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 stop: Arc::new((Mutex::new(false), Condvar::new())),
+                watcher: WatcherSlot::default(),
             }),
         };
-        if let Some(interval) = interval {
+        if let Some(tick) = tick {
             let weak = Arc::downgrade(&fs.inner);
             let stop = fs.inner.stop.clone();
             let _ = std::thread::Builder::new()
                 .name("hydra-fs-commit".into())
-                .spawn(move || commit_timer(weak, stop, interval));
+                .spawn(move || commit_timer(weak, stop, tick, commit));
         }
         fs
     }
@@ -670,7 +698,8 @@ impl Fs {
     }
 
     /// Stores every change and moves `fs/<name>`; returns the changelog
-    /// entry, or `None` when nothing changed.
+    /// entry, or `None` when nothing changed. When another writer committed
+    /// meanwhile, both sides' changes are merged (see [`OnConflict`]).
     pub fn commit(&self, message: &str) -> FsResult<Option<LogEntry>> {
         let Some(name) = &self.inner.name else {
             return Err(FsError::ReadOnly);
@@ -685,22 +714,91 @@ impl Fs {
             author: self.inner.options.author.clone(),
             message: message.to_string(),
         };
-        let entry = match self
-            .inner
-            .bucket
-            .cas_ref(name, s.base.as_ref(), Some(&root), &note)
-        {
-            Ok(entry) => entry,
-            Err(hydra_dag::DagError::RefConflict { .. }) => {
-                return Err(FsError::Conflict {
-                    name: name.to_string(),
-                });
+        let bucket = &self.inner.bucket;
+        let mut target = root;
+        let mut merged_from = None;
+        // Each round merges onto the newest root; a writer that keeps
+        // winning the race is outlasted by a bounded number of rounds.
+        for _ in 0..16 {
+            let expected = merged_from.or(s.base);
+            match bucket.cas_ref(name, expected.as_ref(), Some(&target), &note) {
+                Ok(entry) => {
+                    // Memory holds ours, clean; after a merge it is brought
+                    // to the merged root.
+                    s.base = Some(root);
+                    let changes = match merged_from {
+                        Some(_) => s.follow(target)?,
+                        None => Vec::new(),
+                    };
+                    s.renew_session();
+                    drop(s);
+                    self.tell(changes);
+                    return Ok(Some(entry));
+                }
+                Err(hydra_dag::DagError::RefConflict { .. }) => {
+                    let Some(theirs) = bucket.get_ref(name)? else {
+                        break;
+                    };
+                    let merged = merge_roots(
+                        bucket,
+                        s.base.as_ref(),
+                        &root,
+                        &theirs,
+                        self.inner.options.on_conflict,
+                    )?;
+                    s.session.put_blocks(&merged.blocks)?;
+                    for path in &merged.conflicts {
+                        eprintln!(
+                            "hydra: {name}: {path} was changed by another writer too; both kept"
+                        );
+                    }
+                    target = merged.root;
+                    merged_from = Some(theirs);
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+        }
+        Err(FsError::Conflict {
+            name: name.to_string(),
+        })
+    }
+
+    /// Takes in commits of other writers when there are no changes here;
+    /// returns whether the filesystem moved.
+    pub fn refresh(&self) -> FsResult<bool> {
+        let Some(name) = &self.inner.name else {
+            return Ok(false);
         };
-        s.base = Some(root);
-        s.renew_session();
-        Ok(Some(entry))
+        let mut s = self.state();
+        if s.is_dirty() {
+            return Ok(false);
+        }
+        let Some(current) = self.inner.bucket.get_ref(name)? else {
+            return Ok(false);
+        };
+        if Some(current) == s.base {
+            return Ok(false);
+        }
+        let changes = s.follow(current)?;
+        drop(s);
+        self.tell(changes);
+        Ok(true)
+    }
+
+    /// Sets who is told what changed when another writer's commit is
+    /// taken in (called from the thread that took it in).
+    pub fn set_watcher(&self, watcher: Watcher) {
+        *lock(&self.inner.watcher.0) = Some(watcher);
+    }
+
+    fn tell(&self, changes: Vec<Changed>) {
+        if changes.is_empty() {
+            return;
+        }
+        let watcher = lock(&self.inner.watcher.0).clone();
+        if let Some(watcher) = watcher {
+            watcher(changes);
+        }
     }
 
     /// Commits and stops the background committer.
@@ -717,13 +815,19 @@ impl Fs {
     }
 }
 
-fn commit_timer(fs: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>, interval: Duration) {
+fn commit_timer(
+    fs: Weak<Inner>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    tick: Duration,
+    commit: Option<Duration>,
+) {
+    let mut last_commit = std::time::Instant::now();
     loop {
         {
             let (stopped, cv) = &*stop;
             let guard = lock(stopped);
             let (guard, _) = cv
-                .wait_timeout_while(guard, interval, |stopped| !*stopped)
+                .wait_timeout_while(guard, tick, |stopped| !*stopped)
                 .unwrap_or_else(|e| e.into_inner());
             if *guard {
                 return;
@@ -733,6 +837,19 @@ fn commit_timer(fs: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>, interval: Du
         let fs = Fs { inner };
         // A failed background commit leaves the changes in memory; the next
         // commit (timer, fsync or close) tries again and reports.
-        let _ = fs.commit("auto");
+        if let Some(interval) = commit
+            && fs.is_dirty()
+        {
+            if last_commit.elapsed() >= interval {
+                if let Err(e) = fs.commit("auto") {
+                    eprintln!("hydra: background commit failed: {e}");
+                }
+                last_commit = std::time::Instant::now();
+            }
+        } else if fs.inner.options.refresh_interval.is_some()
+            && let Err(e) = fs.refresh()
+        {
+            eprintln!("hydra: refresh failed: {e}");
+        }
     }
 }

@@ -307,7 +307,7 @@ impl State {
     }
 
     /// The inode of hard-link group `group`, materializing it if needed.
-    fn group_inode(&mut self, group: u64, parent: Ino) -> FsResult<Ino> {
+    pub(crate) fn group_inode(&mut self, group: u64, parent: Ino) -> FsResult<Ino> {
         if let Some(ino) = self.groups.get(&group) {
             return Ok(*ino);
         }

@@ -535,16 +535,33 @@ fn fsync_after_a_conflict_does_not_report_success() {
     a.commit("create").expect("commit");
     let b = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
     put(&a, Ino::ROOT, "from-a", b"a").expect("put");
+    put(&a, Ino::ROOT, "both", b"a").expect("put");
     a.commit("a").expect("commit");
+    // Another writer's commit merges in; the same name written by both
+    // does not.
     put(&b, Ino::ROOT, "from-b", b"b").expect("put");
+    put(&b, Ino::ROOT, "both", b"b").expect("put");
     assert_eq!(errno(b.commit("b").expect_err("conflict")), libc::EBUSY);
     let durable = b.fsync(None);
-    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    let again = Fs::open(bucket.clone(), "t", &root(), opts()).expect("reopen");
     let stored = again.lookup(Ino::ROOT, b"from-b", &root()).is_ok();
     assert!(
         durable.is_err() || stored,
         "fsync returned Ok but from-b is not in the filesystem"
     );
+    // Without the clash, b's fsync merges and lands.
+    let c = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    put(&a, Ino::ROOT, "later-a", b"a").expect("put");
+    a.commit("a2").expect("commit");
+    put(&c, Ino::ROOT, "from-c", b"c").expect("put");
+    c.fsync(None).expect("merged");
+    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    for name in ["from-a", "later-a", "from-c"] {
+        assert!(
+            again.lookup(Ino::ROOT, name.as_bytes(), &root()).is_ok(),
+            "{name}"
+        );
+    }
 }
 
 /// Sets up to 20 attributes of 60 KB on `b/g`; returns how many were taken.
