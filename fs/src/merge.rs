@@ -425,10 +425,13 @@ impl Merger<'_> {
             }
         }
         for (name, entry) in extra {
-            if !out.contains_key(&name) {
-                out.insert(name, entry);
-            } else {
-                copies.push((name, entry));
+            match out.entry(name) {
+                std::collections::btree_map::Entry::Vacant(free) => {
+                    free.insert(entry);
+                }
+                std::collections::btree_map::Entry::Occupied(taken) => {
+                    copies.push((taken.key().clone(), entry));
+                }
             }
         }
         for (name, entry) in copies {

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result, bail};
-use hydra_fs::{Fs, Ino};
+use hydra_fs::{Changed, Fs, Ino};
 use serde::{Deserialize, Serialize};
 
 use crate::ninep::{self, Cidr, Export, Listen, session::Invalidate};
@@ -183,6 +183,9 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         )?),
         None => None,
     };
+    if fuse.is_some() {
+        follow_in_kernel(&fs, FuseInvalidate(notifier.clone()));
+    }
 
     let mut record = MountRecord {
         pid: std::process::id(),
@@ -253,6 +256,26 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
     joined?;
     closed.context("final commit failed")?;
     Ok(())
+}
+
+/// Has the kernel drop what it caches of names and inodes another writer's
+/// commit changed, from a thread of its own (a notification sent while the
+/// kernel waits on a request of ours would wait for itself).
+fn follow_in_kernel(fs: &Fs, invalidate: FuseInvalidate) {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Changed>>();
+    fs.set_watcher(Arc::new(move |changes| {
+        let _ = tx.send(changes);
+    }));
+    std::thread::spawn(move || {
+        for changes in rx {
+            for change in changes {
+                match change {
+                    Changed::Inode(ino) => invalidate.inode(ino),
+                    Changed::Entry(parent, name) => invalidate.entry(parent, &name),
+                }
+            }
+        }
+    });
 }
 
 /// Mounts `fs` at `mountpoint` and starts the FUSE session threads.

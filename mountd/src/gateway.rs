@@ -548,6 +548,7 @@ fn open_rw(bucket: Bucket, name: &str) -> Result<Fs, Failure> {
         commit_interval: None,
         commit_on_pressure: false,
         author: "hydra gateway".into(),
+        refresh_interval: None,
         ..FsOptions::default()
     };
     Fs::open(bucket, name, &Caller::root(), options).map_err(failure)

@@ -125,6 +125,7 @@ pub fn open_fs(store: &Store, name: &str, read_only: bool) -> Result<Fs> {
         // Small files are stored every 64 MiB, so an import's memory stays
         // bounded by that, not by the archive.
         dirty_limit: 64 << 20,
+        refresh_interval: None,
         ..FsOptions::default()
     };
     if read_only && store.bucket().get_ref(&fs_ref(name)?)?.is_none() {

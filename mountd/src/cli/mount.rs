@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hydra_dag::{OpenMode, Store, StoreOptions};
-use hydra_fs::{Caller, Fs, FsOptions};
+use hydra_fs::{Caller, Fs, FsOptions, OnConflict};
 
 use super::fs::snapshot_root;
 use super::{Context, output};
@@ -37,9 +38,8 @@ pub struct MountArgs {
     /// Let other users than the mounting one use the mount.
     #[arg(long)]
     allow_other: bool,
-    /// Commit this often while there are changes.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
-    commit_interval: u64,
+    #[command(flatten)]
+    intervals: IntervalArgs,
     /// Also serve the filesystem over 9P2000.L here (repeatable).
     #[arg(long = "serve-9p", value_name = "tcp:HOST:PORT|unix:PATH")]
     serve_9p: Vec<Listen>,
@@ -84,7 +84,7 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
         &args.fs,
         args.snapshot.as_deref(),
         read_only,
-        args.commit_interval,
+        args.intervals.intervals()?,
     )?;
     let fronts = daemon::Fronts {
         mountpoint: Some(mountpoint),
@@ -115,14 +115,53 @@ pub(super) fn open_store(cx: &Context, read_only: bool) -> Result<Store> {
     cx.open(mode, &options)
 }
 
+/// How often a daemon commits and looks for other writers' commits.
+#[derive(Debug, Args)]
+pub struct IntervalArgs {
+    /// Commit this often while there are changes.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    commit_interval: u64,
+    /// Look this often for commits of other writers of the filesystem
+    /// (another daemon on a shared volume); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    refresh_interval: f64,
+}
+
+impl IntervalArgs {
+    /// The intervals asked for, checked.
+    pub(super) fn intervals(&self) -> Result<Intervals> {
+        let refresh = Duration::try_from_secs_f64(self.refresh_interval).map_err(|_| {
+            anyhow::anyhow!(
+                "--refresh-interval: {} is not a number of seconds",
+                self.refresh_interval
+            )
+        })?;
+        Ok(Intervals {
+            commit: Duration::from_secs(self.commit_interval.max(1)),
+            refresh: Some(refresh).filter(|r| !r.is_zero()),
+        })
+    }
+}
+
+/// How often a daemon commits and looks for other writers' commits.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Intervals {
+    /// Commit this often while there are changes.
+    pub commit: Duration,
+    /// Look for other writers' commits this often (`None`: never).
+    pub refresh: Option<Duration>,
+}
+
 /// Opens filesystem `name` (or its snapshot) for a daemon, creating it
-/// empty when it does not exist and may be written.
+/// empty when it does not exist and may be written. Another writer's
+/// conflicting change is kept beside ours, never refused (a daemon has no
+/// one to hand the refusal to).
 pub(super) fn open(
     store: &Store,
     name: &str,
     snapshot: Option<&str>,
     read_only: bool,
-    commit_interval: u64,
+    intervals: Intervals,
 ) -> Result<Fs> {
     let bucket = store.bucket().clone();
     if let Some(snap) = snapshot {
@@ -143,7 +182,9 @@ pub(super) fn open(
     );
     let options = FsOptions {
         read_only,
-        commit_interval: Some(std::time::Duration::from_secs(commit_interval.max(1))),
+        commit_interval: Some(intervals.commit),
+        refresh_interval: intervals.refresh,
+        on_conflict: OnConflict::KeepBoth,
         statfs_path: Some(store.path().to_path_buf()),
         dirty_limit: DAEMON_DIRTY_LIMIT,
         ..FsOptions::default()

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Context;
-use super::mount::{open, open_store, report_started, spawn_daemon};
+use super::mount::{IntervalArgs, open, open_store, report_started, spawn_daemon};
 use crate::daemon;
 use crate::ninep::{Cidr, DEFAULT_LISTEN, Listen};
 
@@ -28,9 +28,8 @@ pub struct ServeArgs {
     /// Stay in the foreground instead of starting a daemon.
     #[arg(long)]
     foreground: bool,
-    /// Commit this often while there are changes.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
-    commit_interval: u64,
+    #[command(flatten)]
+    intervals: IntervalArgs,
 }
 
 /// Serves, in the background unless `--foreground`.
@@ -45,7 +44,13 @@ pub fn serve(cx: &Context, args: ServeArgs) -> Result<()> {
         });
     }
     let store = open_store(cx, args.read_only)?;
-    let fs = open(&store, &args.fs, None, args.read_only, args.commit_interval)?;
+    let fs = open(
+        &store,
+        &args.fs,
+        None,
+        args.read_only,
+        args.intervals.intervals()?,
+    )?;
     let fronts = daemon::Fronts {
         mountpoint: None,
         allow_other: false,
