@@ -76,6 +76,8 @@ struct BucketInner {
     pins: Mutex<PinState>,
     pub(crate) gc_lock: Mutex<()>,
     io: IoCounters,
+    /// Signs changelog entries made through this bucket.
+    identity: std::sync::OnceLock<crate::identity::Identity>,
 }
 
 /// Block traffic through a bucket since it was opened.
@@ -146,6 +148,7 @@ impl Bucket {
                 pins: Mutex::new(PinState::default()),
                 gc_lock: Mutex::new(()),
                 io: IoCounters::default(),
+                identity: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -334,7 +337,8 @@ impl Bucket {
         self.primary().get_ref(name)
     }
 
-    /// Compare-and-swap of a ref, logged in the changelog.
+    /// Compare-and-swap of a ref, logged in the changelog; the entry is
+    /// signed by the bucket's identity unless `note` carries a signature.
     pub fn cas_ref(
         &self,
         name: &RefName,
@@ -342,7 +346,37 @@ impl Bucket {
         new: Option<&Cid>,
         note: &RefNote,
     ) -> DagResult<LogEntry> {
-        self.primary().cas_ref(name, expected, new, note)
+        match self.inner.identity.get() {
+            Some(identity) if note.signature.is_none() => {
+                let time_ns = note.time_ns.unwrap_or_else(crate::refs::now_ns);
+                let payload = crate::identity::entry_payload(
+                    name,
+                    expected,
+                    new,
+                    time_ns,
+                    &note.author,
+                    &note.message,
+                );
+                let signed = RefNote {
+                    time_ns: Some(time_ns),
+                    signature: Some(identity.sign(&payload)),
+                    ..note.clone()
+                };
+                self.primary().cas_ref(name, expected, new, &signed)
+            }
+            _ => self.primary().cas_ref(name, expected, new, note),
+        }
+    }
+
+    /// Signs every changelog entry made through this bucket from now on
+    /// (set once; later calls are ignored).
+    pub fn set_identity(&self, identity: crate::identity::Identity) {
+        let _ = self.inner.identity.set(identity);
+    }
+
+    /// The identity signing this bucket's changelog entries.
+    pub fn identity(&self) -> Option<&crate::identity::Identity> {
+        self.inner.identity.get()
     }
 
     /// Points `name` at `new` whatever it held (still a logged CAS).

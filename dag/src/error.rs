@@ -24,6 +24,16 @@ pub enum DagError {
         /// The CID whose bytes failed verification.
         cid: Cid,
     },
+    /// A changelog entry whose signature does not match it.
+    #[error("changelog entry {id} ({name}) does not match its signature by {signer}")]
+    BadSignature {
+        /// The entry's id.
+        id: u64,
+        /// The ref it moved.
+        name: String,
+        /// Who it claims signed it.
+        signer: String,
+    },
     /// A block that must exist is absent.
     #[error("block {cid} not found")]
     NotFound {

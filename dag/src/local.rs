@@ -504,15 +504,7 @@ impl Volume for LocalVolume {
                 });
             }
             index::write_ref(&tx, name, new)?;
-            let mut entry = LogEntry {
-                id: 0,
-                name: name.clone(),
-                old: actual,
-                new: new.copied(),
-                time_ns: now_ns(),
-                author: note.author.clone(),
-                message: note.message.clone(),
-            };
+            let mut entry = LogEntry::from_note(0, name, actual, new.copied(), note);
             entry.id = index::append_log(&tx, &entry)?;
             tx.commit()?;
             Ok(entry)

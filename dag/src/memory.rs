@@ -114,15 +114,8 @@ impl Volume for MemoryVolume {
             Some(cid) => state.refs.insert(name.clone(), *cid),
             None => state.refs.remove(name),
         };
-        let entry = LogEntry {
-            id: state.log.len() as u64 + 1,
-            name: name.clone(),
-            old: actual,
-            new: new.copied(),
-            time_ns: now_ns(),
-            author: note.author.clone(),
-            message: note.message.clone(),
-        };
+        let entry =
+            LogEntry::from_note(state.log.len() as u64 + 1, name, actual, new.copied(), note);
         state.log.push(entry.clone());
         Ok(entry)
     }

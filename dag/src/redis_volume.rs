@@ -20,6 +20,7 @@ use redis::{Connection, RedisResult, Value};
 use crate::block::Block;
 use crate::cid::Cid;
 use crate::error::{DagError, DagResult};
+use crate::identity::Signature;
 use crate::refs::{LogEntry, RefName, RefNote, now_ns};
 use crate::volume::{BlockInfo, Volume, VolumeStats};
 
@@ -50,7 +51,7 @@ else
 end
 local id = redis.call('INCR', KEYS[3])
 redis.call('RPUSH', KEYS[2], cjson.encode({id = id, name = ARGV[1], old = ARGV[2],
-  new = ARGV[3], time_ns = ARGV[4], author = ARGV[5], message = ARGV[6]}))
+  new = ARGV[3], time_ns = ARGV[4], author = ARGV[5], message = ARGV[6], sig = ARGV[8]}))
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[7] .. ' ' .. id)
 return {1, id}
 "#;
@@ -330,7 +331,11 @@ impl Volume for RedisVolume {
             CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let text = |c: Option<&Cid>| c.map(Cid::to_string).unwrap_or_default();
-        let time_ns = now_ns();
+        let entry = LogEntry::from_note(0, name, expected.copied(), new.copied(), note);
+        let signature = entry
+            .signature
+            .map(|s| data_encoding::HEXLOWER.encode(&s.to_bytes()))
+            .unwrap_or_default();
         let script = redis::Script::new(CAS_SCRIPT);
         let (ok, value): (i64, Value) =
             self.redis
@@ -342,10 +347,11 @@ impl Volume for RedisVolume {
                     inv.arg(name.as_str())
                         .arg(text(expected))
                         .arg(text(new))
-                        .arg(time_ns.to_string())
+                        .arg(entry.time_ns.to_string())
                         .arg(&note.author)
                         .arg(&note.message)
-                        .arg(&token);
+                        .arg(&token)
+                        .arg(&signature);
                     let r: (i64, Value) = inv.invoke(c)?;
                     self.wait(c, replicas)?;
                     Ok(r)
@@ -369,15 +375,7 @@ impl Volume for RedisVolume {
             Value::Int(i) => i as u64,
             _ => return Err(backend("move a ref", "the script returned no id")),
         };
-        Ok(LogEntry {
-            id,
-            name: name.clone(),
-            old: expected.copied(),
-            new: new.copied(),
-            time_ns,
-            author: note.author.clone(),
-            message: note.message.clone(),
-        })
+        Ok(LogEntry { id, ..entry })
     }
 
     fn list_refs(&self) -> DagResult<Vec<(RefName, Cid)>> {
@@ -483,5 +481,9 @@ fn decode_entry(text: &str) -> DagResult<LogEntry> {
         time_ns: s("time_ns").parse().unwrap_or(0),
         author: s("author"),
         message: s("message"),
+        signature: data_encoding::HEXLOWER
+            .decode(s("sig").as_bytes())
+            .ok()
+            .and_then(|b| Signature::from_bytes(&b)),
     })
 }

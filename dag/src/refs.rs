@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::cid::Cid;
 use crate::error::{DagError, DagResult};
+use crate::identity::Signature;
 
 /// The name of a ref, such as `fs/home` or `kv/settings`.
 ///
@@ -66,6 +67,11 @@ pub struct RefNote {
     pub author: String,
     /// Why.
     pub message: String,
+    /// When, if not now (an entry copied from another store).
+    pub time_ns: Option<i64>,
+    /// The entry's signature, when made elsewhere (the bucket signs
+    /// entries without one with its store's identity).
+    pub signature: Option<Signature>,
 }
 
 impl RefNote {
@@ -88,6 +94,7 @@ impl RefNote {
         RefNote {
             author,
             message: message.into(),
+            ..RefNote::default()
         }
     }
 }
@@ -109,6 +116,31 @@ pub struct LogEntry {
     pub author: String,
     /// Why.
     pub message: String,
+    /// Who vouches for the entry (see [`LogEntry::verify`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+impl LogEntry {
+    /// The entry logging a move of `name` described by `note`.
+    pub fn from_note(
+        id: u64,
+        name: &RefName,
+        old: Option<Cid>,
+        new: Option<Cid>,
+        note: &RefNote,
+    ) -> LogEntry {
+        LogEntry {
+            id,
+            name: name.clone(),
+            old,
+            new,
+            time_ns: note.time_ns.unwrap_or_else(now_ns),
+            author: note.author.clone(),
+            message: note.message.clone(),
+            signature: note.signature,
+        }
+    }
 }
 
 /// The current time in nanoseconds since the Unix epoch.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::bucket::{Bucket, BucketPolicy};
 use crate::cache::CachedVolume;
 use crate::error::{DagError, DagResult};
+use crate::identity::Identity;
 use crate::local::LocalVolume;
 use crate::memory::MemoryVolume;
 use crate::redis_volume::RedisVolume;
@@ -323,6 +324,12 @@ impl Store {
         if buckets.is_empty() {
             return Err(store_err(path, "hydra.json names no bucket"));
         }
+        // A store opened for writing gets an identity if it lacks one.
+        if let Some(identity) = Identity::load(path, mode == OpenMode::ReadWrite)? {
+            for bucket in &buckets {
+                bucket.set_identity(identity.clone());
+            }
+        }
         Ok(Store {
             path: path.to_path_buf(),
             config,
@@ -400,6 +407,9 @@ impl Store {
             volumes.push(Arc::new(CachedVolume::new(verified, options.cache_bytes)) as Arc<dyn Volume>);
         }
         let bucket = Bucket::new(spec.name.clone(), spec.policy.clone(), volumes)?;
+        if let Some(identity) = self.bucket().identity() {
+            bucket.set_identity(identity.clone());
+        }
         let mut config = self.config.clone();
         config.buckets.push(spec);
         write_config(&self.path, &config)?;

@@ -24,6 +24,8 @@ pub struct SyncReport {
     pub copied: u64,
     /// Their bytes.
     pub copied_bytes: u64,
+    /// Changelog entries copied with their signatures.
+    pub entries: u64,
 }
 
 /// Copies `names` (every ref when empty) from `src` to `dst`: the blocks
@@ -82,9 +84,53 @@ pub fn sync(src: &Bucket, dst: &Bucket, names: &[RefName], message: &str) -> Dag
     for (name, root) in refs {
         let current = dst.get_ref(&name)?;
         if current != Some(root) {
-            dst.cas_ref(&name, current.as_ref(), Some(&root), &note)?;
+            match history(src, &name, current, root)? {
+                // The source's own entries, with their times, authors and
+                // signatures, replayed in order.
+                Some(entries) => {
+                    for e in entries {
+                        let copied = RefNote {
+                            author: e.author.clone(),
+                            message: e.message.clone(),
+                            time_ns: Some(e.time_ns),
+                            signature: e.signature,
+                        };
+                        dst.cas_ref(&name, e.old.as_ref(), e.new.as_ref(), &copied)?;
+                        report.entries += 1;
+                    }
+                }
+                // Histories that parted: one move, signed here.
+                None => {
+                    dst.cas_ref(&name, current.as_ref(), Some(&root), &note)?;
+                }
+            }
         }
         report.refs += 1;
     }
     Ok(report)
+}
+
+/// The source's changelog entries leading `name` from `from` to `to`,
+/// oldest first; `None` when its log holds no such unbroken chain.
+fn history(
+    src: &Bucket,
+    name: &RefName,
+    from: Option<Cid>,
+    to: Cid,
+) -> DagResult<Option<Vec<crate::refs::LogEntry>>> {
+    let mut chain = Vec::new();
+    let mut want = Some(to);
+    for entry in src.log(Some(name), usize::MAX)? {
+        if entry.new != want {
+            // An entry off the chain (the ref moved back and forth).
+            continue;
+        }
+        want = entry.old;
+        chain.push(entry);
+        if want == from {
+            chain.reverse();
+            return Ok(Some(chain));
+        }
+    }
+    Ok(None)
 }

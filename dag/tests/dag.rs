@@ -73,6 +73,7 @@ fn note(message: &str) -> RefNote {
     RefNote {
         author: "tests".into(),
         message: message.into(),
+        ..RefNote::default()
     }
 }
 
@@ -369,7 +370,31 @@ mod conformance {
         log_is_newest_first_filtered_and_limited,
         stats_count_blocks_refs_and_log,
         compact_keeps_every_live_block,
+        log_keeps_time_and_signature_as_given,
     );
+
+    /// An entry copied from another store keeps its time and signature,
+    /// and still verifies when read back.
+    fn log_keeps_time_and_signature_as_given(v: &dyn Volume) {
+        let id = hydra_dag::Identity::generate().expect("identity");
+        let r = name("fs/signed");
+        let root = absent_cid(7);
+        let payload = hydra_dag::entry_payload(&r, None, Some(&root), 12_345, "tests", "copied");
+        let signed = RefNote {
+            time_ns: Some(12_345),
+            signature: Some(id.sign(&payload)),
+            ..note("copied")
+        };
+        let made = v.cas_ref(&r, None, Some(&root), &signed).expect("cas");
+        v.cas_ref(&r, Some(&root), None, &note("unsigned"))
+            .expect("cas");
+        let log = v.log(Some(&r), 10).expect("log");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1], made);
+        assert_eq!(log[1].time_ns, 12_345);
+        assert_eq!(log[1].verify(), hydra_dag::Verdict::Valid(id.signer()));
+        assert_eq!(log[0].verify(), hydra_dag::Verdict::Unsigned);
+    }
 
     fn round_trip_across_sizes(v: &dyn Volume) {
         let sizes = [

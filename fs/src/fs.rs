@@ -713,6 +713,7 @@ impl Fs {
         let note = RefNote {
             author: self.inner.options.author.clone(),
             message: message.to_string(),
+            ..RefNote::default()
         };
         let bucket = &self.inner.bucket;
         let mut target = root;

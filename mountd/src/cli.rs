@@ -101,6 +101,8 @@ enum Command {
     Import(car::ImportCommand),
     /// Show block, byte, ref and changelog counts.
     Stats,
+    /// Print the store's identity: the ed25519 key that signs its changelog.
+    Id,
     /// Mount a filesystem with FUSE (in the background unless --foreground).
     Mount(mount::MountArgs),
     /// Serve a filesystem over 9P2000.L (in the background unless --foreground).
@@ -228,6 +230,7 @@ pub fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<()> {
         Command::Export(cmd) => car::export(&cx, cmd),
         Command::Import(cmd) => car::import(&cx, cmd),
         Command::Stats => stats::run(&cx),
+        Command::Id => refs::id(&cx),
         Command::Mount(args) => mount::mount(&cx, args),
         Command::Serve(args) => serve::serve(&cx, args),
         Command::Umount(args) => mount::umount(&cx, args),

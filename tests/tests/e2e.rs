@@ -16,6 +16,8 @@ mod kv;
 mod ninep;
 #[path = "e2e/redis.rs"]
 mod redis;
+#[path = "e2e/signed.rs"]
+mod signed;
 #[path = "e2e/sql.rs"]
 mod sql;
 #[path = "e2e/tar.rs"]

@@ -6,12 +6,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
 use crate::cid::Cid;
 use crate::error::{DagError, DagResult};
+use crate::identity::Signature;
 use crate::local::pack::PackId;
 use crate::refs::{LogEntry, RefName};
 
 /// Schema version written into `meta`.
 const SCHEMA_VERSION: i64 = 1;
 
+/// The changelog's `signature` is the signer's public key then the ed25519
+/// signature (96 bytes), or NULL for an unsigned entry.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- pack 0 means the bytes are inline, in inline_blocks.
@@ -34,7 +37,8 @@ CREATE TABLE IF NOT EXISTS changelog(
     new BLOB,
     time_ns INTEGER NOT NULL,
     author TEXT NOT NULL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    signature BLOB
 );
 CREATE INDEX IF NOT EXISTS changelog_by_name ON changelog(name, id);
 ";
@@ -69,6 +73,15 @@ pub fn open(path: &Path, read_only: bool) -> DagResult<Connection> {
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Changelogs from before signing gain the column.
+        let signed: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('changelog') WHERE name = 'signature'",
+            [],
+            |r| r.get(0),
+        )?;
+        if signed == 0 {
+            conn.execute_batch("ALTER TABLE changelog ADD COLUMN signature BLOB")?;
+        }
         let version: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
                 r.get(0)
@@ -243,7 +256,8 @@ pub fn write_ref(tx: &Transaction<'_>, name: &RefName, cid: Option<&Cid>) -> Dag
 /// Appends a changelog entry; returns its id.
 pub fn append_log(tx: &Transaction<'_>, entry: &LogEntry) -> DagResult<u64> {
     tx.prepare_cached(
-        "INSERT INTO changelog(name, old, new, time_ns, author, message) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO changelog(name, old, new, time_ns, author, message, signature)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         entry.name.as_str(),
@@ -251,7 +265,8 @@ pub fn append_log(tx: &Transaction<'_>, entry: &LogEntry) -> DagResult<u64> {
         entry.new.map(|c| c.to_bytes()),
         entry.time_ns,
         entry.author,
-        entry.message
+        entry.message,
+        entry.signature.map(|s| s.to_bytes())
     ])?;
     Ok(tx.last_insert_rowid() as u64)
 }
@@ -273,24 +288,29 @@ pub fn list_refs(conn: &Connection) -> DagResult<Vec<(RefName, Cid)>> {
 /// Changelog entries, newest first.
 pub fn log(conn: &Connection, name: Option<&RefName>, limit: usize) -> DagResult<Vec<LogEntry>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, name, old, new, time_ns, author, message FROM changelog
-         WHERE ?1 IS NULL OR name = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+    let sql = |signature: &str| {
+        format!(
+            "SELECT id, name, old, new, time_ns, author, message, {signature} FROM changelog
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY id DESC LIMIT ?2"
+        )
+    };
+    // A store last written before signing, opened read-only, lacks the column.
+    let mut stmt = match conn.prepare_cached(&sql("signature")) {
+        Ok(stmt) => stmt,
+        Err(_) => conn.prepare_cached(&sql("NULL"))?,
+    };
     let rows = stmt.query_map(params![name.map(|n| n.as_str()), limit], |r| {
         Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, String>(1)?,
-            opt_cid(r.get(2)?)?,
-            opt_cid(r.get(3)?)?,
+            (r.get::<_, u64>(0)?, r.get::<_, String>(1)?),
+            (opt_cid(r.get(2)?)?, opt_cid(r.get(3)?)?),
             r.get::<_, i64>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
+            (r.get::<_, String>(5)?, r.get::<_, String>(6)?),
+            r.get::<_, Option<Vec<u8>>>(7)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, name, old, new, time_ns, author, message) = row?;
+        let ((id, name), (old, new), time_ns, (author, message), signature) = row?;
         out.push(LogEntry {
             id,
             name: RefName::new(name)?,
@@ -299,6 +319,7 @@ pub fn log(conn: &Connection, name: Option<&RefName>, limit: usize) -> DagResult
             time_ns,
             author,
             message,
+            signature: signature.as_deref().and_then(Signature::from_bytes),
         });
     }
     Ok(out)

@@ -236,11 +236,12 @@ pub fn sync(cx: &Context, args: SyncArgs) -> Result<()> {
         return output::json(&report);
     }
     println!(
-        "synced {} refs: {} blocks needed, {} copied ({})",
+        "synced {} refs: {} blocks needed, {} copied ({}), {} changelog entries with their signatures",
         report.refs,
         report.blocks,
         report.copied,
-        output::bytes(report.copied_bytes)
+        output::bytes(report.copied_bytes),
+        report.entries
     );
     Ok(())
 }

@@ -66,7 +66,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     let line = line.replace(['\n', '\r'], " ");
     eprintln!("{line}");
     let code = match dag_error(err) {
-        Some(DagError::Integrity { .. }) => INTEGRITY,
+        Some(DagError::Integrity { .. } | DagError::BadSignature { .. }) => INTEGRITY,
         Some(DagError::Locked { .. }) => LOCKED,
         _ => FAILURE,
     };

@@ -34,6 +34,10 @@ pub enum RefCommand {
         /// At most this many entries.
         #[arg(short = 'n', long, default_value_t = 100)]
         limit: usize,
+        /// Check every entry's signature and show its signer; exit 3 when
+        /// one does not match.
+        #[arg(long)]
+        verify: bool,
     },
     /// List every ref and its root.
     List,
@@ -92,23 +96,22 @@ pub fn run(cx: &Context, cmd: RefCommand) -> Result<()> {
             println!("{name}: {} -> {cid}", output::opt_cid(entry.old));
             Ok(())
         }
-        RefCommand::Log { name, limit } => {
+        RefCommand::Log {
+            name,
+            limit,
+            verify,
+        } => {
             let store = cx.open_read()?;
             let entries = store.bucket().log(name.as_ref(), limit)?;
+            if verify {
+                let me = store.bucket().identity().map(hydra_dag::Identity::signer);
+                return verify_log(cx, &entries, me.as_deref());
+            }
             if cx.json {
                 return output::json(&entries);
             }
-            for e in entries {
-                println!(
-                    "{:>6}  {}  {}  {} -> {}  {}: {}",
-                    e.id,
-                    output::time(e.time_ns),
-                    e.name,
-                    output::opt_cid(e.old),
-                    output::opt_cid(e.new),
-                    e.author,
-                    e.message
-                );
+            for e in &entries {
+                println!("{}", log_line(e));
             }
             Ok(())
         }
@@ -128,6 +131,82 @@ pub fn run(cx: &Context, cmd: RefCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints the public key that signs this store's changelog entries.
+pub fn id(cx: &Context) -> Result<()> {
+    let store = cx.open_read()?;
+    let Some(identity) = store.bucket().identity() else {
+        anyhow::bail!("this store has no identity yet (it gets one when opened for writing)");
+    };
+    if cx.json {
+        return output::json(&serde_json::json!({ "signer": identity.signer() }));
+    }
+    println!("{}", identity.signer());
+    Ok(())
+}
+
+/// One changelog entry as `hydra ref log` prints it.
+fn log_line(e: &hydra_dag::LogEntry) -> String {
+    format!(
+        "{:>6}  {}  {}  {} -> {}  {}: {}",
+        e.id,
+        output::time(e.time_ns),
+        e.name,
+        output::opt_cid(e.old),
+        output::opt_cid(e.new),
+        e.author,
+        e.message
+    )
+}
+
+/// Prints each entry with its signer and what checking found; fails (exit
+/// 3) when a signature does not match its entry.
+fn verify_log(cx: &Context, entries: &[hydra_dag::LogEntry], me: Option<&str>) -> Result<()> {
+    use hydra_dag::Verdict;
+    let mut bad = None;
+    let (mut valid, mut unsigned) = (0, 0);
+    let mut rows = Vec::new();
+    for e in entries {
+        let verdict = e.verify();
+        let (status, signer) = match &verdict {
+            Verdict::Valid(s) => {
+                valid += 1;
+                ("valid", Some(s.as_str()))
+            }
+            Verdict::Unsigned => {
+                unsigned += 1;
+                ("unsigned", None)
+            }
+            Verdict::Invalid(s) => {
+                bad.get_or_insert((e.id, e.name.to_string(), s.clone()));
+                ("INVALID", Some(s.as_str()))
+            }
+        };
+        if cx.json {
+            rows.push(serde_json::json!({ "entry": e, "verified": status }));
+            continue;
+        }
+        let by = match signer {
+            Some(s) if Some(s) == me => format!("{s} (this store)"),
+            Some(s) => s.to_string(),
+            None => "-".into(),
+        };
+        println!("{}\n        {status}  signed by {by}", log_line(e));
+    }
+    if cx.json {
+        output::json(&rows)?;
+    } else {
+        println!(
+            "{} entries: {valid} valid, {unsigned} unsigned, {} invalid",
+            entries.len(),
+            entries.len() - valid - unsigned
+        );
+    }
+    if let Some((id, name, signer)) = bad {
+        return Err(DagError::BadSignature { id, name, signer }.into());
+    }
+    Ok(())
 }
 
 /// Polls the changelog and prints what matches, opening the store only
