@@ -17,6 +17,7 @@ use hydra_fs::{Changed, Fs, Ino};
 use serde::{Deserialize, Serialize};
 
 use crate::ninep::{self, Cidr, Export, Listen, session::Invalidate};
+use crate::ops::OpCounts;
 
 /// What the registry records of one mount.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,6 +141,22 @@ pub struct Fronts {
     pub allow: Vec<Cidr>,
     /// 9P connections served at once (`None`: the default).
     pub max_connections: Option<usize>,
+    /// Also serve the store over HTTP.
+    pub gateway: Option<GatewayFront>,
+}
+
+/// An HTTP gateway served by a mount daemon, its address already bound.
+pub struct GatewayFront {
+    /// The gateway (holding the store).
+    pub gateway: crate::gateway::Gateway,
+    /// Where it listens.
+    pub listener: std::net::TcpListener,
+}
+
+impl std::fmt::Debug for GatewayFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GatewayFront({:?})", self.listener.local_addr().ok())
+    }
 }
 
 /// Serves `fs` through `fronts` until SIGINT/SIGTERM (or an unmount of
@@ -148,6 +165,8 @@ pub struct Fronts {
 pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
     let read_only = fs.is_read_only();
     let notifier = Arc::new(OnceLock::new());
+    let fuse_ops = Arc::new(OpCounts::new(crate::ops::FUSE_OPS));
+    let ninep_ops = Arc::new(OpCounts::new(crate::ops::NINEP_OPS));
     let ninep = if fronts.listen.is_empty() {
         None
     } else {
@@ -159,6 +178,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
                 .mountpoint
                 .as_ref()
                 .map(|_| Arc::new(FuseInvalidate(notifier.clone())) as Arc<dyn Invalidate>),
+            ops: ninep_ops.clone(),
         };
         let mut config = ninep::Config {
             allow: fronts.allow.clone(),
@@ -180,11 +200,29 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
             mountpoint,
             fronts.allow_other,
             &notifier,
+            fuse_ops.clone(),
         )?),
         None => None,
     };
     if fuse.is_some() {
         follow_in_kernel(&fs, FuseInvalidate(notifier.clone()));
+    }
+    if let Some(front) = fronts.gateway {
+        let gateway = front.gateway.beside_mount(
+            fuse.as_ref().map(|_| fuse_ops.clone()),
+            ninep.as_ref().map(|_| ninep_ops.clone()),
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the gateway's runtime")?;
+        let listener = front.listener;
+        std::thread::spawn(move || {
+            if let Err(e) = runtime.block_on(crate::gateway::serve_on(gateway, listener)) {
+                eprintln!("hydra: error: gateway stopped: {e:#}");
+            }
+        });
     }
 
     let mut record = MountRecord {
@@ -285,6 +323,7 @@ fn mount_fuse(
     mountpoint: &Path,
     allow_other: bool,
     notifier: &Arc<OnceLock<fuser::Notifier>>,
+    ops: Arc<OpCounts>,
 ) -> Result<fuser::BackgroundSession> {
     use fuser::{Config, MountOption, SessionACL};
     let read_only = fs.is_read_only();
@@ -321,6 +360,7 @@ fn mount_fuse(
             snapshots,
             Some(crate::gitviews::GitViews::new(fs.bucket().clone())?),
             notifier.clone(),
+            ops,
         ),
         mountpoint,
         &config,

@@ -37,21 +37,26 @@ pub struct HydraFuse {
     /// Tells the kernel to drop cached attributes the filesystem changed
     /// behind its back; set once the session exists.
     notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// Requests served, by operation.
+    ops: std::sync::Arc<crate::ops::OpCounts>,
 }
 
 impl HydraFuse {
-    /// Serves `fs`; `notifier` is filled in once the session exists.
+    /// Serves `fs`, counting requests in `ops`; `notifier` is filled in
+    /// once the session exists.
     pub fn new(
         fs: Fs,
         snapshots: Option<Snapshots>,
         git: Option<GitViews>,
         notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
+        ops: std::sync::Arc<crate::ops::OpCounts>,
     ) -> Self {
         HydraFuse {
             fs,
             snapshots,
             git,
             notifier,
+            ops,
         }
     }
 
@@ -341,6 +346,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.ops.hit("lookup");
         let name = name.as_bytes();
         let result = match place(parent.0) {
             Place::Live(Ino::ROOT) if name == SNAPSHOTS_NAME && self.snapshots.is_some() => self
@@ -370,6 +376,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.ops.hit("getattr");
         let result = match place(i.0) {
             Place::Dir => self
                 .fs
@@ -405,6 +412,7 @@ impl Filesystem for HydraFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.ops.hit("setattr");
         let i_live = live!(i, reply);
         let when = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
@@ -429,6 +437,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        self.ops.hit("readlink");
         match self.target(i.0).and_then(|(fs, i, _)| fs.readlink(i)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
@@ -445,6 +454,7 @@ impl Filesystem for HydraFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.ops.hit("mknod");
         let parent_live = live!(parent, reply);
         let mode = mode & !(umask & 0o7777);
         entry(
@@ -468,6 +478,7 @@ impl Filesystem for HydraFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.ops.hit("mkdir");
         let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
         entry(
@@ -478,6 +489,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.ops.hit("unlink");
         let parent_live = live!(parent, reply);
         empty(
             reply,
@@ -486,6 +498,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.ops.hit("rmdir");
         let parent_live = live!(parent, reply);
         empty(
             reply,
@@ -501,6 +514,7 @@ impl Filesystem for HydraFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.ops.hit("symlink");
         let parent_live = live!(parent, reply);
         entry(
             reply,
@@ -523,6 +537,7 @@ impl Filesystem for HydraFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("rename");
         let newparent_live = live!(newparent, reply);
         let parent_live = live!(parent, reply);
         let bits = flags.bits();
@@ -554,6 +569,7 @@ impl Filesystem for HydraFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.ops.hit("link");
         let i_live = live!(i, reply);
         let newparent_live = live!(newparent, reply);
         entry(
@@ -564,6 +580,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
+        self.ops.hit("open");
         let result = self.target(i.0).and_then(|(fs, i, view)| {
             let fh = fs.open_file(i, OpenFlags::from_libc(flags.0), &caller(req))?;
             Ok(view.map_or(fh.0, |id| join(id, fh.0)))
@@ -585,6 +602,7 @@ impl Filesystem for HydraFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.ops.hit("read");
         match self
             .target(fh.0)
             .and_then(|(fs, h, _)| fs.read(Fh(h.0), offset, size as usize))
@@ -606,6 +624,7 @@ impl Filesystem for HydraFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.ops.hit("write");
         if !matches!(place(fh.0), Place::Live(_)) {
             reply.error(Errno::from_i32(libc::EROFS));
             return;
@@ -624,6 +643,7 @@ impl Filesystem for HydraFuse {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("flush");
         empty(
             reply,
             self.target(fh.0).and_then(|(fs, h, _)| fs.flush(Fh(h.0))),
@@ -640,6 +660,7 @@ impl Filesystem for HydraFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("release");
         empty(
             reply,
             self.target(fh.0).and_then(|(fs, h, _)| fs.release(Fh(h.0))),
@@ -654,10 +675,12 @@ impl Filesystem for HydraFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("fsync");
         empty(reply, self.fs.fsync(Some(Fh(fh.0))));
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
+        self.ops.hit("opendir");
         let result = match place(i.0) {
             Place::Dir | Place::GitDir | Place::GitRepo(_) => Ok(()),
             _ => self
@@ -678,6 +701,7 @@ impl Filesystem for HydraFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.ops.hit("readdir");
         match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
                 for (e, _) in entries {
@@ -704,6 +728,7 @@ impl Filesystem for HydraFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.ops.hit("readdirplus");
         match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
                 for (e, a) in entries {
@@ -733,10 +758,12 @@ impl Filesystem for HydraFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("fsyncdir");
         empty(reply, self.fs.fsync(None));
     }
 
     fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
+        self.ops.hit("statfs");
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -762,6 +789,7 @@ impl Filesystem for HydraFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("setxattr");
         let i_live = live!(i, reply);
         let result = self
             .fs
@@ -775,6 +803,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.ops.hit("getxattr");
         if synthetic(i.0) {
             reply.error(errno(&FsError::NoAttribute));
             return;
@@ -789,6 +818,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        self.ops.hit("listxattr");
         if synthetic(i.0) {
             xattr_reply(reply, size, &[]);
             return;
@@ -810,6 +840,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.ops.hit("removexattr");
         let i_live = live!(i, reply);
         empty(
             reply,
@@ -818,6 +849,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.ops.hit("access");
         let mask = (mask.bits() & 7) as u32;
         let result = match place(i.0) {
             Place::Dir | Place::GitDir | Place::GitRepo(_) if mask & 2 != 0 => {
@@ -841,6 +873,7 @@ impl Filesystem for HydraFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.ops.hit("create");
         let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
         match self.fs.create(
@@ -871,6 +904,7 @@ impl Filesystem for HydraFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.ops.hit("fallocate");
         let i_live = live!(i, reply);
         // Plain preallocation only: a file grows to cover the range.
         if mode != 0 {

@@ -47,6 +47,9 @@ pub struct Gateway {
     /// Commits this gateway made, and their total time in microseconds.
     commits: std::sync::atomic::AtomicU64,
     commit_us: std::sync::atomic::AtomicU64,
+    /// Requests of the front ends served beside the gateway (metric
+    /// name, counts).
+    front_ends: Vec<(&'static str, Arc<crate::ops::OpCounts>)>,
 }
 
 /// How many opened versions the gateway keeps.
@@ -104,7 +107,27 @@ impl Gateway {
             views: std::sync::Mutex::new(Vec::new()),
             commits: Default::default(),
             commit_us: Default::default(),
+            front_ends: Vec::new(),
         }
+    }
+
+    /// The gateway of a mount daemon: refs also move by the mount's
+    /// commits (so none is cached), and `/metrics` counts the FUSE and 9P
+    /// requests the daemon serves.
+    pub fn beside_mount(
+        mut self,
+        fuse: Option<Arc<crate::ops::OpCounts>>,
+        ninep: Option<Arc<crate::ops::OpCounts>>,
+    ) -> Gateway {
+        self.refs = None;
+        self.front_ends = [
+            ("hydra_fuse_ops_total", fuse),
+            ("hydra_9p_ops_total", ninep),
+        ]
+        .into_iter()
+        .filter_map(|(name, ops)| Some((name, ops?)))
+        .collect();
+        self
     }
 
     /// The root `name` names now.
@@ -238,7 +261,20 @@ pub fn router(gateway: Gateway) -> Router {
 
 /// Serves `gateway` on `addr` until the process is stopped.
 pub async fn serve(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(gateway, bind(addr)?).await
+}
+
+/// Binds the gateway's address (so a taken port fails at once).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves `gateway` on a bound listener until the process is stopped.
+pub async fn serve_on(gateway: Gateway, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     eprintln!(
         "hydra gateway listening on http://{}",
         listener.local_addr()?
@@ -1214,6 +1250,15 @@ async fn metrics(State(gw): State<Shared>) -> Response {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
+    }
+    for (name, ops) in &gw.front_ends {
+        let front = if name.contains("fuse") { "FUSE" } else { "9P" };
+        out.push_str(&format!(
+            "# HELP {name} {front} requests served, by operation.\n# TYPE {name} counter\n"
+        ));
+        for (op, n) in ops.snapshot() {
+            out.push_str(&format!("{name}{{op=\"{op}\"}} {n}\n"));
+        }
     }
     if let Ok(stats) = stats {
         let sum = |f: fn(&hydra_dag::VolumeStats) -> u64| stats.iter().map(f).sum::<u64>();

@@ -7,4 +7,5 @@ pub mod fuse;
 pub mod gateway;
 pub mod gitviews;
 pub mod ninep;
+pub mod ops;
 pub mod snapdir;

@@ -25,23 +25,26 @@ pub struct GatewayArgs {
     token_file: Option<PathBuf>,
 }
 
+/// The bearer token kept in `path` (none without a file).
+pub(super) fn read_token(path: Option<&std::path::Path>) -> Result<Option<String>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.trim().to_string();
+    if token.len() < 16 {
+        bail!(
+            "the token in {} is shorter than 16 characters",
+            path.display()
+        );
+    }
+    Ok(Some(token))
+}
+
 /// Serves the store over HTTP until interrupted.
 pub fn run(cx: &Context, args: GatewayArgs) -> Result<()> {
-    let token = match &args.token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?;
-            let token = text.trim().to_string();
-            if token.len() < 16 {
-                bail!(
-                    "the token in {} is shorter than 16 characters",
-                    path.display()
-                );
-            }
-            Some(token)
-        }
-        None => None,
-    };
+    let token = read_token(args.token_file.as_deref())?;
     let store = if args.read_only {
         cx.open(OpenMode::ReadOnly, &StoreOptions::default())?
     } else {

@@ -46,6 +46,13 @@ pub struct MountArgs {
     /// TCP clients the 9P server admits (CIDR, repeatable; default: loopback).
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
+    /// Also serve the store over HTTP here (see `hydra gateway`), with
+    /// FUSE and 9P request counts in its /metrics.
+    #[arg(long, value_name = "ADDR")]
+    gateway: Option<std::net::SocketAddr>,
+    /// The bearer token file the gateway's writes need.
+    #[arg(long, value_name = "FILE", requires = "gateway")]
+    gateway_token_file: Option<PathBuf>,
 }
 
 /// Arguments of `hydra umount`.
@@ -78,6 +85,9 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
         );
     }
     let read_only = args.read_only || args.snapshot.is_some();
+    // A taken address fails before anything is created.
+    let listener = args.gateway.map(crate::gateway::bind).transpose()?;
+    let token = super::gateway::read_token(args.gateway_token_file.as_deref())?;
     let store = open_store(cx, read_only)?;
     let fs = open(
         &store,
@@ -86,14 +96,26 @@ pub fn mount(cx: &Context, args: MountArgs) -> Result<()> {
         read_only,
         args.intervals.intervals()?,
     )?;
+    let path = store.path().to_path_buf();
+    let (gateway, store) = match listener {
+        Some(listener) => {
+            let gateway = crate::gateway::Gateway::new(store, read_only, token);
+            (Some(daemon::GatewayFront { gateway, listener }), None)
+        }
+        None => (None, Some(store)),
+    };
     let fronts = daemon::Fronts {
         mountpoint: Some(mountpoint),
         allow_other: args.allow_other,
         listen: args.serve_9p,
         allow: args.allow,
         max_connections: None,
+        gateway,
     };
-    daemon::serve(fs, store.path(), &args.fs, fronts)
+    let served = daemon::serve(fs, &path, &args.fs, fronts);
+    // The store (and its lock) lives until the daemon is done.
+    drop(store);
+    served
 }
 
 /// Opens a store for a daemon: created when absent (unless read-only).

@@ -57,6 +57,7 @@ pub fn serve(cx: &Context, args: ServeArgs) -> Result<()> {
         listen: args.listen,
         allow: args.allow,
         max_connections: Some(args.max_connections),
+        gateway: None,
     };
     daemon::serve(fs, store.path(), &args.fs, fronts)
 }

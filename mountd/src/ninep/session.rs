@@ -43,6 +43,8 @@ pub struct Export {
     /// Told of every change made through 9P to the live filesystem, so
     /// another front end (FUSE) drops what it cached.
     pub invalidate: Option<Arc<dyn Invalidate>>,
+    /// Requests served, by kind.
+    pub ops: Arc<crate::ops::OpCounts>,
 }
 
 /// Another front end's caches, to drop after a change made through 9P.
@@ -311,6 +313,7 @@ impl Session {
     /// Answers one request (any but Tversion and Tflush, which the
     /// connection handles).
     pub fn handle(&self, msg: Tmsg) -> Rmsg {
+        self.export.ops.hit(msg.name());
         let changed = self
             .export
             .invalidate

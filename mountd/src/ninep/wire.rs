@@ -301,6 +301,42 @@ pub enum Tmsg {
     Getlock { fid: u32, lock: Flock },
 }
 
+impl Tmsg {
+    /// The request's name, as counted for `/metrics`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tmsg::Version { .. } => "version",
+            Tmsg::Auth { .. } => "auth",
+            Tmsg::Attach { .. } => "attach",
+            Tmsg::Flush { .. } => "flush",
+            Tmsg::Walk { .. } => "walk",
+            Tmsg::Lopen { .. } => "lopen",
+            Tmsg::Lcreate { .. } => "lcreate",
+            Tmsg::Read { .. } => "read",
+            Tmsg::Write { .. } => "write",
+            Tmsg::Clunk { .. } => "clunk",
+            Tmsg::Remove { .. } => "remove",
+            Tmsg::Getattr { .. } => "getattr",
+            Tmsg::Setattr { .. } => "setattr",
+            Tmsg::Readdir { .. } => "readdir",
+            Tmsg::Fsync { .. } => "fsync",
+            Tmsg::Mkdir { .. } => "mkdir",
+            Tmsg::Symlink { .. } => "symlink",
+            Tmsg::Mknod { .. } => "mknod",
+            Tmsg::Rename { .. } => "rename",
+            Tmsg::Renameat { .. } => "renameat",
+            Tmsg::Unlinkat { .. } => "unlinkat",
+            Tmsg::Readlink { .. } => "readlink",
+            Tmsg::Link { .. } => "link",
+            Tmsg::Xattrwalk { .. } => "xattrwalk",
+            Tmsg::Xattrcreate { .. } => "xattrcreate",
+            Tmsg::Statfs { .. } => "statfs",
+            Tmsg::Lock { .. } => "lock",
+            Tmsg::Getlock { .. } => "getlock",
+        }
+    }
+}
+
 /// A reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rmsg {

@@ -552,3 +552,112 @@ fn a_browser_shows_a_listing_and_a_file() {
         png.len()
     );
 }
+
+/// Reads one counter of a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}")) as u64
+}
+
+#[test]
+fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    std::fs::create_dir_all(&point).expect("mkdir");
+    let (port, ninep) = (free_port(), free_port());
+    let token = s.scratch("token");
+    std::fs::write(&token, "a-token-of-enough-length\n").expect("token");
+    s.ok(&[
+        "mount",
+        "home",
+        point.to_str().expect("utf-8"),
+        "--gateway",
+        &format!("127.0.0.1:{port}"),
+        "--gateway-token-file",
+        token.to_str().expect("utf-8"),
+        "--serve-9p",
+        &format!("tcp:127.0.0.1:{ninep}"),
+        "--refresh-interval",
+        "0.2",
+    ]);
+    struct Unmount<'a>(&'a TestStore, std::path::PathBuf);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["umount", self.1.to_str().unwrap_or("")]);
+        }
+    }
+    let _mounted = Unmount(&s, point.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the gateway did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // What is written through the mount is served once committed.
+    sh(
+        "echo 'through fuse' > f.txt && sync f.txt && cat f.txt > /dev/null",
+        &point,
+    );
+    let reply = get(port, "/fs/home/f.txt");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, b"through fuse\n");
+    // A PUT through the gateway reaches the mount (its next refresh).
+    let auth = ("Authorization", "Bearer a-token-of-enough-length");
+    assert_eq!(
+        request(
+            port,
+            "PUT",
+            "/fs/home/from-http.txt",
+            &[auth],
+            b"over http\n"
+        )
+        .status,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read(point.join("from-http.txt")).unwrap_or_default() != b"over http\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the mount did not follow the gateway's commit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One 9P session: version, attach, walk, clunk.
+    let mut c =
+        hydra_tests::ninep::Client::connect(&format!("127.0.0.1:{ninep}"), 65536).expect("9p");
+    c.attach("home", 0).expect("attach");
+
+    let text = String::from_utf8(get(port, "/metrics").body).expect("utf-8");
+    assert!(
+        metric(&text, "hydra_fuse_ops_total{op=\"write\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "hydra_fuse_ops_total{op=\"fsync\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "hydra_fuse_ops_total{op=\"lookup\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "hydra_9p_ops_total{op=\"attach\"}") >= 1,
+        "{text}"
+    );
+    assert!(metric(&text, "hydra_block_writes_total") >= 1, "{text}");
+    // A taken port fails a mount with one line, creating nothing.
+    let t = TestStore::new();
+    let other = t.scratch("mnt");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    let err = t.fails(&[
+        "mount",
+        "home",
+        other.to_str().expect("utf-8"),
+        "--foreground",
+        "--gateway",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(err.contains("cannot listen"), "{err}");
+    assert!(!t.path().exists());
+}
