@@ -37,6 +37,25 @@ pub struct CarSummary {
 
 /// Writes the DAG under `root` as a CAR v1 stream.
 pub fn export_car(bucket: &Bucket, root: &Cid, out: impl Write) -> DagResult<CarSummary> {
+    export_car_scoped(bucket, root, CarScope::All, out)
+}
+
+/// Which blocks a CAR export holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarScope {
+    /// The root block alone.
+    Block,
+    /// The root and everything it reaches.
+    All,
+}
+
+/// Writes a CAR v1 of the blocks `scope` names, depth-first, each block once.
+pub fn export_car_scoped(
+    bucket: &Bucket,
+    root: &Cid,
+    scope: CarScope,
+    out: impl Write,
+) -> DagResult<CarSummary> {
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let mut header = BTreeMap::new();
     header.insert("roots".to_string(), Ipld::List(vec![Ipld::Link(*root)]));
@@ -66,7 +85,7 @@ pub fn export_car(bucket: &Bucket, root: &Cid, out: impl Write) -> DagResult<Car
         out.write_all(&data)?;
         summary.blocks += 1;
         summary.bytes += data.len() as u64;
-        if cid.codec() == Codec::DAG_CBOR {
+        if cid.codec() == Codec::DAG_CBOR && scope == CarScope::All {
             let links = cbor::links(&data)?;
             stack.extend(links.into_iter().rev().filter(|l| !seen.contains(l)));
         }

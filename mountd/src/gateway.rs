@@ -722,6 +722,52 @@ async fn fs_delete(
 #[derive(serde::Deserialize)]
 struct IpfsQuery {
     format: Option<String>,
+    #[serde(rename = "dag-scope")]
+    dag_scope: Option<String>,
+    #[serde(rename = "car-version")]
+    car_version: Option<String>,
+    #[serde(rename = "car-order")]
+    car_order: Option<String>,
+    #[serde(rename = "car-dups")]
+    car_dups: Option<String>,
+    #[serde(rename = "entity-bytes")]
+    entity_bytes: Option<String>,
+}
+
+impl IpfsQuery {
+    /// The CAR parameters of the trustless-gateway conventions this
+    /// gateway answers (from the query, else the Accept header's).
+    fn car_scope(&self, accept: &str) -> Result<hydra_dag::car::CarScope, Failure> {
+        use hydra_dag::car::CarScope;
+        let param = |name: &str| {
+            accept
+                .split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let bad = |m: String| Err(Failure(StatusCode::BAD_REQUEST, m));
+        let version = self.car_version.clone().or_else(|| param("version"));
+        if version.as_deref().is_some_and(|v| v != "1") {
+            return bad("only CAR version 1 is served".into());
+        }
+        let order = self.car_order.clone().or_else(|| param("order"));
+        if order.as_deref().is_some_and(|o| o != "dfs" && o != "unk") {
+            return bad("blocks come in dfs order".into());
+        }
+        let dups = self.car_dups.clone().or_else(|| param("dups"));
+        if dups.as_deref().is_some_and(|d| d != "n") {
+            return bad("each block is sent once (dups=n)".into());
+        }
+        if self.entity_bytes.is_some() {
+            return bad("entity-bytes is not supported; ask for the whole entity".into());
+        }
+        match self.dag_scope.as_deref() {
+            None | Some("all") | Some("entity") => Ok(CarScope::All),
+            Some("block") => Ok(CarScope::Block),
+            Some(other) => bad(format!("unknown dag-scope {other}")),
+        }
+    }
 }
 
 async fn ipfs_get(
@@ -769,6 +815,11 @@ async fn ipfs_get(
                             header::CACHE_CONTROL,
                             "public, max-age=29030400, immutable".to_string(),
                         ),
+                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+                        (
+                            header::CONTENT_DISPOSITION,
+                            format!("attachment; filename=\"{cid}.bin\""),
+                        ),
                     ],
                     data,
                 )
@@ -787,13 +838,30 @@ async fn ipfs_get(
                 )
                 .into_response();
             }
+            let scope = match q.car_scope(accept) {
+                Ok(scope) => scope,
+                Err(f) => return f.into_response(),
+            };
+            match blocking({
+                let bucket = bucket.clone();
+                move || bucket.has(&cid).map_err(failure)
+            })
+            .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Failure(StatusCode::NOT_FOUND, format!("no block {cid}"))
+                        .into_response();
+                }
+                Err(f) => return f.into_response(),
+            }
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
             tokio::task::spawn_blocking(move || {
                 let mut out = ChannelWriter {
                     tx: tx.clone(),
                     buf: Vec::new(),
                 };
-                let result = hydra_dag::car::export_car(&bucket, &cid, &mut out);
+                let result = hydra_dag::car::export_car_scoped(&bucket, &cid, scope, &mut out);
                 let _ = out.flush_piece();
                 if let Err(e) = result {
                     let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -802,9 +870,23 @@ async fn ipfs_get(
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|i| (i, rx))
             });
+            let scope_name = match scope {
+                hydra_dag::car::CarScope::Block => "block",
+                hydra_dag::car::CarScope::All => "all",
+            };
             Response::builder()
-                .header(header::CONTENT_TYPE, "application/vnd.ipld.car; version=1")
-                .header(header::ETAG, format!("\"{cid}.car\""))
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+                )
+                .header(header::ETAG, format!("\"{cid}.car.{scope_name}\""))
+                .header(header::CACHE_CONTROL, "public, max-age=29030400, immutable")
+                .header("x-ipfs-roots", cid.to_string())
+                .header("x-content-type-options", "nosniff")
+                .header(
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{cid}.car\""),
+                )
                 .body(Body::from_stream(stream))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }

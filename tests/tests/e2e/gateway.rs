@@ -293,8 +293,51 @@ fn files_blocks_and_key_values_over_http() {
         b"",
     );
     assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.ipld.car; version=1; order=dfs; dups=n")
+    );
+    assert_eq!(r.header("x-ipfs-roots"), Some(root.as_str()));
+    let all = car_blocks(&r.body);
+    assert!(all > 1, "{all} blocks");
     let car = s.scratch("site.car");
     std::fs::write(&car, &r.body).expect("write car");
+    // Trustless-gateway parameters: the root block alone, by query or by
+    // the Accept header's parameters; what is not served is refused.
+    let one = get(p, &format!("/ipfs/{root}?format=car&dag-scope=block"));
+    assert_eq!((one.status, car_blocks(&one.body)), (200, 1));
+    let same = get(
+        p,
+        &format!("/ipfs/{root}?format=car&dag-scope=all&car-dups=n&car-order=dfs"),
+    );
+    assert_eq!(car_blocks(&same.body), all);
+    let accepted = request(
+        p,
+        "GET",
+        &format!("/ipfs/{root}?dag-scope=block"),
+        &[(
+            "Accept",
+            "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+        )],
+        b"",
+    );
+    assert_eq!(car_blocks(&accepted.body), 1);
+    for bad in [
+        "format=car&car-version=2",
+        "format=car&dag-scope=most",
+        "format=car&car-dups=y",
+        "format=car&entity-bytes=0:10",
+    ] {
+        assert_eq!(get(p, &format!("/ipfs/{root}?{bad}")).status, 400, "{bad}");
+    }
+    let elsewhere = TestStore::new();
+    let bytes = elsewhere.scratch("bytes");
+    std::fs::write(&bytes, b"stored only elsewhere").expect("write");
+    let absent = elsewhere
+        .ok(&["block", "put", bytes.to_str().expect("utf-8")])
+        .trim()
+        .to_string();
+    assert_eq!(get(p, &format!("/ipfs/{absent}?format=car")).status, 404);
     assert_eq!(
         get(p, &format!("/ipfs/{root}/docs/x.json")).body,
         b"{\"a\":1}\n"
@@ -551,6 +594,33 @@ fn a_browser_shows_a_listing_and_a_file() {
         "{} bytes",
         png.len()
     );
+}
+
+/// The number of blocks in a CAR v1 body.
+fn car_blocks(car: &[u8]) -> usize {
+    let varint = |at: &mut usize| {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let b = car[*at];
+            *at += 1;
+            n |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return n;
+            }
+            shift += 7;
+        }
+    };
+    let mut at = 0;
+    let header = varint(&mut at);
+    at += header;
+    let mut blocks = 0;
+    while at < car.len() {
+        let len = varint(&mut at);
+        at += len;
+        blocks += 1;
+    }
+    assert_eq!(at, car.len(), "a truncated CAR");
+    blocks
 }
 
 /// Reads one counter of a Prometheus text exposition.
