@@ -50,7 +50,22 @@ pub struct Gateway {
     /// Requests of the front ends served beside the gateway (metric
     /// name, counts).
     front_ends: Vec<(&'static str, Arc<crate::ops::OpCounts>)>,
+    /// Small files served lately, by root and path: a version never
+    /// changes, so a hit is answered without a trip to a blocking thread.
+    small_files: std::sync::Mutex<lru::LruCache<(Cid, Vec<u8>), SmallFile>>,
 }
+
+/// A small file's bytes and content CID, as served.
+#[derive(Clone)]
+struct SmallFile {
+    etag: Option<Cid>,
+    data: Bytes,
+}
+
+/// Files up to this size are kept in the small-file cache ...
+const SMALL_FILE: usize = 32 << 10;
+/// ... which holds at most this many (so at most 64 MiB).
+const SMALL_FILES: usize = 2048;
 
 /// How many opened versions the gateway keeps.
 const VIEWS: usize = 16;
@@ -108,6 +123,30 @@ impl Gateway {
             commits: Default::default(),
             commit_us: Default::default(),
             front_ends: Vec::new(),
+            small_files: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(SMALL_FILES).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    /// The root of `name` if it is at hand without blocking (cached).
+    fn cached_root(&self, name: &RefName) -> Option<Cid> {
+        let cache = self.refs.as_ref()?;
+        let roots = cache.lock().unwrap_or_else(|e| e.into_inner());
+        roots.get(name).copied().flatten()
+    }
+
+    /// A small file served before from this version.
+    fn small_file(&self, root: Cid, path: &[u8]) -> Option<SmallFile> {
+        let mut files = self.small_files.lock().unwrap_or_else(|e| e.into_inner());
+        files.get(&(root, path.to_vec())).cloned()
+    }
+
+    /// Keeps a small file for the next request of it.
+    fn keep_small_file(&self, root: Cid, path: Vec<u8>, file: SmallFile) {
+        if file.data.len() <= SMALL_FILE {
+            let mut files = self.small_files.lock().unwrap_or_else(|e| e.into_inner());
+            files.put((root, path), file);
         }
     }
 
@@ -335,8 +374,25 @@ async fn fs_get(
         Ok(p) => p,
         Err(f) => return f.into_response(),
     };
+    if query.at.is_none()
+        && let Ok(refname) = fs_ref(&name)
+        && let Some(root) = gw.cached_root(&refname)
+        && let Some(file) = gw.small_file(root, &path)
+    {
+        let len = file.data.len() as u64;
+        return answer_file(
+            &path,
+            &method,
+            &headers,
+            len,
+            file.etag,
+            Some(file.data),
+            None,
+        );
+    }
     let bucket = gw.bucket();
     let gw2 = gw.clone();
+    let keep = gw.clone();
     let open = move || {
         let refname = fs_ref(&name)?;
         let root = match &query.at {
@@ -348,16 +404,18 @@ async fn fs_get(
         };
         gw2.view(root)
     };
-    serve_path(open, path, method, headers, uri).await
+    serve_path(open, path, method, headers, uri, Some(keep)).await
 }
 
-/// Answers a GET of `path` in `fs`: a file's bytes or a directory listing.
+/// Answers a GET of `path` in `fs`: a file's bytes or a directory listing;
+/// small files are kept in `cache`'s small-file cache.
 async fn serve_path(
     open: impl FnOnce() -> Result<Fs, Failure> + Send + 'static,
     path: Vec<u8>,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
+    cache: Option<Shared>,
 ) -> Response {
     let p = path.clone();
     // One trip to a blocking thread finds the file and, when it is
@@ -398,6 +456,35 @@ async fn serve_path(
     if attr.kind != Kind::File {
         return Failure(StatusCode::NOT_FOUND, "not a file or directory".into()).into_response();
     }
+    if let (Some(gw), Some(root), Some(data)) = (&cache, fs.base(), &small) {
+        let file = SmallFile {
+            etag,
+            data: data.clone(),
+        };
+        gw.keep_small_file(root, path.clone(), file);
+    }
+    answer_file(
+        &path,
+        &method,
+        &headers,
+        attr.size,
+        etag,
+        small,
+        Some((fs, ino)),
+    )
+}
+
+/// Answers a GET or HEAD of a file of `len` bytes: conditional requests,
+/// ranges, then the bytes (`small`, else read from `fs` as they are sent).
+fn answer_file(
+    path: &[u8],
+    method: &Method,
+    headers: &HeaderMap,
+    len: u64,
+    etag: Option<Cid>,
+    small: Option<Bytes>,
+    fs: Option<(Fs, Ino)>,
+) -> Response {
     let etag = etag.map(|c| format!("\"{c}\""));
     if let (Some(tag), Some(inm)) = (&etag, headers.get(header::IF_NONE_MATCH)) {
         let matches = inm
@@ -412,7 +499,6 @@ async fn serve_path(
             return r;
         }
     }
-    let len = attr.size;
     let ranged = range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         len,
@@ -448,7 +534,7 @@ async fn serve_path(
             format!("bytes {start}-{}/{len}", end - 1),
         );
     }
-    if method == Method::HEAD {
+    if *method == Method::HEAD {
         return builder
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
@@ -458,6 +544,9 @@ async fn serve_path(
             .body(Body::from(data.slice(start as usize..end as usize)))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
+    let Some((fs, ino)) = fs else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     // A producer on a blocking thread; the channel holds two pieces, so a
     // slow client slows the reads instead of filling memory, and a gone
     // one stops them.
@@ -902,7 +991,8 @@ async fn ipfs_get(
                     .unwrap_or(false);
                 if is_fs {
                     let gw2 = gw.clone();
-                    return serve_path(move || gw2.view(cid), path, method, headers, uri).await;
+                    return serve_path(move || gw2.view(cid), path, method, headers, uri, None)
+                        .await;
                 }
             }
             if path != b"/" {

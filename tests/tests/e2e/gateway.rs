@@ -281,6 +281,38 @@ fn files_blocks_and_key_values_over_http() {
         204
     );
     assert_eq!(get(p, "/fs/site/up/new.txt").status, 404);
+    // A small file served twice (the second time from the small-file
+    // cache), then replaced: the new bytes, ranges and tags are served.
+    for body in [&b"first version"[..], b"second, longer version"] {
+        assert_eq!(
+            request(p, "PUT", "/fs/site/up/small.txt", &ok, body).status,
+            201
+        );
+        for _ in 0..2 {
+            let r = get(p, "/fs/site/up/small.txt");
+            assert_eq!(r.body, body);
+            let tag = r.header("etag").expect("etag").to_string();
+            let again = request(
+                p,
+                "GET",
+                "/fs/site/up/small.txt",
+                &[("If-None-Match", &tag)],
+                b"",
+            );
+            assert_eq!(again.status, 304);
+            let part = request(
+                p,
+                "GET",
+                "/fs/site/up/small.txt",
+                &[("Range", "bytes=-7")],
+                b"",
+            );
+            assert_eq!(
+                (part.status, &part.body[..]),
+                (206, &body[body.len() - 7..])
+            );
+        }
+    }
 
     // Blocks and DAGs by CID.
     let r = get(p, &format!("/ipfs/{root}?format=raw"));
