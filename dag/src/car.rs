@@ -56,42 +56,81 @@ pub fn export_car_scoped(
     scope: CarScope,
     out: impl Write,
 ) -> DagResult<CarSummary> {
-    let mut out = BufWriter::with_capacity(1 << 20, out);
-    let mut header = BTreeMap::new();
-    header.insert("roots".to_string(), Ipld::List(vec![Ipld::Link(*root)]));
-    header.insert("version".to_string(), Ipld::Integer(1));
-    let header = Ipld::Map(header).encode();
-    let mut prefix = Vec::new();
-    varint::encode(header.len() as u64, &mut prefix);
-    out.write_all(&prefix)?;
-    out.write_all(&header)?;
+    let mut car = CarWriter::new(out, &[*root])?;
+    car.dag(bucket, root, scope)?;
+    car.finish()
+}
 
-    let mut summary = CarSummary {
-        roots: vec![*root],
-        ..CarSummary::default()
-    };
-    let mut seen = HashSet::new();
-    let mut stack = vec![*root];
-    while let Some(cid) = stack.pop() {
-        if !seen.insert(cid) {
-            continue;
-        }
-        let data = bucket.require(&cid)?;
-        let cid_bytes = cid.to_bytes();
-        prefix.clear();
-        varint::encode((cid_bytes.len() + data.len()) as u64, &mut prefix);
+/// Writes a CAR v1 block by block, each block once.
+pub struct CarWriter<W: Write> {
+    out: BufWriter<W>,
+    seen: HashSet<Cid>,
+    summary: CarSummary,
+}
+
+impl<W: Write> CarWriter<W> {
+    /// Starts a CAR whose header names `roots`.
+    pub fn new(out: W, roots: &[Cid]) -> DagResult<CarWriter<W>> {
+        let mut out = BufWriter::with_capacity(1 << 20, out);
+        let mut header = BTreeMap::new();
+        header.insert(
+            "roots".to_string(),
+            Ipld::List(roots.iter().map(|r| Ipld::Link(*r)).collect()),
+        );
+        header.insert("version".to_string(), Ipld::Integer(1));
+        let header = Ipld::Map(header).encode();
+        let mut prefix = Vec::new();
+        varint::encode(header.len() as u64, &mut prefix);
         out.write_all(&prefix)?;
-        out.write_all(&cid_bytes)?;
-        out.write_all(&data)?;
-        summary.blocks += 1;
-        summary.bytes += data.len() as u64;
-        if cid.codec() == Codec::DAG_CBOR && scope == CarScope::All {
-            let links = cbor::links(&data)?;
-            stack.extend(links.into_iter().rev().filter(|l| !seen.contains(l)));
-        }
+        out.write_all(&header)?;
+        Ok(CarWriter {
+            out,
+            seen: HashSet::new(),
+            summary: CarSummary {
+                roots: roots.to_vec(),
+                ..CarSummary::default()
+            },
+        })
     }
-    out.flush()?;
-    Ok(summary)
+
+    /// Writes block `cid` from `bucket` unless already written; returns
+    /// its bytes when it was written now.
+    pub fn block(&mut self, bucket: &Bucket, cid: &Cid) -> DagResult<Option<Bytes>> {
+        if !self.seen.insert(*cid) {
+            return Ok(None);
+        }
+        let data = bucket.require(cid)?;
+        let cid_bytes = cid.to_bytes();
+        let mut prefix = Vec::new();
+        varint::encode((cid_bytes.len() + data.len()) as u64, &mut prefix);
+        self.out.write_all(&prefix)?;
+        self.out.write_all(&cid_bytes)?;
+        self.out.write_all(&data)?;
+        self.summary.blocks += 1;
+        self.summary.bytes += data.len() as u64;
+        Ok(Some(data))
+    }
+
+    /// Writes `root` and, for [`CarScope::All`], everything it reaches.
+    pub fn dag(&mut self, bucket: &Bucket, root: &Cid, scope: CarScope) -> DagResult<()> {
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            let Some(data) = self.block(bucket, &cid)? else {
+                continue;
+            };
+            if cid.codec() == Codec::DAG_CBOR && scope == CarScope::All {
+                let links = cbor::links(&data)?;
+                stack.extend(links.into_iter().rev().filter(|l| !self.seen.contains(l)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes; returns what was written.
+    pub fn finish(mut self) -> DagResult<CarSummary> {
+        self.out.flush()?;
+        Ok(self.summary)
+    }
 }
 
 /// Reads a CAR v1 stream block by block, verifying each.

@@ -6,6 +6,7 @@
 //! file bodies stream both ways in 1 MiB pieces, so a slow or vanished
 //! client holds at most a few of them.
 
+mod car;
 pub(crate) mod http;
 
 use std::net::SocketAddr;
@@ -826,8 +827,7 @@ struct IpfsQuery {
 impl IpfsQuery {
     /// The CAR parameters of the trustless-gateway conventions this
     /// gateway answers (from the query, else the Accept header's).
-    fn car_scope(&self, accept: &str) -> Result<hydra_dag::car::CarScope, Failure> {
-        use hydra_dag::car::CarScope;
+    fn car_request(&self, accept: &str) -> Result<(car::Scope, Option<car::EntityBytes>), Failure> {
         let param = |name: &str| {
             accept
                 .split(';')
@@ -848,14 +848,21 @@ impl IpfsQuery {
         if dups.as_deref().is_some_and(|d| d != "n") {
             return bad("each block is sent once (dups=n)".into());
         }
-        if self.entity_bytes.is_some() {
-            return bad("entity-bytes is not supported; ask for the whole entity".into());
-        }
-        match self.dag_scope.as_deref() {
-            None | Some("all") | Some("entity") => Ok(CarScope::All),
-            Some("block") => Ok(CarScope::Block),
-            Some(other) => bad(format!("unknown dag-scope {other}")),
-        }
+        let scope = match self.dag_scope.as_deref() {
+            None => car::Scope::All,
+            Some(text) => match car::Scope::parse(text) {
+                Some(scope) => scope,
+                None => return bad(format!("unknown dag-scope {text}")),
+            },
+        };
+        let bytes = match self.entity_bytes.as_deref() {
+            None => None,
+            Some(text) => match car::EntityBytes::parse(text) {
+                Some(range) => Some(range),
+                None => return bad(format!("entity-bytes {text} is not FROM:TO")),
+            },
+        };
+        Ok((scope, bytes))
     }
 }
 
@@ -920,37 +927,32 @@ async fn ipfs_get(
             }
         }
         Some("car") => {
-            if path != b"/" {
-                return Failure(
-                    StatusCode::BAD_REQUEST,
-                    "format=car takes no path here".into(),
-                )
-                .into_response();
-            }
-            let scope = match q.car_scope(accept) {
-                Ok(scope) => scope,
+            let (scope, bytes) = match q.car_request(accept) {
+                Ok(request) => request,
                 Err(f) => return f.into_response(),
             };
-            match blocking({
+            let plan = blocking({
                 let bucket = bucket.clone();
-                move || bucket.has(&cid).map_err(failure)
-            })
-            .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Failure(StatusCode::NOT_FOUND, format!("no block {cid}"))
-                        .into_response();
+                let path = path.clone();
+                move || {
+                    if !bucket.has(&cid).map_err(failure)? {
+                        return Err(Failure(StatusCode::NOT_FOUND, format!("no block {cid}")));
+                    }
+                    car::plan(&bucket, &cid, &path, scope, bytes).map_err(failure)
                 }
+            })
+            .await;
+            let plan = match plan {
+                Ok(plan) => plan,
                 Err(f) => return f.into_response(),
-            }
+            };
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
             tokio::task::spawn_blocking(move || {
                 let mut out = ChannelWriter {
                     tx: tx.clone(),
                     buf: Vec::new(),
                 };
-                let result = hydra_dag::car::export_car_scoped(&bucket, &cid, scope, &mut out);
+                let result = car::write(&bucket, &cid, &plan, &mut out);
                 let _ = out.flush_piece();
                 if let Err(e) = result {
                     let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -959,16 +961,21 @@ async fn ipfs_get(
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|i| (i, rx))
             });
-            let scope_name = match scope {
-                hydra_dag::car::CarScope::Block => "block",
-                hydra_dag::car::CarScope::All => "all",
-            };
+            let scope_name = scope.name();
             Response::builder()
                 .header(
                     header::CONTENT_TYPE,
                     "application/vnd.ipld.car; version=1; order=dfs; dups=n",
                 )
-                .header(header::ETAG, format!("\"{cid}.car.{scope_name}\""))
+                .header(header::ETAG, {
+                    // The path and range named by a digest: they may hold
+                    // bytes a header cannot.
+                    let mut named = path.clone();
+                    named.extend_from_slice(q.entity_bytes.as_deref().unwrap_or("").as_bytes());
+                    let digest = Cid::hash(Codec::RAW, &named).to_string();
+                    let tail = &digest[digest.len().saturating_sub(16)..];
+                    format!("\"{cid}.car.{scope_name}.{tail}\"")
+                })
                 .header(header::CACHE_CONTROL, "public, max-age=29030400, immutable")
                 .header("x-ipfs-roots", cid.to_string())
                 .header("x-content-type-options", "nosniff")

@@ -358,10 +358,61 @@ fn files_blocks_and_key_values_over_http() {
         "format=car&car-version=2",
         "format=car&dag-scope=most",
         "format=car&car-dups=y",
-        "format=car&entity-bytes=0:10",
+        "format=car&entity-bytes=ten",
     ] {
         assert_eq!(get(p, &format!("/ipfs/{root}?{bad}")).status, 400, "{bad}");
     }
+    // A path's CAR proves it: the blocks from the root to the file, then
+    // the file's (or the part entity-bytes names); a store holding only
+    // those blocks reads the file back.
+    let entity = get(
+        p,
+        &format!("/ipfs/{root}/big.bin?format=car&dag-scope=entity"),
+    );
+    let head = get(
+        p,
+        &format!("/ipfs/{root}/big.bin?format=car&entity-bytes=0:99"),
+    );
+    let tail = get(
+        p,
+        &format!("/ipfs/{root}/big.bin?format=car&entity-bytes=-100:*"),
+    );
+    let just = get(
+        p,
+        &format!("/ipfs/{root}/big.bin?format=car&dag-scope=block"),
+    );
+    let whole = car_blocks(&entity.body);
+    assert!(whole > 10, "{whole}");
+    for part in [&head, &tail, &just] {
+        let n = car_blocks(&part.body);
+        assert!((3..=5).contains(&n), "{n} of {whole}");
+    }
+    for (path, want) in [("/big.bin", &big), ("/numbers.txt", &numbers)] {
+        let r = get(p, &format!("/ipfs/{root}{path}?format=car"));
+        assert_eq!(r.status, 200, "{path}");
+        let file = s.scratch("proof.car");
+        std::fs::write(&file, &r.body).expect("write");
+        let fresh = TestStore::new();
+        fresh.ok(&["init"]);
+        fresh.ok(&[
+            "import",
+            "car",
+            file.to_str().expect("utf-8"),
+            "--ref",
+            "fs/proof",
+        ]);
+        let out = fresh.run(&["fs", "cat", "proof", path]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(&out.stdout, want, "{path}");
+    }
+    assert_eq!(
+        get(p, &format!("/ipfs/{root}/no/such?format=car")).status,
+        404
+    );
     let elsewhere = TestStore::new();
     let bytes = elsewhere.scratch("bytes");
     std::fs::write(&bytes, b"stored only elsewhere").expect("write");
@@ -370,6 +421,9 @@ fn files_blocks_and_key_values_over_http() {
         .trim()
         .to_string();
     assert_eq!(get(p, &format!("/ipfs/{absent}?format=car")).status, 404);
+    let content = etag.trim_matches('"');
+    assert_eq!(get(p, &format!("/ipfs/{content}?format=car")).status, 200);
+    assert_eq!(get(p, &format!("/ipfs/{content}/x?format=car")).status, 404);
     assert_eq!(
         get(p, &format!("/ipfs/{root}/docs/x.json")).body,
         b"{\"a\":1}\n"
