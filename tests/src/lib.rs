@@ -111,6 +111,28 @@ impl TestStore {
     }
 }
 
+/// Unmounts (and so stops the daemon of) a mount point of a store when
+/// dropped, also when a test fails.
+pub struct Unmount<'a>(pub &'a TestStore, pub PathBuf);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let point = self.1.to_str().unwrap_or("");
+        if !self.0.run(&["umount", point]).status.success() {
+            let _ = Command::new("umount").arg("-l").arg(point).status();
+        }
+    }
+}
+
+/// Waits up to 20 s for `check`; says what it waited for on failure.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Writes `t.tar` into `work`: a tree with every awkward case (small
 /// files in 3 directories, `files` each, a `big_mib` MiB file, an empty
 /// one, hard and symbolic links, a fifo, a device, setuid and sticky

@@ -737,13 +737,7 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
         "--refresh-interval",
         "0.2",
     ]);
-    struct Unmount<'a>(&'a TestStore, std::path::PathBuf);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.run(&["umount", self.1.to_str().unwrap_or("")]);
-        }
-    }
-    let _mounted = Unmount(&s, point.clone());
+    let _mounted = hydra_tests::Unmount(&s, point.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the gateway did not come up");

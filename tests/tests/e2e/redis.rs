@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use hydra_tests::redis::Redis;
-use hydra_tests::{TestStore, last_line, sh};
+use hydra_tests::{TestStore, Unmount, eventually, last_line, sh};
 
 #[test]
 fn two_stores_share_a_redis_cluster_and_lose_no_update() {
@@ -80,27 +80,6 @@ fn two_stores_share_a_redis_cluster_and_lose_no_update() {
     assert!(!c.path().exists());
     c.fails(&["init", "--volume", "redis://nohostport"]);
     c.fails(&["init", "--volume", "s3://bucket"]);
-}
-
-/// Waits up to 20 s for `check`; says what it waited for on failure.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !check() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// Unmounts (and stops the daemon) when dropped, also on a failed test.
-struct Unmount<'a>(&'a TestStore, std::path::PathBuf);
-
-impl Drop for Unmount<'_> {
-    fn drop(&mut self) {
-        let point = self.1.to_str().unwrap_or("");
-        if !self.0.run(&["umount", point]).status.success() {
-            let _ = Command::new("umount").arg("-l").arg(point).status();
-        }
-    }
 }
 
 #[test]
