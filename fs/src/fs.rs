@@ -61,6 +61,10 @@ impl Default for FsOptions {
     }
 }
 
+/// How long a commit keeps merging onto other writers' commits before it
+/// reports a conflict.
+const MERGE_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Readers a handle keeps (streams of reads served at once).
 const READERS_PER_HANDLE: usize = 4;
 
@@ -718,9 +722,19 @@ impl Fs {
         let bucket = &self.inner.bucket;
         let mut target = root;
         let mut merged_from = None;
-        // Each round merges onto the newest root; a writer that keeps
-        // winning the race is outlasted by a bounded number of rounds.
-        for _ in 0..16 {
+        // Each round merges onto the newest root. A writer that keeps
+        // losing the race backs off a random while, up to a deadline.
+        let deadline = std::time::Instant::now() + MERGE_DEADLINE;
+        for round in 0u32.. {
+            if round >= 3 {
+                if std::time::Instant::now() > deadline {
+                    break;
+                }
+                let cap_ms = 1u64 << round.min(7);
+                let jitter =
+                    (now_ns() as u64 ^ u64::from(round).wrapping_mul(0x9E37_79B9)) % cap_ms;
+                std::thread::sleep(Duration::from_millis(jitter + 1));
+            }
             let expected = merged_from.or(s.base);
             match bucket.cas_ref(name, expected.as_ref(), Some(&target), &note) {
                 Ok(entry) => {

@@ -86,13 +86,19 @@ pub fn run(cx: &Context, args: InitArgs) -> Result<()> {
     config.buckets[0].policy.transforms = transforms;
     let (store, created) = Store::init_with(&cx.store_path, config, &StoreOptions::default())?;
     let path = store.path().display().to_string();
+    let signer = store.bucket().identity().map(hydra_dag::Identity::signer);
     if cx.json {
-        return output::json(&serde_json::json!({ "store": path, "created": created }));
+        return output::json(
+            &serde_json::json!({ "store": path, "created": created, "identity": signer }),
+        );
     }
     if created {
         println!("created store at {path}");
     } else {
         println!("store at {path} already exists");
+    }
+    if let Some(signer) = signer {
+        println!("identity {signer}");
     }
     Ok(())
 }

@@ -21,9 +21,10 @@ fn sqlite(db: &std::path::Path, sql: &str) {
 #[test]
 fn entries_are_signed_verified_and_keep_their_signatures_through_sync() {
     let (a, b) = (TestStore::new(), TestStore::new());
-    a.ok(&["init"]);
+    let made = a.ok(&["init"]);
     b.ok(&["init"]);
     let id_a = last_line(&a.ok(&["id"])).to_string();
+    assert!(made.contains(&format!("identity {id_a}")), "{made}");
     let id_b = last_line(&b.ok(&["id"])).to_string();
     assert!(
         id_a.starts_with("ed25519:") && id_a.len() == 8 + 64,
