@@ -95,6 +95,8 @@ fn failure(e: impl Into<anyhow::Error>) -> Failure {
         Some(FsError::NotFound) => StatusCode::NOT_FOUND,
         Some(FsError::Exists) => StatusCode::CONFLICT,
         Some(FsError::NotDir | FsError::IsDir | FsError::NotEmpty) => StatusCode::CONFLICT,
+        // Another writer changed the same file meanwhile: nothing written.
+        Some(FsError::Conflict { .. } | FsError::MergeConflict { .. }) => StatusCode::CONFLICT,
         Some(FsError::Access | FsError::NotPermitted | FsError::ReadOnly) => StatusCode::FORBIDDEN,
         Some(FsError::NameTooLong) => StatusCode::URI_TOO_LONG,
         Some(FsError::Invalid(_)) => StatusCode::BAD_REQUEST,
