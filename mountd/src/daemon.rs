@@ -43,6 +43,9 @@ pub struct MountRecord {
     /// What the 9P server holds (when it serves 9P).
     #[serde(default)]
     pub ninep: Option<ninep::server::Stats>,
+    /// Where its HTTP gateway listens, if it has one.
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 /// The registry folder of a store.
@@ -207,6 +210,11 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
     if fuse.is_some() {
         follow_in_kernel(&fs, FuseInvalidate(notifier.clone()));
     }
+    let gateway_addr = fronts
+        .gateway
+        .as_ref()
+        .and_then(|g| g.listener.local_addr().ok())
+        .map(|a| a.to_string());
     if let Some(front) = fronts.gateway {
         let gateway = front.gateway.beside_mount(
             fuse.as_ref().map(|_| fuse_ops.clone()),
@@ -235,6 +243,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         dirty: false,
         dirty_bytes: 0,
         ninep: ninep.as_ref().map(|n| n.server.stats()),
+        gateway: gateway_addr,
     };
     write_record(store, &record)?;
 

@@ -344,6 +344,7 @@ pub fn status(cx: &Context) -> Result<()> {
             at.push(m.mountpoint.display().to_string());
         }
         at.extend(m.listen.iter().map(|l| format!("9p {l}")));
+        at.extend(m.gateway.iter().map(|g| format!("http {g}")));
         println!(
             "{}\t{}\tpid {}\t{}{}\troot {}",
             at.join(", "),

@@ -744,6 +744,10 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    hydra_tests::eventually("status names the gateway", || {
+        s.ok(&["status"])
+            .contains(&format!("http 127.0.0.1:{port}"))
+    });
     // What is written through the mount is served once committed.
     sh(
         "echo 'through fuse' > f.txt && sync f.txt && cat f.txt > /dev/null",
