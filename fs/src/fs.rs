@@ -94,6 +94,9 @@ struct Inner {
     state: Mutex<State>,
     handles: Mutex<HashMap<Fh, Arc<Mutex<Handle>>>>,
     next_fh: AtomicU64,
+    /// Commits made, and their total time in nanoseconds.
+    commits: AtomicU64,
+    commit_ns: AtomicU64,
     stop: Arc<(Mutex<bool>, Condvar)>,
     /// Told what changed when another writer's commit is taken in.
     watcher: WatcherSlot,
@@ -199,6 +202,8 @@ impl Fs {
                 state: Mutex::new(state),
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
+                commits: AtomicU64::new(0),
+                commit_ns: AtomicU64::new(0),
                 stop: Arc::new((Mutex::new(false), Condvar::new())),
                 watcher: WatcherSlot::default(),
             }),
@@ -705,6 +710,25 @@ impl Fs {
     /// entry, or `None` when nothing changed. When another writer committed
     /// meanwhile, both sides' changes are merged (see [`OnConflict`]).
     pub fn commit(&self, message: &str) -> FsResult<Option<LogEntry>> {
+        let started = std::time::Instant::now();
+        let committed = self.commit_now(message);
+        if let Ok(Some(_)) = &committed {
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.inner.commits.fetch_add(1, Ordering::Relaxed);
+            self.inner.commit_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        committed
+    }
+
+    /// Commits made through this filesystem object and their total time.
+    pub fn commit_stats(&self) -> (u64, Duration) {
+        (
+            self.inner.commits.load(Ordering::Relaxed),
+            Duration::from_nanos(self.inner.commit_ns.load(Ordering::Relaxed)),
+        )
+    }
+
+    fn commit_now(&self, message: &str) -> FsResult<Option<LogEntry>> {
         let Some(name) = &self.inner.name else {
             return Err(FsError::ReadOnly);
         };

@@ -217,6 +217,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         .map(|a| a.to_string());
     if let Some(front) = fronts.gateway {
         let gateway = front.gateway.beside_mount(
+            fs.clone(),
             fuse.as_ref().map(|_| fuse_ops.clone()),
             ninep.as_ref().map(|_| ninep_ops.clone()),
         );

@@ -54,6 +54,9 @@ pub struct Gateway {
     /// Requests of the front ends served beside the gateway (metric
     /// name, counts).
     front_ends: Vec<(&'static str, Arc<crate::ops::OpCounts>)>,
+    /// The mount's filesystem, when the gateway runs in a mount daemon
+    /// (for its commit count and time).
+    mounted: Option<Fs>,
     /// Small files served lately, by root and path: a version never
     /// changes, so a hit is answered without a trip to a blocking thread.
     small_files: std::sync::Mutex<lru::LruCache<(Cid, Vec<u8>), SmallFile>>,
@@ -129,6 +132,7 @@ impl Gateway {
             commits: Default::default(),
             commit_us: Default::default(),
             front_ends: Vec::new(),
+            mounted: None,
             small_files: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(SMALL_FILES).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
@@ -156,15 +160,17 @@ impl Gateway {
         }
     }
 
-    /// The gateway of a mount daemon: refs also move by the mount's
-    /// commits (so none is cached), and `/metrics` counts the FUSE and 9P
-    /// requests the daemon serves.
+    /// The gateway of a mount daemon serving `fs`: refs also move by the
+    /// mount's commits (so none is cached), and `/metrics` counts the FUSE
+    /// and 9P requests the daemon serves and the mount's commits.
     pub fn beside_mount(
         mut self,
+        fs: Fs,
         fuse: Option<Arc<crate::ops::OpCounts>>,
         ninep: Option<Arc<crate::ops::OpCounts>>,
     ) -> Gateway {
         self.refs = None;
+        self.mounted = Some(fs);
         self.front_ends = [
             ("hydra_fuse_ops_total", fuse),
             ("hydra_9p_ops_total", ninep),

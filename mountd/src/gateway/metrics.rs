@@ -86,6 +86,16 @@ pub(super) async fn metrics(State(gw): State<Shared>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    if let Some(fs) = &gw.mounted {
+        let (count, time) = fs.commit_stats();
+        out.push_str(&format!(
+            "# HELP hydra_fs_commit_seconds Commits of the mounted filesystem.\n\
+             # TYPE hydra_fs_commit_seconds summary\n\
+             hydra_fs_commit_seconds_count {count}\n\
+             hydra_fs_commit_seconds_sum {}\n",
+            time.as_secs_f64()
+        ));
+    }
     for (name, ops) in &gw.front_ends {
         let front = if name.contains("fuse") { "FUSE" } else { "9P" };
         out.push_str(&format!(
