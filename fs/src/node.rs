@@ -370,8 +370,9 @@ impl FsRoot {
         Ok((block, blocks))
     }
 
-    /// Loads a committed root.
-    pub fn read(bucket: &Bucket, cid: &Cid) -> FsResult<FsRoot> {
+    /// Reads a committed root block: the root directory's record, the
+    /// link table's tree (not read), and the decoded block.
+    pub fn read_head(bucket: &Bucket, cid: &Cid) -> FsResult<(Record, Option<Cid>, Ipld)> {
         let data = bucket.require(cid)?;
         let value = Ipld::decode(&data)?;
         let bad = |reason: &str| FsError::Corrupt {
@@ -388,8 +389,22 @@ impl FsRoot {
         if root.kind != Kind::Dir {
             return Err(bad("root is not a directory"));
         }
+        let links = match value.get("links") {
+            Some(Ipld::Link(table)) => Some(*table),
+            _ => None,
+        };
+        Ok((root, links, value))
+    }
+
+    /// Loads a committed root.
+    pub fn read(bucket: &Bucket, cid: &Cid) -> FsResult<FsRoot> {
+        let (root, table, value) = FsRoot::read_head(bucket, cid)?;
+        let bad = |reason: &str| FsError::Corrupt {
+            cid: *cid,
+            reason: reason.to_string(),
+        };
         let mut links = Vec::new();
-        if let Some(Ipld::Link(table)) = value.get("links") {
+        if let Some(table) = &table {
             for (key, entry) in read_entries(bucket, table)? {
                 let group =
                     <[u8; 8]>::try_from(key.as_slice()).map_err(|_| bad("bad group key"))?;

@@ -8,7 +8,7 @@ use hydra_kv::Item;
 use hydra_kv::node::Node as KvNode;
 
 use crate::error::{FsError, FsResult};
-use crate::node::{Entry, Record, Stored};
+use crate::node::{Entry, FsRoot, Record, Stored};
 
 /// A path resolved in a committed root.
 #[derive(Debug)]
@@ -22,19 +22,10 @@ pub struct PathProof {
 /// Resolves `path` (`/`-separated) in the filesystem committed at `root`,
 /// keeping the blocks each step reads.
 pub fn prove_path(bucket: &Bucket, root: &Cid, path: &[u8]) -> FsResult<PathProof> {
-    let data = bucket.require(root)?;
-    let value = Ipld::decode(&data)?;
+    let (mut target, links, _) = FsRoot::read_head(bucket, root)?;
     let bad = |reason: &str| FsError::Corrupt {
         cid: *root,
         reason: reason.to_string(),
-    };
-    if value.get("hydra") != Some(&Ipld::String("fs".into())) {
-        return Err(bad("not a hydra filesystem root"));
-    }
-    let mut target = Record::from_ipld(value.get("root").ok_or_else(|| bad("no root"))?, root)?;
-    let links = match value.get("links") {
-        Some(Ipld::Link(table)) => Some(*table),
-        _ => None,
     };
     let mut blocks = vec![*root];
     for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {

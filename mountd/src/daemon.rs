@@ -169,7 +169,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
     let read_only = fs.is_read_only();
     let notifier = Arc::new(OnceLock::new());
     let fuse_ops = Arc::new(OpCounts::new(crate::ops::FUSE_OPS));
-    let ninep_ops = Arc::new(OpCounts::new(crate::ops::NINEP_OPS));
+    let ninep_ops = Arc::new(OpCounts::new(&ninep::wire::TMSG_NAMES));
     let ninep = if fronts.listen.is_empty() {
         None
     } else {

@@ -23,6 +23,8 @@ use hydra_fs::{
 
 /// How long the kernel may cache attributes and entries. Every change goes
 /// through this one mount, which the kernel invalidates itself.
+use crate::ops::{FUSE_OPS, op_index};
+
 const TTL: Duration = Duration::from_secs(1);
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -346,7 +348,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.ops.hit("lookup");
+        self.ops.hit(const { op_index(FUSE_OPS, "lookup") });
         let name = name.as_bytes();
         let result = match place(parent.0) {
             Place::Live(Ino::ROOT) if name == SNAPSHOTS_NAME && self.snapshots.is_some() => self
@@ -376,7 +378,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.ops.hit("getattr");
+        self.ops.hit(const { op_index(FUSE_OPS, "getattr") });
         let result = match place(i.0) {
             Place::Dir => self
                 .fs
@@ -412,7 +414,7 @@ impl Filesystem for HydraFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.ops.hit("setattr");
+        self.ops.hit(const { op_index(FUSE_OPS, "setattr") });
         let i_live = live!(i, reply);
         let when = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
@@ -437,7 +439,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
-        self.ops.hit("readlink");
+        self.ops.hit(const { op_index(FUSE_OPS, "readlink") });
         match self.target(i.0).and_then(|(fs, i, _)| fs.readlink(i)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
@@ -454,7 +456,7 @@ impl Filesystem for HydraFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.ops.hit("mknod");
+        self.ops.hit(const { op_index(FUSE_OPS, "mknod") });
         let parent_live = live!(parent, reply);
         let mode = mode & !(umask & 0o7777);
         entry(
@@ -478,7 +480,7 @@ impl Filesystem for HydraFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.ops.hit("mkdir");
+        self.ops.hit(const { op_index(FUSE_OPS, "mkdir") });
         let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
         entry(
@@ -489,7 +491,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.ops.hit("unlink");
+        self.ops.hit(const { op_index(FUSE_OPS, "unlink") });
         let parent_live = live!(parent, reply);
         empty(
             reply,
@@ -498,7 +500,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.ops.hit("rmdir");
+        self.ops.hit(const { op_index(FUSE_OPS, "rmdir") });
         let parent_live = live!(parent, reply);
         empty(
             reply,
@@ -514,7 +516,7 @@ impl Filesystem for HydraFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.ops.hit("symlink");
+        self.ops.hit(const { op_index(FUSE_OPS, "symlink") });
         let parent_live = live!(parent, reply);
         entry(
             reply,
@@ -537,7 +539,7 @@ impl Filesystem for HydraFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("rename");
+        self.ops.hit(const { op_index(FUSE_OPS, "rename") });
         let newparent_live = live!(newparent, reply);
         let parent_live = live!(parent, reply);
         let bits = flags.bits();
@@ -569,7 +571,7 @@ impl Filesystem for HydraFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.ops.hit("link");
+        self.ops.hit(const { op_index(FUSE_OPS, "link") });
         let i_live = live!(i, reply);
         let newparent_live = live!(newparent, reply);
         entry(
@@ -580,7 +582,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
-        self.ops.hit("open");
+        self.ops.hit(const { op_index(FUSE_OPS, "open") });
         let result = self.target(i.0).and_then(|(fs, i, view)| {
             let fh = fs.open_file(i, OpenFlags::from_libc(flags.0), &caller(req))?;
             Ok(view.map_or(fh.0, |id| join(id, fh.0)))
@@ -602,7 +604,7 @@ impl Filesystem for HydraFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.ops.hit("read");
+        self.ops.hit(const { op_index(FUSE_OPS, "read") });
         match self
             .target(fh.0)
             .and_then(|(fs, h, _)| fs.read(Fh(h.0), offset, size as usize))
@@ -624,7 +626,7 @@ impl Filesystem for HydraFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.ops.hit("write");
+        self.ops.hit(const { op_index(FUSE_OPS, "write") });
         if !matches!(place(fh.0), Place::Live(_)) {
             reply.error(Errno::from_i32(libc::EROFS));
             return;
@@ -643,7 +645,7 @@ impl Filesystem for HydraFuse {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("flush");
+        self.ops.hit(const { op_index(FUSE_OPS, "flush") });
         empty(
             reply,
             self.target(fh.0).and_then(|(fs, h, _)| fs.flush(Fh(h.0))),
@@ -660,7 +662,7 @@ impl Filesystem for HydraFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("release");
+        self.ops.hit(const { op_index(FUSE_OPS, "release") });
         empty(
             reply,
             self.target(fh.0).and_then(|(fs, h, _)| fs.release(Fh(h.0))),
@@ -675,12 +677,12 @@ impl Filesystem for HydraFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("fsync");
+        self.ops.hit(const { op_index(FUSE_OPS, "fsync") });
         empty(reply, self.fs.fsync(Some(Fh(fh.0))));
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
-        self.ops.hit("opendir");
+        self.ops.hit(const { op_index(FUSE_OPS, "opendir") });
         let result = match place(i.0) {
             Place::Dir | Place::GitDir | Place::GitRepo(_) => Ok(()),
             _ => self
@@ -701,7 +703,7 @@ impl Filesystem for HydraFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.ops.hit("readdir");
+        self.ops.hit(const { op_index(FUSE_OPS, "readdir") });
         match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
                 for (e, _) in entries {
@@ -728,7 +730,7 @@ impl Filesystem for HydraFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.ops.hit("readdirplus");
+        self.ops.hit(const { op_index(FUSE_OPS, "readdirplus") });
         match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
                 for (e, a) in entries {
@@ -758,12 +760,12 @@ impl Filesystem for HydraFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("fsyncdir");
+        self.ops.hit(const { op_index(FUSE_OPS, "fsyncdir") });
         empty(reply, self.fs.fsync(None));
     }
 
     fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
-        self.ops.hit("statfs");
+        self.ops.hit(const { op_index(FUSE_OPS, "statfs") });
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -789,7 +791,7 @@ impl Filesystem for HydraFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("setxattr");
+        self.ops.hit(const { op_index(FUSE_OPS, "setxattr") });
         let i_live = live!(i, reply);
         let result = self
             .fs
@@ -803,7 +805,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.ops.hit("getxattr");
+        self.ops.hit(const { op_index(FUSE_OPS, "getxattr") });
         if synthetic(i.0) {
             reply.error(errno(&FsError::NoAttribute));
             return;
@@ -818,7 +820,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        self.ops.hit("listxattr");
+        self.ops.hit(const { op_index(FUSE_OPS, "listxattr") });
         if synthetic(i.0) {
             xattr_reply(reply, size, &[]);
             return;
@@ -840,7 +842,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.ops.hit("removexattr");
+        self.ops.hit(const { op_index(FUSE_OPS, "removexattr") });
         let i_live = live!(i, reply);
         empty(
             reply,
@@ -849,7 +851,7 @@ impl Filesystem for HydraFuse {
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.ops.hit("access");
+        self.ops.hit(const { op_index(FUSE_OPS, "access") });
         let mask = (mask.bits() & 7) as u32;
         let result = match place(i.0) {
             Place::Dir | Place::GitDir | Place::GitRepo(_) if mask & 2 != 0 => {
@@ -873,7 +875,7 @@ impl Filesystem for HydraFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.ops.hit("create");
+        self.ops.hit(const { op_index(FUSE_OPS, "create") });
         let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
         match self.fs.create(
@@ -904,7 +906,7 @@ impl Filesystem for HydraFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.ops.hit("fallocate");
+        self.ops.hit(const { op_index(FUSE_OPS, "fallocate") });
         let i_live = live!(i, reply);
         // Plain preallocation only: a file grows to cover the range.
         if mode != 0 {

@@ -313,7 +313,7 @@ impl Session {
     /// Answers one request (any but Tversion and Tflush, which the
     /// connection handles).
     pub fn handle(&self, msg: Tmsg) -> Rmsg {
-        self.export.ops.hit(msg.name());
+        self.export.ops.hit(msg.kind());
         let changed = self
             .export
             .invalidate
