@@ -10,7 +10,7 @@ use hydra_dag::Cid;
 use crate::attr::Ino;
 use crate::error::{FsError, FsResult};
 use crate::file::FileData;
-use crate::node::{Entry, FsRoot, Kind, Record, Stored, read_entries};
+use crate::node::{Entry, FsRoot, Kind, Record, Stored, read_dir};
 use crate::state::{Content, State, inode_from_record};
 
 /// What a front end must stop caching after the filesystem followed
@@ -107,12 +107,7 @@ impl State {
 
     /// Brings a loaded directory's entries to the stored list `list`.
     fn follow_dir(&mut self, dir: Ino, list: Option<Cid>, out: &mut Vec<Changed>) -> FsResult<()> {
-        let mut listed = BTreeMap::new();
-        if let Some(cid) = list {
-            for (name, value) in read_entries(&self.bucket, &cid)? {
-                listed.insert(name, Entry::from_ipld(&value, &cid)?);
-            }
-        }
+        let listed: BTreeMap<Vec<u8>, Entry> = read_dir(&self.bucket, list)?;
         let gone: Vec<(Vec<u8>, Ino)> = self
             .entries(dir)?
             .by_name

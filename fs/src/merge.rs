@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hydra_dag::{Block, Bucket, Cid};
 
 use crate::error::{FsError, FsResult};
-use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_entries, write_entries};
+use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_dir, write_entries};
 
 /// What a merge does where both sides changed the same thing differently.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -369,13 +369,7 @@ impl Merger<'_> {
 
     /// The entries of a stored list by name.
     fn entries(&self, list: Option<Cid>) -> FsResult<BTreeMap<Vec<u8>, Entry>> {
-        let Some(cid) = list else {
-            return Ok(BTreeMap::new());
-        };
-        read_entries(self.bucket, &cid)?
-            .into_iter()
-            .map(|(name, value)| Ok((name, Entry::from_ipld(&value, &cid)?)))
-            .collect()
+        read_dir(self.bucket, list)
     }
 
     /// Merges a directory's entry lists.

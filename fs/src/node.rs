@@ -333,6 +333,21 @@ pub fn read_entries(bucket: &Bucket, root: &Cid) -> FsResult<Vec<(Vec<u8>, Ipld)
     Ok(out)
 }
 
+/// The entries of a directory's stored list (`None`: empty), decoded, in
+/// name order.
+pub fn read_dir<B: FromIterator<(Vec<u8>, Entry)>>(
+    bucket: &Bucket,
+    list: Option<Cid>,
+) -> FsResult<B> {
+    let Some(cid) = list else {
+        return Ok(std::iter::empty().collect());
+    };
+    read_entries(bucket, &cid)?
+        .into_iter()
+        .map(|(name, value)| Ok((name, Entry::from_ipld(&value, &cid)?)))
+        .collect()
+}
+
 /// The committed root of a filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FsRoot {

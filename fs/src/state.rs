@@ -14,7 +14,7 @@ use hydra_dag::{Block, Bucket, Cid, WriteSession};
 use crate::attr::{Attr, Ino};
 use crate::error::{FsError, FsResult};
 use crate::file::{FileData, WriteContext};
-use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_entries, write_entries};
+use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_dir, write_entries};
 
 /// A change to make in memory once a commit's blocks are stored.
 #[derive(Debug)]
@@ -278,13 +278,7 @@ impl State {
             Content::Dir(dir) => dir.stored,
             _ => return Err(FsError::NotDir),
         };
-        let listed = match stored {
-            Some(cid) => read_entries(&self.bucket, &cid)?
-                .into_iter()
-                .map(|(name, value)| Ok((name, Entry::from_ipld(&value, &cid)?)))
-                .collect::<FsResult<Vec<_>>>()?,
-            None => Vec::new(),
-        };
+        let listed: Vec<(Vec<u8>, Entry)> = read_dir(&self.bucket, stored)?;
         let mut entries = Entries::default();
         let mut subdirs = 0;
         for (name, entry) in listed {
