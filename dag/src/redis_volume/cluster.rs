@@ -44,9 +44,15 @@ pub fn slot(key: &[u8]) -> usize {
 struct Topology {
     /// Master address of each slot (empty: unknown).
     masters: Vec<String>,
-    /// Replicas each master has.
+    /// Replicas each master has, and when that was counted.
     replicas: HashMap<String, usize>,
+    /// When a master last reported no replica (looked at again after
+    /// [`RECOUNT`], since a replica may still have been connecting).
+    counted: HashMap<String, Instant>,
 }
+
+/// How long a master's "no replicas" answer stands before it is asked again.
+const RECOUNT: Duration = Duration::from_secs(1);
 
 /// A Redis deployment as one client sees it.
 pub struct Redis {
@@ -163,7 +169,7 @@ impl Redis {
     fn refresh(&self) -> DagResult<()> {
         let mut topology = Topology {
             masters: vec![String::new(); SLOTS],
-            replicas: HashMap::new(),
+            ..Topology::default()
         };
         if !self.cluster {
             let addr = self.seeds[0].clone();
@@ -233,11 +239,33 @@ impl Redis {
             .unwrap_or(0))
     }
 
-    /// The master serving `slot`, and how many replicas it has.
+    /// The master serving `slot`, and how many replicas it has. A master
+    /// that had none is asked again now and then: a write must wait for a
+    /// replica that connected since.
     fn master_of(&self, slot: usize) -> Option<(String, usize)> {
-        let t = self.topology.lock().unwrap_or_else(|e| e.into_inner());
-        let addr = t.masters.get(slot).filter(|a| !a.is_empty())?.clone();
-        let replicas = t.replicas.get(&addr).copied().unwrap_or(0);
+        let (addr, replicas, recount) = {
+            let mut t = self.topology.lock().unwrap_or_else(|e| e.into_inner());
+            let addr = t.masters.get(slot).filter(|a| !a.is_empty())?.clone();
+            let replicas = t.replicas.get(&addr).copied().unwrap_or(0);
+            let now = Instant::now();
+            let stale = t
+                .counted
+                .get(&addr)
+                .is_none_or(|at| now.duration_since(*at) >= RECOUNT);
+            let recount = replicas == 0 && stale;
+            if recount {
+                t.counted.insert(addr.clone(), now);
+            }
+            (addr, replicas, recount)
+        };
+        if !recount {
+            return Some((addr, replicas));
+        }
+        let replicas = self.connected_replicas(&addr).unwrap_or(0);
+        let mut t = self.topology.lock().unwrap_or_else(|e| e.into_inner());
+        if t.masters.get(slot) == Some(&addr) {
+            t.replicas.insert(addr.clone(), replicas);
+        }
         Some((addr, replicas))
     }
 

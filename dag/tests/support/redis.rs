@@ -129,6 +129,13 @@ impl Redis {
                 info.contains("cluster_state:ok")
                     && info.contains(&format!("cluster_known_nodes:{n}"))
             });
+            // Every replica linked to its master, so writes from the start
+            // are acknowledged by one.
+            wait_for("replicas to link", Duration::from_secs(30), || {
+                let info = cli(p, &["INFO", "replication"]);
+                info.contains("master_link_status:up")
+                    || info.contains(&format!("connected_slaves:{replicas}"))
+            });
         }
         Redis {
             _dir: dir,
