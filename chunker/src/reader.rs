@@ -106,12 +106,20 @@ impl BlobReader {
 
     /// Reads up to `len` bytes at `offset` (fewer at the end of the blob).
     pub fn read_at(&mut self, offset: u64, len: usize) -> ChunkResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_at_into(offset, len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends up to `len` bytes at `offset` to `out` (fewer at the end of
+    /// the blob), so a caller can reuse one buffer for many reads.
+    pub fn read_at_into(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> ChunkResult<()> {
         let size = self.size();
         if offset > size {
             return Err(ChunkError::OutOfRange { offset, size });
         }
         let end = offset.saturating_add(len as u64).min(size);
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        out.reserve((end - offset) as usize);
         // A read where the last one ended is sequential: warm the blocks
         // after it while the caller uses these (about two reads' worth).
         let sequential = self.read_end == Some(offset) && offset > 0;
@@ -121,14 +129,12 @@ impl BlobReader {
             Blob::Stored { root, size } if sequential => {
                 self.ahead_limit = (2 * len / (64 << 10)).clamp(PREFETCH_AHEAD, PREFETCH_MAX);
                 let mut ahead = Vec::new();
-                self.read_range(root, size, offset, end, &mut out, Some(&mut ahead))?;
+                self.read_range(root, size, offset, end, out, Some(&mut ahead))?;
                 self.warm(ahead);
             }
-            Blob::Stored { root, size } => {
-                self.read_range(root, size, offset, end, &mut out, None)?
-            }
+            Blob::Stored { root, size } => self.read_range(root, size, offset, end, out, None)?,
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Appends bytes `[from, to)` of the subtree `cid` (of `len` bytes).

@@ -575,6 +575,15 @@ impl Fs {
 
     /// Reads up to `size` bytes at `offset`.
     pub fn read(&self, fh: Fh, offset: u64, size: usize) -> FsResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_into(fh, offset, size, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads up to `size` bytes at `offset` into `out` (cleared first), so
+    /// a front end can reuse one buffer for every read.
+    pub fn read_into(&self, fh: Fh, offset: u64, size: usize, out: &mut Vec<u8>) -> FsResult<()> {
+        out.clear();
         let handle = self.handle(fh)?;
         let mut h = lock(&handle);
         if !h.flags.read {
@@ -603,9 +612,11 @@ impl Fs {
                 None => BlobReader::new(self.inner.bucket.clone(), blob.clone()),
             };
             let result = if offset >= reader.size() {
-                Ok(Vec::new())
+                Ok(())
             } else {
-                reader.read_at(offset, size).map_err(FsError::from)
+                reader
+                    .read_at_into(offset, size, out)
+                    .map_err(FsError::from)
             };
             let mut h = lock(&handle);
             if h.readers.len() < READERS_PER_HANDLE {
@@ -617,7 +628,10 @@ impl Fs {
         let bucket = s.bucket.clone();
         let ino = h.ino;
         match &mut s.get_mut(ino)?.content {
-            Content::File(data) => Ok(data.read_dirty(&bucket, &cx, offset, size)?),
+            Content::File(data) => {
+                out.extend_from_slice(&data.read_dirty(&bucket, &cx, offset, size)?);
+                Ok(())
+            }
             _ => Err(FsError::Invalid("not a regular file")),
         }
     }

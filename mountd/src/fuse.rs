@@ -605,13 +605,20 @@ impl Filesystem for HydraFuse {
         reply: ReplyData,
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "read") });
-        match self
-            .target(fh.0)
-            .and_then(|(fs, h, _)| fs.read(Fh(h.0), offset, size as usize))
-        {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(&e)),
+        thread_local! {
+            /// Each request thread reads into one buffer for good: a fresh
+            /// one per request would be mapped, faulted in and unmapped.
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        BUFFER.with_borrow_mut(|buffer| {
+            match self
+                .target(fh.0)
+                .and_then(|(fs, h, _)| fs.read_into(Fh(h.0), offset, size as usize, buffer))
+            {
+                Ok(()) => reply.data(buffer),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn write(

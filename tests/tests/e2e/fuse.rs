@@ -49,6 +49,15 @@ fn mount_write_umount_remount() {
     let s = TestStore::new();
     let point = s.scratch("mnt");
     let m = Mounted::new(&s, "home", &point, &[]);
+    // The kernel reads ahead one full-size request (1 MiB), not 128 KiB.
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&point).expect("stat"));
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let read_ahead = std::fs::read_to_string(&knob).expect("read_ahead_kb");
+    assert_eq!(read_ahead.trim(), "1024", "{knob}");
     std::fs::write(m.path("hello.txt"), b"hello").expect("write");
     std::fs::create_dir(m.path("dir")).expect("mkdir");
     std::fs::hard_link(m.path("hello.txt"), m.path("dir/link")).expect("link");
