@@ -24,6 +24,7 @@ mod blob;
 mod edit;
 mod error;
 mod params;
+mod pool;
 mod reader;
 pub mod tree;
 mod writer;

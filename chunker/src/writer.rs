@@ -260,7 +260,7 @@ fn run_cutter(
         } else {
             let start = room - tail.len();
             buf[start..room].copy_from_slice(&tail);
-            Bytes::from(buf).slice(start..)
+            crate::pool::share(buf).slice(start..)
         };
         cuts.clear();
         let rest = params.split(&data, eof, &mut cuts);
@@ -347,7 +347,7 @@ impl BlobWriter {
         }
         // The next segment leaves room for this one's uncut tail.
         let room = self.params.max();
-        let mut next = Vec::with_capacity(room + SEGMENT + self.params.max());
+        let mut next = crate::pool::take(room + SEGMENT + self.params.max());
         next.resize(room, 0);
         let segment = std::mem::replace(&mut self.buf, next);
         let segment_room = std::mem::replace(&mut self.room, room);

@@ -87,6 +87,20 @@ impl FileData {
         }
     }
 
+    /// Bytes of content held in memory, waiting to be stored. A stream's
+    /// appended bytes are not: its writer stores them as they come, in
+    /// bounded memory.
+    pub fn held(&self) -> u64 {
+        let sum = |m: &BTreeMap<u64, Vec<u8>>| m.values().map(|d| d.len() as u64).sum();
+        match self {
+            FileData::Buffer(data) => data.len() as u64,
+            FileData::Planned(data) => data.len() as u64,
+            FileData::Stream { ahead, .. } => sum(ahead),
+            FileData::Overlay { extents, .. } => sum(extents),
+            FileData::Clean(_) | FileData::Lost(_) => 0,
+        }
+    }
+
     /// Whether there are changes not yet turned into a blob.
     pub fn is_dirty(&self) -> bool {
         !matches!(self, FileData::Clean(_))

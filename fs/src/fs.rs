@@ -264,8 +264,9 @@ impl Fs {
         self.state().is_dirty()
     }
 
-    /// Bytes written since file content was last stored (an upper bound of
-    /// what the write-back overlay holds).
+    /// Bytes of file content held in memory since content was last stored
+    /// (an upper bound of what the write-back overlay holds; streamed
+    /// appends are stored as they come and do not count).
     pub fn pending_bytes(&self) -> u64 {
         self.state().written_since_settle
     }
@@ -658,14 +659,16 @@ impl Fs {
                 return Err(FsError::Invalid("not a regular file"));
             };
             let at = if append { file.size() } else { offset };
+            let held = file.held();
             file.write(&bucket, &cx, at, data)?;
+            let grown = file.held().saturating_sub(held);
             inode.meta.mtime = now;
             inode.meta.ctime = now;
             if !c.is_root() {
                 clear_suid(&mut inode.meta);
             }
             s.mark_dirty(ino);
-            s.written_since_settle += data.len() as u64;
+            s.written_since_settle += grown;
             s.written_since_settle > self.inner.options.dirty_limit
         };
         if over_limit {

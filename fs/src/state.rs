@@ -137,8 +137,9 @@ pub struct State {
     pub params: hydra_chunker::ChunkParams,
     /// The root the last successful write of all changes produced.
     pub written_root: Option<Cid>,
-    /// Bytes written since file content was last settled (an upper bound
-    /// of what the overlay holds: cheap to keep, unlike a walk of it).
+    /// Bytes of file content held in memory since content was last settled
+    /// (an upper bound of what the overlay holds: cheap to keep, unlike a
+    /// walk of it); streamed appends are stored as they come and do not count.
     pub written_since_settle: u64,
 }
 

@@ -474,3 +474,47 @@ fn large_files_stream_and_take_random_writes() {
     let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
     assert_eq!(read_file(&again, path(&again, "big")), model);
 }
+
+#[test]
+fn memory_pressure_counts_held_bytes_not_streamed_ones() {
+    let bucket = Bucket::in_memory();
+    let options = hydra_fs::FsOptions {
+        dirty_limit: 8 << 20,
+        commit_on_pressure: true,
+        ..opts()
+    };
+    let fs = Fs::open(bucket, "t", &root(), options).expect("open");
+    // 40 MB appended in order: a stream, stored as it comes, so five times
+    // the limit passes without a commit; only the first megabytes, buffered
+    // before the file turned into a stream, counted as held.
+    let (attr, fh) = fs
+        .create(Ino::ROOT, b"stream", 0o644, rw(), &root())
+        .expect("create");
+    let mut model = Vec::new();
+    for i in 0..40u64 {
+        let piece = bytes(i, 1_000_000);
+        fs.write(fh, model.len() as u64, &piece, &root())
+            .expect("write");
+        model.extend_from_slice(&piece);
+    }
+    assert_eq!(fs.commit_stats().0, 0, "a stream made pressure commits");
+    assert!(fs.pending_bytes() <= 5_000_000, "{}", fs.pending_bytes());
+    fs.release(fh).expect("release");
+    // Small files are held in memory until stored: they do count, and
+    // crossing the limit commits.
+    for i in 0..12u64 {
+        write_file(
+            &fs,
+            Ino::ROOT,
+            &format!("small{i}"),
+            &bytes(100 + i, 1_000_000),
+        );
+    }
+    assert!(
+        fs.commit_stats().0 >= 1,
+        "held bytes past the limit did not commit"
+    );
+    assert!(fs.pending_bytes() < 8 << 20);
+    assert_eq!(read_file(&fs, attr.ino), model);
+    assert_eq!(read_file(&fs, path(&fs, "small11")), bytes(111, 1_000_000));
+}
