@@ -70,12 +70,12 @@ row() { # label tmpfs bindfs hydra
   printf '%-34s tmpfs %7.2f s   bindfs %7.2f s   hydra %7.2f s   hydra/bindfs %5.2fx   hydra/tmpfs %5.2fx\n' \
     "$1" "$2" "$3" "$4" "$(echo "$4 / $3" | bc -l)" "$(echo "$4 / $2" | bc -l)"
 }
-bench() { # label command-with-TARGET [setup run before each run]
-  local label=$1 cmd=$2 setup=${3:-true} t0=() t1=() t2=()
+bench() { # label command-with-TARGET [setup run before each run] [keep: targets not emptied]
+  local label=$1 cmd=$2 setup=${3:-true} keep=${4:-} t0=() t1=() t2=()
   for _ in $(seq 1 "$RUNS"); do
     bash -c "$setup"
     for target in tmpfs bind hydra; do
-      empty $target
+      [ -n "$keep" ] || empty $target
       sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
       t=$(timed "${cmd//TARGET/$W/$target}")
       case $target in tmpfs) t0+=("$t") ;; bind) t1+=("$t") ;; hydra) t2+=("$t") ;; esac
@@ -90,16 +90,8 @@ bench "write 2 GiB (dd bs=1M conv=fsync)" "dd if=$W/big.bin of=TARGET/f bs=1M co
 # One untimed read of each first: the first read after gigabytes of writes
 # runs while the kernel is still reclaiming, at up to 4x the time, on any
 # file system. Then the timed rounds, interleaved, each from a cold cache.
-r0=() r1=() r2=()
 for target in tmpfs bind hydra; do cat "$W/$target/f" > /dev/null; done
-for _ in $(seq 1 "$RUNS"); do
-  for target in tmpfs bind hydra; do
-    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    t=$(timed "cat $W/$target/f > /dev/null")
-    case $target in tmpfs) r0+=("$t") ;; bind) r1+=("$t") ;; hydra) r2+=("$t") ;; esac
-  done
-done
-row "read 2 GiB (cat, caches dropped)" "$(printf '%s\n' "${r0[@]}" | median)" "$(printf '%s\n' "${r1[@]}" | median)" "$(printf '%s\n' "${r2[@]}" | median)"
+bench "read 2 GiB (cat, caches dropped)" "cat TARGET/f > /dev/null" true keep
 rm -f "$W/big.bin"
 bench "tar -x of 30,000 small files" "tar -xf $W/small.tar -C TARGET"
 bench "git clone --no-hardlinks" "git clone -q --no-hardlinks $W/repo TARGET/clone"
