@@ -10,8 +10,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// Idle buffers kept at most (each a segment, about 4.5 MiB).
-const KEPT: usize = 8;
+/// Idle buffers kept at most (each a segment, about 4.5 MiB): enough for
+/// the segments one stored batch frees at once.
+const KEPT: usize = 4;
 
 static IDLE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 

@@ -34,6 +34,8 @@ pub struct BlobReader {
     read_end: Option<u64>,
     /// Chunks to warm ahead of the current read.
     ahead_limit: usize,
+    /// Whether sequential reads warm the chunks after them.
+    read_ahead: bool,
 }
 
 impl BlobReader {
@@ -48,7 +50,14 @@ impl BlobReader {
             prefetch: None,
             read_end: None,
             ahead_limit: PREFETCH_AHEAD,
+            read_ahead: true,
         }
+    }
+
+    /// Whether sequential reads warm the chunks after them (on by default;
+    /// off for callers whose client reads ahead itself, like the kernel).
+    pub fn set_read_ahead(&mut self, on: bool) {
+        self.read_ahead = on;
     }
 
     /// A reader of the blob rooted at `root` (a raw chunk or a tree node).
@@ -126,7 +135,7 @@ impl BlobReader {
         self.read_end = Some(end);
         match self.blob.clone() {
             Blob::Inline(data) => out.extend_from_slice(&data[offset as usize..end as usize]),
-            Blob::Stored { root, size } if sequential => {
+            Blob::Stored { root, size } if sequential && self.read_ahead => {
                 self.ahead_limit = (2 * len / (64 << 10)).clamp(PREFETCH_AHEAD, PREFETCH_MAX);
                 let mut ahead = Vec::new();
                 self.read_range(root, size, offset, end, out, Some(&mut ahead))?;

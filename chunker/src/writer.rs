@@ -28,6 +28,9 @@ const SEGMENT: usize = 4 << 20;
 const BATCH: usize = 16 << 20;
 /// Segments queued for the worker at most.
 const QUEUE: usize = 2;
+/// Batches queued for the storing threads at most: with one more being
+/// written by each of them, the disk never waits for the hasher.
+const BATCH_QUEUE: usize = 1;
 
 /// A segment and the chunks cut from it.
 type Work = (Bytes, Vec<(usize, usize)>);
@@ -59,7 +62,7 @@ impl BatchStore {
     /// Two storing threads: while one waits for its batch's fsync, the
     /// other writes the next batch (the volume lets batches overlap).
     fn threaded(session: WriteSession) -> ChunkResult<BatchStore> {
-        let (tx, rx) = sync_channel::<Vec<Block>>(QUEUE);
+        let (tx, rx) = sync_channel::<Vec<Block>>(BATCH_QUEUE);
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let mut handles = Vec::with_capacity(STORERS);
         for _ in 0..STORERS {

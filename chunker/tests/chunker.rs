@@ -396,6 +396,7 @@ fn ten_gib_streams_in_bounded_memory() {
         "10 GiB round trip"
     );
     let peak = peak_rss_bytes();
+    eprintln!("peak RSS {} MiB", peak >> 20);
     assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
@@ -434,5 +435,43 @@ fn a_resumed_writer_gives_the_fresh_blob() {
             put_bytes(&session, small(), &data).expect("put"),
             "split at {split}"
         );
+    }
+}
+
+#[test]
+fn sequential_reads_warm_ahead_only_when_asked() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let data = noise(1 << 20, 9);
+    let blob = put_bytes(&session, small(), &data).expect("put");
+    let reads = || bucket.io_stats().reads;
+    let read_two = |on: bool| {
+        let mut reader = BlobReader::new(bucket.clone(), blob.clone());
+        reader.set_read_ahead(on);
+        assert_eq!(reader.read_at(0, 65536).expect("read"), &data[..65536]);
+        assert_eq!(
+            reader.read_at(65536, 65536).expect("read"),
+            &data[65536..131072]
+        );
+        reader
+    };
+    // Off: the blocks of the two reads and nothing more, now or later.
+    let before = reads();
+    let reader = read_two(false);
+    let after = reads();
+    assert!(after > before);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(reads(), after, "a reader without read-ahead fetched more");
+    drop(reader);
+    // On: a background thread fetches the chunks after the second read too.
+    let before = reads();
+    let _reader = read_two(true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reads() - before <= after - before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was read ahead"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

@@ -65,6 +65,19 @@ impl Default for FsOptions {
 /// reports a conflict.
 const MERGE_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Whether a read warms the blocks after it when it continues a sequential
+/// stream of reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAhead {
+    /// Fetch the next blocks on a background thread while the caller uses
+    /// these: for clients that ask for one range at a time.
+    Warm,
+    /// Fetch only what is asked: for clients that read ahead themselves
+    /// (the kernel's FUSE client sends the next ranges at once, and its
+    /// requests already overlap).
+    Off,
+}
+
 /// Readers a handle keeps (streams of reads served at once).
 const READERS_PER_HANDLE: usize = 4;
 
@@ -577,13 +590,20 @@ impl Fs {
     /// Reads up to `size` bytes at `offset`.
     pub fn read(&self, fh: Fh, offset: u64, size: usize) -> FsResult<Vec<u8>> {
         let mut out = Vec::new();
-        self.read_into(fh, offset, size, &mut out)?;
+        self.read_into(fh, offset, size, ReadAhead::Warm, &mut out)?;
         Ok(out)
     }
 
     /// Reads up to `size` bytes at `offset` into `out` (cleared first), so
     /// a front end can reuse one buffer for every read.
-    pub fn read_into(&self, fh: Fh, offset: u64, size: usize, out: &mut Vec<u8>) -> FsResult<()> {
+    pub fn read_into(
+        &self,
+        fh: Fh,
+        offset: u64,
+        size: usize,
+        ahead: ReadAhead,
+        out: &mut Vec<u8>,
+    ) -> FsResult<()> {
         out.clear();
         let handle = self.handle(fh)?;
         let mut h = lock(&handle);
@@ -612,6 +632,7 @@ impl Fs {
                 Some((_, reader)) => reader,
                 None => BlobReader::new(self.inner.bucket.clone(), blob.clone()),
             };
+            reader.set_read_ahead(ahead == ReadAhead::Warm);
             let result = if offset >= reader.size() {
                 Ok(())
             } else {

@@ -18,7 +18,8 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hydra_fs::{
-    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet,
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, ReadAhead, RenameMode, SetAttr,
+    TimeSet,
 };
 
 /// How long the kernel may cache attributes and entries. Every change goes
@@ -611,10 +612,9 @@ impl Filesystem for HydraFuse {
             static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BUFFER.with_borrow_mut(|buffer| {
-            match self
-                .target(fh.0)
-                .and_then(|(fs, h, _)| fs.read_into(Fh(h.0), offset, size as usize, buffer))
-            {
+            match self.target(fh.0).and_then(|(fs, h, _)| {
+                fs.read_into(Fh(h.0), offset, size as usize, ReadAhead::Off, buffer)
+            }) {
                 Ok(()) => reply.data(buffer),
                 Err(e) => reply.error(errno(&e)),
             }
