@@ -87,20 +87,6 @@ impl FileData {
         }
     }
 
-    /// Bytes of content held in memory, waiting to be stored. A stream's
-    /// appended bytes are not: its writer stores them as they come, in
-    /// bounded memory.
-    pub fn held(&self) -> u64 {
-        let sum = |m: &BTreeMap<u64, Vec<u8>>| m.values().map(|d| d.len() as u64).sum();
-        match self {
-            FileData::Buffer(data) => data.len() as u64,
-            FileData::Planned(data) => data.len() as u64,
-            FileData::Stream { ahead, .. } => sum(ahead),
-            FileData::Overlay { extents, .. } => sum(extents),
-            FileData::Clean(_) | FileData::Lost(_) => 0,
-        }
-    }
-
     /// Whether there are changes not yet turned into a blob.
     pub fn is_dirty(&self) -> bool {
         !matches!(self, FileData::Clean(_))
@@ -245,17 +231,19 @@ impl FileData {
         }
     }
 
-    /// Writes `data` at `offset`, extending with zeros across any gap.
+    /// Writes `data` at `offset`, extending with zeros across any gap;
+    /// returns how many of its bytes are now held in memory (none when a
+    /// stream took them, as it stores them as they come).
     pub fn write(
         &mut self,
         bucket: &Bucket,
         cx: &WriteContext,
         offset: u64,
         data: &[u8],
-    ) -> FsResult<()> {
+    ) -> FsResult<u64> {
         if data.is_empty() {
             // POSIX: a zero-length write changes nothing, even past the end.
-            return Ok(());
+            return Ok(0);
         }
         loop {
             match self {
@@ -321,7 +309,7 @@ impl FileData {
                         buf.resize(end as usize, 0);
                     }
                     buf[offset as usize..end as usize].copy_from_slice(data);
-                    return Ok(());
+                    return Ok(data.len() as u64);
                 }
                 FileData::Stream { writer, len, ahead } => {
                     if offset == *len {
@@ -332,7 +320,7 @@ impl FileData {
                             writer.write_bytes(&next)?;
                             *len += next.len() as u64;
                         }
-                        return Ok(());
+                        return Ok(0);
                     }
                     let waiting: u64 = ahead.values().map(|d| d.len() as u64).sum();
                     if offset > *len
@@ -341,14 +329,14 @@ impl FileData {
                         && !ahead.contains_key(&offset)
                     {
                         ahead.insert(offset, data.to_vec());
-                        return Ok(());
+                        return Ok(data.len() as u64);
                     }
                     self.settle(cx)?;
                 }
                 FileData::Overlay { size, extents, .. } => {
                     insert_extent(extents, offset, data);
                     *size = (*size).max(offset + data.len() as u64);
-                    return Ok(());
+                    return Ok(data.len() as u64);
                 }
             }
         }

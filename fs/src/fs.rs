@@ -680,16 +680,14 @@ impl Fs {
                 return Err(FsError::Invalid("not a regular file"));
             };
             let at = if append { file.size() } else { offset };
-            let held = file.held();
-            file.write(&bucket, &cx, at, data)?;
-            let grown = file.held().saturating_sub(held);
+            let held = file.write(&bucket, &cx, at, data)?;
             inode.meta.mtime = now;
             inode.meta.ctime = now;
             if !c.is_root() {
                 clear_suid(&mut inode.meta);
             }
             s.mark_dirty(ino);
-            s.written_since_settle += grown;
+            s.written_since_settle += held;
             s.written_since_settle > self.inner.options.dirty_limit
         };
         if over_limit {
