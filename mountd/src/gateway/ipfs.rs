@@ -96,29 +96,20 @@ pub(super) async fn ipfs_get(
                 return Failure(StatusCode::BAD_REQUEST, "format=raw takes no path".into())
                     .into_response();
             }
-            match blocking(move || bucket.get(&cid).map_err(failure)).await {
-                Ok(Some(data)) => (
-                    [
-                        (header::CONTENT_TYPE, "application/vnd.ipld.raw".to_string()),
-                        (header::ETAG, format!("\"{cid}.raw\"")),
-                        (
-                            header::CACHE_CONTROL,
-                            "public, max-age=29030400, immutable".to_string(),
-                        ),
-                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
-                        (
-                            header::CONTENT_DISPOSITION,
-                            format!("attachment; filename=\"{cid}.bin\""),
-                        ),
-                    ],
-                    data,
-                )
-                    .into_response(),
-                Ok(None) => {
-                    Failure(StatusCode::NOT_FOUND, format!("no block {cid}")).into_response()
-                }
-                Err(f) => f.into_response(),
-            }
+            let headers = [
+                (header::CONTENT_TYPE, "application/vnd.ipld.raw".to_string()),
+                (header::ETAG, format!("\"{cid}.raw\"")),
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=29030400, immutable".to_string(),
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{cid}.bin\""),
+                ),
+            ];
+            block_response(bucket, cid, headers).await
         }
         Some("car") => {
             let (scope, bytes) = match q.car_request(accept) {
@@ -200,21 +191,25 @@ pub(super) async fn ipfs_get(
                 return Failure(StatusCode::NOT_FOUND, "not a filesystem root".into())
                     .into_response();
             }
-            match blocking(move || bucket.get(&cid).map_err(failure)).await {
-                Ok(Some(data)) => (
-                    [
-                        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                        (header::ETAG, format!("\"{cid}\"")),
-                    ],
-                    data,
-                )
-                    .into_response(),
-                Ok(None) => {
-                    Failure(StatusCode::NOT_FOUND, format!("no block {cid}")).into_response()
-                }
-                Err(f) => f.into_response(),
-            }
+            let headers = [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::ETAG, format!("\"{cid}\"")),
+            ];
+            block_response(bucket, cid, headers).await
         }
+    }
+}
+
+/// Block `cid` with `headers`, read off the async thread; 404 when absent.
+async fn block_response<const N: usize>(
+    bucket: Bucket,
+    cid: Cid,
+    headers: [(header::HeaderName, String); N],
+) -> Response {
+    match blocking(move || bucket.get(&cid).map_err(failure)).await {
+        Ok(Some(data)) => (headers, data).into_response(),
+        Ok(None) => Failure(StatusCode::NOT_FOUND, format!("no block {cid}")).into_response(),
+        Err(f) => f.into_response(),
     }
 }
 
