@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use bytes::Bytes;
-use hydra_dag::{Bucket, Cid, Codec};
+use hydra_dag::{Bucket, Cid, Codec, DagError};
 
 use crate::blob::{Blob, BlobStats};
 use crate::error::{ChunkError, ChunkResult};
@@ -16,6 +16,9 @@ use crate::tree::{Link, Node};
 const PREFETCH_AHEAD: usize = 8;
 /// Most chunks a sequential `read_at` of large ranges warms ahead.
 const PREFETCH_MAX: usize = 64;
+/// Without read-ahead (a client that caches what it reads, like the
+/// kernel), whole chunks of blobs at least this large skip the block cache.
+const UNCACHED_BLOB_MIN: u64 = 16 << 20;
 
 /// Reads a blob at any offset in O(depth) block fetches.
 ///
@@ -113,6 +116,33 @@ impl BlobReader {
         Ok(data)
     }
 
+    /// Appends the whole leaf `cid` of `len` bytes, read past the block
+    /// cache (the caller's client keeps what it reads, and a blob this large
+    /// would only churn the cache).
+    fn whole_leaf_uncached(&mut self, cid: &Cid, len: u64, out: &mut Vec<u8>) -> ChunkResult<()> {
+        let start = out.len();
+        out.resize(start + len as usize, 0);
+        match self.bucket.get_into(cid, &mut out[start..]) {
+            Ok(Some(n)) if n as u64 == len => Ok(()),
+            Ok(Some(_)) => {
+                // A block of another length: the cached path tells whether
+                // the block is damaged or the tree is.
+                out.truncate(start);
+                let data = self.leaf(cid, len)?;
+                out.extend_from_slice(&data);
+                Ok(())
+            }
+            Ok(None) => {
+                out.truncate(start);
+                Err(DagError::NotFound { cid: *cid }.into())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Reads up to `len` bytes at `offset` (fewer at the end of the blob).
     pub fn read_at(&mut self, offset: u64, len: usize) -> ChunkResult<Vec<u8>> {
         let mut out = Vec::new();
@@ -160,6 +190,9 @@ impl BlobReader {
             return Ok(());
         }
         if cid.codec() == Codec::RAW {
+            if from == 0 && to == len && !self.read_ahead && self.size() >= UNCACHED_BLOB_MIN {
+                return self.whole_leaf_uncached(&cid, len, out);
+            }
             let data = self.leaf(&cid, len)?;
             out.extend_from_slice(&data[from as usize..to as usize]);
             return Ok(());

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use hydra_chunker::{
     Blob, BlobEditor, BlobReader, BlobWriter, ChunkError, ChunkParams, put_bytes, put_reader,
 };
-use hydra_dag::{Bucket, BucketPolicy, Cid, Codec, DagError, MemoryVolume, VerifiedVolume, Volume};
+use hydra_dag::{
+    Bucket, BucketPolicy, CachedVolume, Cid, Codec, DagError, MemoryVolume, VerifiedVolume, Volume,
+};
 use proptest::prelude::*;
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -473,5 +475,74 @@ fn sequential_reads_warm_ahead_only_when_asked() {
             "nothing was read ahead"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn large_blobs_without_read_ahead_stream_past_the_cache() {
+    let mem = Arc::new(MemoryVolume::new());
+    let verified: Arc<dyn Volume> = Arc::new(VerifiedVolume::new(mem.clone()));
+    let cached: Arc<dyn Volume> = Arc::new(CachedVolume::new(verified, 64 << 20));
+    let bucket = Bucket::new("t", BucketPolicy::default(), vec![cached]).expect("bucket");
+    let params = ChunkParams::default();
+    let read_in_mib = |blob: &Blob, data: &[u8]| {
+        let mut reader = BlobReader::new(bucket.clone(), blob.clone());
+        reader.set_read_ahead(false);
+        let mut out = Vec::new();
+        for offset in (0..data.len()).step_by(1 << 20) {
+            out.clear();
+            reader
+                .read_at_into(offset as u64, 1 << 20, &mut out)
+                .expect("read");
+            let end = (offset + (1 << 20)).min(data.len());
+            assert!(out == data[offset..end], "bytes at {offset} differ");
+        }
+    };
+    // 8 MiB: every chunk read stays cached.
+    let small_data = noise(8 << 20, 21);
+    let small_blob = put_bytes(&bucket.session(), params, &small_data).expect("put");
+    let before = bucket.cache_stats().bytes;
+    read_in_mib(&small_blob, &small_data);
+    assert!(
+        bucket.cache_stats().bytes - before >= 7 << 20,
+        "a small blob's chunks were not cached"
+    );
+    // 24 MiB: whole chunks bypass the cache; only the chunks cut by a
+    // request's ends and the tree nodes stay.
+    let data = noise(24 << 20, 22);
+    let blob = put_bytes(&bucket.session(), params, &data).expect("put");
+    let before = bucket.cache_stats().bytes;
+    read_in_mib(&blob, &data);
+    let grew = bucket.cache_stats().bytes - before;
+    assert!(
+        grew < 8 << 20,
+        "a large stream filled the cache by {grew} bytes"
+    );
+
+    // A damaged or missing whole chunk is still an error naming it.
+    let mut r = BlobReader::new(bucket.clone(), blob.clone());
+    let leaves = r.leaves().expect("leaves");
+    let start = |i: usize| leaves[..i].iter().map(|(_, n)| n).sum::<u64>();
+    // Chunks inside one of the reads above, so none is cached.
+    let uncached = |from: usize| {
+        (from..leaves.len())
+            .find(|&i| start(i) >> 20 == (start(i + 1) - 1) >> 20 && start(i) % (1 << 20) > 10)
+            .expect("a chunk inside a MiB")
+    };
+    let (c, m) = (uncached(100), uncached(200));
+    let ((corrupt, corrupt_len), (missing, missing_len)) = (leaves[c], leaves[m]);
+    // Same length, other bytes: only verification can tell.
+    mem.corrupt(&corrupt, noise(corrupt_len as usize, 99).into());
+    mem.delete_many(&[missing]).expect("delete");
+    let mut r = BlobReader::new(bucket.clone(), blob);
+    r.set_read_ahead(false);
+    let mut out = Vec::new();
+    match r.read_at_into(start(c) - 10, corrupt_len as usize + 20, &mut out) {
+        Err(ChunkError::Dag(DagError::Integrity { cid })) => assert_eq!(cid, corrupt),
+        other => panic!("expected an integrity error naming the chunk, got {other:?}"),
+    }
+    match r.read_at_into(start(m) - 10, missing_len as usize + 20, &mut out) {
+        Err(ChunkError::Dag(DagError::NotFound { cid })) => assert_eq!(cid, missing),
+        other => panic!("expected NotFound naming the chunk, got {other:?}"),
     }
 }

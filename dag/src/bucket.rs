@@ -290,10 +290,7 @@ impl Bucket {
         for volume in &self.inner.volumes {
             match volume.get(cid) {
                 Ok(Some(data)) => {
-                    let io = &self.inner.io;
-                    io.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    io.read_bytes
-                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.count_read(data.len());
                     return Ok(Some(data));
                 }
                 Ok(None) => {}
@@ -302,10 +299,36 @@ impl Bucket {
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(None),
+        first_error.map_or(Ok(None), Err)
+    }
+
+    /// Counts one block of `len` bytes read.
+    fn count_read(&self, len: usize) {
+        let io = &self.inner.io;
+        io.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        io.read_bytes
+            .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fills `out` with the verified bytes of `cid`, bypassing the block
+    /// cache on a miss (for a stream larger than the cache); returns the
+    /// block's length, or `None` when absent. `out` holds the block only when
+    /// the length returned equals `out.len()`.
+    pub fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
+        let mut first_error = None;
+        for volume in &self.inner.volumes {
+            match volume.get_into(cid, out) {
+                Ok(Some(len)) => {
+                    self.count_read(len);
+                    return Ok(Some(len));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
+        first_error.map_or(Ok(None), Err)
     }
 
     /// The verified bytes of `cid`; absence is [`DagError::NotFound`].

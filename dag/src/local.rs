@@ -268,40 +268,58 @@ fn write_all_vectored_at(
     Ok(())
 }
 
+/// Where the index says a block's bytes are.
+enum Place {
+    /// Held in the index itself.
+    Inline(Vec<u8>),
+    /// `len` bytes at an offset of a pack.
+    Packed(PackId, u64, usize),
+}
+
 impl LocalVolume {
-    fn read_located(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
-        // A compaction may move a block between the lookup and the read and
-        // delete its old pack; looking it up again finds the new place. Only
-        // the same location missing twice is an error.
+    /// Finds `cid` and hands its place to `read`, which returns `None` when
+    /// the pack it names is gone.
+    ///
+    /// A compaction may move a block between the lookup and the read and
+    /// delete its old pack; looking it up again finds the new place. Only
+    /// the same location missing twice is an error.
+    fn read_located<T>(
+        &self,
+        cid: &Cid,
+        mut read: impl FnMut(Place) -> DagResult<Option<T>>,
+    ) -> DagResult<Option<T>> {
         let mut missing_at = None;
         loop {
             let located = self.with_reader(|c| {
                 Ok(match index::locate(c, cid)? {
                     None => None,
-                    Some(Location::Inline) => Some(Err(index::inline_data(c, cid)?)),
-                    Some(Location::Packed { pack, offset, len }) => Some(Ok((pack, offset, len))),
+                    Some(Location::Inline) => index::inline_data(c, cid)?.map(Place::Inline),
+                    Some(Location::Packed { pack, offset, len }) => {
+                        Some(Place::Packed(pack, offset, len as usize))
+                    }
                 })
             })?;
-            match located {
-                None => return Ok(None),
-                Some(Err(inline)) => return Ok(inline.map(Bytes::from)),
-                Some(Ok(place)) => {
-                    let (pack, offset, len) = place;
-                    if let Some(data) = self.packs.read(pack, offset, len as usize)? {
-                        return Ok(Some(data));
-                    }
-                    if missing_at == Some(place) {
-                        return Err(DagError::CorruptPack {
-                            path: self.packs.path(pack),
-                            offset,
-                            reason: format!(
-                                "block {cid} is indexed in a pack file that does not exist"
-                            ),
-                        });
-                    }
-                    missing_at = Some(place);
-                }
+            let Some(place) = located else {
+                return Ok(None);
+            };
+            let packed = match &place {
+                Place::Packed(pack, offset, len) => Some((*pack, *offset, *len)),
+                Place::Inline(_) => None,
+            };
+            if let Some(found) = read(place)? {
+                return Ok(Some(found));
             }
+            let Some((pack, offset, _)) = packed else {
+                return Ok(None);
+            };
+            if missing_at == packed {
+                return Err(DagError::CorruptPack {
+                    path: self.packs.path(pack),
+                    offset,
+                    reason: format!("block {cid} is indexed in a pack file that does not exist"),
+                });
+            }
+            missing_at = packed;
         }
     }
 
@@ -367,7 +385,25 @@ impl Volume for LocalVolume {
     }
 
     fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
-        self.read_located(cid)
+        self.read_located(cid, |place| match place {
+            Place::Inline(data) => Ok(Some(Bytes::from(data))),
+            Place::Packed(pack, offset, len) => self.packs.read(pack, offset, len),
+        })
+    }
+
+    fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
+        self.read_located(cid, |place| match place {
+            Place::Inline(data) => {
+                if out.len() == data.len() {
+                    out.copy_from_slice(&data);
+                }
+                Ok(Some(data.len()))
+            }
+            Place::Packed(_, _, len) if len != out.len() => Ok(Some(len)),
+            Place::Packed(pack, offset, len) => {
+                Ok(self.packs.read_into(pack, offset, out)?.then_some(len))
+            }
+        })
     }
 
     fn has(&self, cid: &Cid) -> DagResult<bool> {

@@ -43,6 +43,14 @@ impl Volume for VerifiedVolume {
         Ok(data)
     }
 
+    fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
+        let found = self.inner.get_into(cid, out)?;
+        if found == Some(out.len()) {
+            cid.verify(out)?;
+        }
+        Ok(found)
+    }
+
     fn get_many(&self, cids: &[Cid]) -> DagResult<Vec<Option<Bytes>>> {
         let found = self.inner.get_many(cids)?;
         for (cid, data) in cids.iter().zip(&found) {

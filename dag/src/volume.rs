@@ -75,6 +75,19 @@ pub trait Volume: Send + Sync + std::fmt::Debug + 'static {
         self.get(cid)
     }
 
+    /// Fills `out` with the bytes of `cid` if they are exactly `out.len()`
+    /// long, past any cache (for streams a cache could not hold); returns the
+    /// block's length, or `None` when absent. `out` is untouched on a length
+    /// mismatch.
+    fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
+        Ok(self.get(cid)?.map(|data| {
+            if data.len() == out.len() {
+                out.copy_from_slice(&data);
+            }
+            data.len()
+        }))
+    }
+
     /// The bytes of each CID, in order.
     fn get_many(&self, cids: &[Cid]) -> DagResult<Vec<Option<Bytes>>> {
         cids.iter().map(|c| self.get(c)).collect()

@@ -97,6 +97,23 @@ fn assert_reads(volume: &dyn Volume, cid: &Cid, expected: &[u8], context: &str) 
         expected.len(),
         blake3::hash(expected).to_hex()
     );
+    // The same bytes through `get_into`, and a buffer of another length
+    // left untouched.
+    let mut exact = vec![0xA5; expected.len()];
+    let found = volume
+        .get_into(cid, &mut exact)
+        .unwrap_or_else(|e| panic!("{context}: get_into {cid} failed: {e}"));
+    assert_eq!(found, Some(expected.len()), "{context}: get_into length");
+    assert!(exact == expected, "{context}: get_into filled other bytes");
+    let mut longer = vec![0xA5; expected.len() + 1];
+    let found = volume
+        .get_into(cid, &mut longer)
+        .unwrap_or_else(|e| panic!("{context}: get_into {cid} failed: {e}"));
+    assert_eq!(found, Some(expected.len()), "{context}: get_into length");
+    assert!(
+        longer.iter().all(|&b| b == 0xA5),
+        "{context}: get_into wrote into a buffer of another length"
+    );
 }
 
 /// Every block a volume lists, with its size; fails on a duplicate listing.
@@ -420,6 +437,8 @@ mod conformance {
                 "{cid} present before put"
             );
             assert!(!v.has(cid).expect("has"), "{cid} has() before put");
+            let mut out = vec![0; b.len()];
+            assert_eq!(v.get_into(cid, &mut out).expect("get_into"), None);
         }
         for b in &blocks {
             v.put(b)
@@ -1306,8 +1325,13 @@ fn pack_shorter_than_committed_is_refused_not_ignored() {
 // 5. Corruption is an error, never wrong bytes
 // ---------------------------------------------------------------------------
 
-fn assert_integrity_error(bucket: &Bucket, cid: &Cid, context: &str) {
+fn assert_integrity_error(bucket: &Bucket, cid: &Cid, len: usize, context: &str) {
     for attempt in 0..2 {
+        let mut out = vec![0; len];
+        match bucket.get_into(cid, &mut out) {
+            Err(DagError::Integrity { cid: named }) => assert_eq!(named, *cid),
+            other => panic!("{context} (get_into {attempt}): expected Integrity, got {other:?}"),
+        }
         match bucket.get(cid) {
             Err(DagError::Integrity { cid: named }) => {
                 assert_eq!(named, *cid, "{context}: the error names another CID");
@@ -1360,6 +1384,7 @@ fn flipped_byte_in_a_pack_is_an_integrity_error() {
         assert_integrity_error(
             store.bucket(),
             &victim_cid,
+            victim.len(),
             &format!("packed block, {mode:?}"),
         );
         let got = store
@@ -1406,6 +1431,7 @@ fn edited_inline_row_is_an_integrity_error() {
         assert_integrity_error(
             store.bucket(),
             &victim_cid,
+            victim.len(),
             &format!("inline block, {mode:?}"),
         );
         let got = store

@@ -156,21 +156,48 @@ impl PackSet {
         let mut buf: Vec<u8> = Vec::with_capacity(len);
         while buf.len() < len {
             let at = offset + buf.len() as u64;
-            match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at) {
-                Ok(0) => {
-                    return Err(DagError::CorruptPack {
-                        path: self.path(id),
-                        offset,
-                        reason: format!("record of {len} bytes runs past the end of the pack"),
-                    });
-                }
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(DagError::io(self.path(id), e.into())),
-            }
+            let read = rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at);
+            self.check_read(id, offset, len, read)?;
         }
         buf.truncate(len);
         Ok(Some(Bytes::from(buf)))
+    }
+
+    /// Fills `out` with the bytes at `offset` of pack `id`; `Ok(false)` when
+    /// the pack file no longer exists (as [`PackSet::read`]).
+    pub fn read_into(&self, id: PackId, offset: u64, out: &mut [u8]) -> DagResult<bool> {
+        let Some(file) = self.handle(id)? else {
+            return Ok(false);
+        };
+        let mut done = 0;
+        while done < out.len() {
+            let read = rustix::io::pread(&*file, &mut out[done..], offset + done as u64);
+            if let Ok(n) = read {
+                done += n;
+            }
+            self.check_read(id, offset, out.len(), read)?;
+        }
+        Ok(true)
+    }
+
+    /// Checks one `pread` of a record (an interrupted one is retried): end
+    /// of file inside the record or an I/O error is an error.
+    fn check_read(
+        &self,
+        id: PackId,
+        offset: u64,
+        len: usize,
+        read: rustix::io::Result<usize>,
+    ) -> DagResult<()> {
+        match read {
+            Ok(0) => Err(DagError::CorruptPack {
+                path: self.path(id),
+                offset,
+                reason: format!("record of {len} bytes runs past the end of the pack"),
+            }),
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(DagError::io(self.path(id), e.into())),
+        }
     }
 
     fn handle(&self, id: PackId) -> DagResult<Option<Arc<File>>> {
