@@ -20,6 +20,34 @@ const PREFETCH_MAX: usize = 64;
 /// kernel), whole chunks of blobs at least this large skip the block cache.
 const UNCACHED_BLOB_MIN: u64 = 16 << 20;
 
+/// Writes a read's bytes over a vector from a position on, growing it only
+/// past its end, so a reused buffer is neither cleared nor zeroed again.
+struct Cursor<'a> {
+    buf: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    /// Writes `data` next.
+    fn put(&mut self, data: &[u8]) {
+        let end = self.at + data.len();
+        let over = data.len().min(self.buf.len().saturating_sub(self.at));
+        self.buf[self.at..self.at + over].copy_from_slice(&data[..over]);
+        self.buf.extend_from_slice(&data[over..]);
+        self.at = end;
+    }
+
+    /// The next `len` bytes, to be filled in place.
+    fn next(&mut self, len: usize) -> &mut [u8] {
+        let end = self.at + len;
+        if end > self.buf.len() {
+            self.buf.resize(end, 0);
+        }
+        let start = std::mem::replace(&mut self.at, end);
+        &mut self.buf[start..end]
+    }
+}
+
 /// Reads a blob at any offset in O(depth) block fetches.
 ///
 /// Decoded tree nodes are kept for the reader's life (a 1 GiB blob has
@@ -119,27 +147,20 @@ impl BlobReader {
     /// Appends the whole leaf `cid` of `len` bytes, read past the block
     /// cache (the caller's client keeps what it reads, and a blob this large
     /// would only churn the cache).
-    fn whole_leaf_uncached(&mut self, cid: &Cid, len: u64, out: &mut Vec<u8>) -> ChunkResult<()> {
-        let start = out.len();
-        out.resize(start + len as usize, 0);
-        match self.bucket.get_into(cid, &mut out[start..]) {
+    fn whole_leaf_uncached(&mut self, cid: &Cid, len: u64, out: &mut Cursor) -> ChunkResult<()> {
+        let found = self.bucket.get_into(cid, out.next(len as usize));
+        match found {
             Ok(Some(n)) if n as u64 == len => Ok(()),
             Ok(Some(_)) => {
                 // A block of another length: the cached path tells whether
                 // the block is damaged or the tree is.
-                out.truncate(start);
+                out.at -= len as usize;
                 let data = self.leaf(cid, len)?;
-                out.extend_from_slice(&data);
+                out.put(&data);
                 Ok(())
             }
-            Ok(None) => {
-                out.truncate(start);
-                Err(DagError::NotFound { cid: *cid }.into())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e.into())
-            }
+            Ok(None) => Err(DagError::NotFound { cid: *cid }.into()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -151,20 +172,43 @@ impl BlobReader {
     }
 
     /// Appends up to `len` bytes at `offset` to `out` (fewer at the end of
-    /// the blob), so a caller can reuse one buffer for many reads.
+    /// the blob).
     pub fn read_at_into(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> ChunkResult<()> {
+        let at = out.len();
+        let result = self.read_at_cursor(offset, len, &mut Cursor { buf: out, at });
+        if result.is_err() {
+            out.truncate(at);
+        }
+        result.map(drop)
+    }
+
+    /// Writes up to `len` bytes at `offset` over the start of `out` and
+    /// returns how many; `out` may keep older bytes past them, so a caller
+    /// can reuse one buffer for many reads without clearing it.
+    pub fn read_at_over(
+        &mut self,
+        offset: u64,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> ChunkResult<usize> {
+        self.read_at_cursor(offset, len, &mut Cursor { buf: out, at: 0 })
+    }
+
+    fn read_at_cursor(&mut self, offset: u64, len: usize, out: &mut Cursor) -> ChunkResult<usize> {
         let size = self.size();
         if offset > size {
             return Err(ChunkError::OutOfRange { offset, size });
         }
         let end = offset.saturating_add(len as u64).min(size);
-        out.reserve((end - offset) as usize);
+        let start = out.at;
+        out.buf
+            .reserve((start + (end - offset) as usize).saturating_sub(out.buf.len()));
         // A read where the last one ended is sequential: warm the blocks
         // after it while the caller uses these (about two reads' worth).
         let sequential = self.read_end == Some(offset) && offset > 0;
         self.read_end = Some(end);
         match self.blob.clone() {
-            Blob::Inline(data) => out.extend_from_slice(&data[offset as usize..end as usize]),
+            Blob::Inline(data) => out.put(&data[offset as usize..end as usize]),
             Blob::Stored { root, size } if sequential && self.read_ahead => {
                 self.ahead_limit = (2 * len / (64 << 10)).clamp(PREFETCH_AHEAD, PREFETCH_MAX);
                 let mut ahead = Vec::new();
@@ -173,7 +217,7 @@ impl BlobReader {
             }
             Blob::Stored { root, size } => self.read_range(root, size, offset, end, out, None)?,
         }
-        Ok(())
+        Ok(out.at - start)
     }
 
     /// Appends bytes `[from, to)` of the subtree `cid` (of `len` bytes).
@@ -183,7 +227,7 @@ impl BlobReader {
         len: u64,
         from: u64,
         to: u64,
-        out: &mut Vec<u8>,
+        out: &mut Cursor,
         mut ahead: Option<&mut Vec<Cid>>,
     ) -> ChunkResult<()> {
         if from >= to {
@@ -194,7 +238,7 @@ impl BlobReader {
                 return self.whole_leaf_uncached(&cid, len, out);
             }
             let data = self.leaf(&cid, len)?;
-            out.extend_from_slice(&data[from as usize..to as usize]);
+            out.put(&data[from as usize..to as usize]);
             return Ok(());
         }
         let node = self.node(&cid)?;
@@ -315,7 +359,11 @@ impl Read for BlobReader {
             Blob::Stored { root, size } => {
                 self.ahead_limit = PREFETCH_AHEAD;
                 let mut ahead = Vec::new();
-                self.read_range(root, size, self.pos, end, &mut out, Some(&mut ahead))?;
+                let mut cursor = Cursor {
+                    buf: &mut out,
+                    at: 0,
+                };
+                self.read_range(root, size, self.pos, end, &mut cursor, Some(&mut ahead))?;
                 self.warm(ahead);
             }
         }

@@ -488,14 +488,14 @@ fn large_blobs_without_read_ahead_stream_past_the_cache() {
     let read_in_mib = |blob: &Blob, data: &[u8]| {
         let mut reader = BlobReader::new(bucket.clone(), blob.clone());
         reader.set_read_ahead(false);
+        // One buffer for every read, as the FUSE front end keeps it.
         let mut out = Vec::new();
         for offset in (0..data.len()).step_by(1 << 20) {
-            out.clear();
-            reader
-                .read_at_into(offset as u64, 1 << 20, &mut out)
+            let n = reader
+                .read_at_over(offset as u64, 1 << 20, &mut out)
                 .expect("read");
             let end = (offset + (1 << 20)).min(data.len());
-            assert!(out == data[offset..end], "bytes at {offset} differ");
+            assert!(out[..n] == data[offset..end], "bytes at {offset} differ");
         }
     };
     // 8 MiB: every chunk read stays cached.
@@ -545,4 +545,30 @@ fn large_blobs_without_read_ahead_stream_past_the_cache() {
         Err(ChunkError::Dag(DagError::NotFound { cid })) => assert_eq!(cid, missing),
         other => panic!("expected NotFound naming the chunk, got {other:?}"),
     }
+}
+
+#[test]
+fn reads_over_a_reused_buffer_write_only_their_bytes() {
+    let (bucket, _) = memory_bucket();
+    let data = noise(300_000, 5);
+    let blob = put_bytes(&bucket.session(), small(), &data).expect("put");
+    let mut r = BlobReader::new(bucket, blob);
+    let mut buf = vec![0xEE; 500_000];
+    let n = r.read_at_over(1000, 200_000, &mut buf).expect("read");
+    assert_eq!(n, 200_000);
+    assert!(buf[..n] == data[1000..201_000], "bytes differ");
+    assert_eq!(buf.len(), 500_000, "the buffer changed length");
+    assert!(
+        buf[n..].iter().all(|&b| b == 0xEE),
+        "bytes past the read changed"
+    );
+    // Past the end of the blob: fewer bytes, and a short buffer grows.
+    let mut short = vec![1; 10];
+    let n = r.read_at_over(250_000, 100_000, &mut short).expect("read");
+    assert_eq!(n, 50_000);
+    assert!(short == data[250_000..], "tail differs");
+    // Appending after what a buffer holds.
+    let mut appended = b"head".to_vec();
+    r.read_at_into(0, 100, &mut appended).expect("read");
+    assert!(appended[..4] == *b"head" && appended[4..] == data[..100]);
 }

@@ -590,12 +590,14 @@ impl Fs {
     /// Reads up to `size` bytes at `offset`.
     pub fn read(&self, fh: Fh, offset: u64, size: usize) -> FsResult<Vec<u8>> {
         let mut out = Vec::new();
-        self.read_into(fh, offset, size, ReadAhead::Warm, &mut out)?;
+        let n = self.read_into(fh, offset, size, ReadAhead::Warm, &mut out)?;
+        out.truncate(n);
         Ok(out)
     }
 
-    /// Reads up to `size` bytes at `offset` into `out` (cleared first), so
-    /// a front end can reuse one buffer for every read.
+    /// Writes up to `size` bytes at `offset` over the start of `out` and
+    /// returns how many; bytes of `out` past them are left as they were, so
+    /// a front end can reuse one buffer for every read without clearing it.
     pub fn read_into(
         &self,
         fh: Fh,
@@ -603,8 +605,7 @@ impl Fs {
         size: usize,
         ahead: ReadAhead,
         out: &mut Vec<u8>,
-    ) -> FsResult<()> {
-        out.clear();
+    ) -> FsResult<usize> {
         let handle = self.handle(fh)?;
         let mut h = lock(&handle);
         if !h.flags.read {
@@ -634,10 +635,10 @@ impl Fs {
             };
             reader.set_read_ahead(ahead == ReadAhead::Warm);
             let result = if offset >= reader.size() {
-                Ok(())
+                Ok(0)
             } else {
                 reader
-                    .read_at_into(offset, size, out)
+                    .read_at_over(offset, size, out)
                     .map_err(FsError::from)
             };
             let mut h = lock(&handle);
@@ -651,8 +652,12 @@ impl Fs {
         let ino = h.ino;
         match &mut s.get_mut(ino)?.content {
             Content::File(data) => {
-                out.extend_from_slice(&data.read_dirty(&bucket, &cx, offset, size)?);
-                Ok(())
+                let read = data.read_dirty(&bucket, &cx, offset, size)?;
+                if out.len() < read.len() {
+                    out.resize(read.len(), 0);
+                }
+                out[..read.len()].copy_from_slice(&read);
+                Ok(read.len())
             }
             _ => Err(FsError::Invalid("not a regular file")),
         }

@@ -608,14 +608,15 @@ impl Filesystem for HydraFuse {
         self.ops.hit(const { op_index(FUSE_OPS, "read") });
         thread_local! {
             /// Each request thread reads into one buffer for good: a fresh
-            /// one per request would be mapped, faulted in and unmapped.
+            /// one per request would be mapped, faulted in, zeroed and
+            /// unmapped.
             static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BUFFER.with_borrow_mut(|buffer| {
             match self.target(fh.0).and_then(|(fs, h, _)| {
                 fs.read_into(Fh(h.0), offset, size as usize, ReadAhead::Off, buffer)
             }) {
-                Ok(()) => reply.data(buffer),
+                Ok(n) => reply.data(&buffer[..n]),
                 Err(e) => reply.error(errno(&e)),
             }
         });
