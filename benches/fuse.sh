@@ -6,7 +6,7 @@
 #   STORE=disk benches/fuse.sh      # hydra's store under $TMPDIR (the disk)
 #
 # Workloads: sequential write of a 2 GiB file of random bytes (dd
-# conv=fsync), reading it back (cat, page cache dropped), tar -x of 30,000
+# conv=fsync), reading it back (cat, page cache dropped, then warm), tar -x of 30,000
 # small files, git clone of a generated repository; and the daemon's peak
 # RSS. Every run starts from an empty target (hydra: a new daemon on an
 # empty store) and each write run writes new random bytes, so no run finds
@@ -70,13 +70,13 @@ row() { # label tmpfs bindfs hydra
   printf '%-34s tmpfs %7.2f s   bindfs %7.2f s   hydra %7.2f s   hydra/bindfs %5.2fx   hydra/tmpfs %5.2fx\n' \
     "$1" "$2" "$3" "$4" "$(echo "$4 / $3" | bc -l)" "$(echo "$4 / $2" | bc -l)"
 }
-bench() { # label command-with-TARGET [setup run before each run] [keep: targets not emptied]
-  local label=$1 cmd=$2 setup=${3:-true} keep=${4:-} t0=() t1=() t2=()
+bench() { # label command-with-TARGET [setup run before each run] [keep: targets not emptied] [warm: caches kept]
+  local label=$1 cmd=$2 setup=${3:-true} keep=${4:-} warm=${5:-} t0=() t1=() t2=()
   for _ in $(seq 1 "$RUNS"); do
     bash -c "$setup"
     for target in tmpfs bind hydra; do
       [ -n "$keep" ] || empty $target
-      sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+      [ -n "$warm" ] || { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
       t=$(timed "${cmd//TARGET/$W/$target}")
       case $target in tmpfs) t0+=("$t") ;; bind) t1+=("$t") ;; hydra) t2+=("$t") ;; esac
     done
@@ -92,6 +92,10 @@ bench "write 2 GiB (dd bs=1M conv=fsync)" "dd if=$W/big.bin of=TARGET/f bs=1M co
 # file system. Then the timed rounds, interleaved, each from a cold cache.
 for target in tmpfs bind hydra; do cat "$W/$target/f" > /dev/null; done
 bench "read 2 GiB (cat, caches dropped)" "cat TARGET/f > /dev/null" true keep
+# Read it again in a new process with the caches warm: what the kernel
+# keeps of a file from one open to the next.
+for target in tmpfs bind hydra; do cat "$W/$target/f" > /dev/null; done
+bench "re-read 2 GiB (cat, caches warm)" "cat TARGET/f > /dev/null" true keep warm
 rm -f "$W/big.bin"
 bench "tar -x of 30,000 small files" "tar -xf $W/small.tar -C TARGET"
 bench "git clone --no-hardlinks" "git clone -q --no-hardlinks $W/repo TARGET/clone"

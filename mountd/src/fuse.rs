@@ -588,8 +588,11 @@ impl Filesystem for HydraFuse {
             let fh = fs.open_file(i, OpenFlags::from_libc(flags.0), &caller(req))?;
             Ok(view.map_or(fh.0, |id| join(id, fh.0)))
         });
+        // The kernel keeps a file's cached pages from one open to the next:
+        // every change that does not come through this mount (9P, another
+        // writer's commit followed) invalidates the inode explicitly.
         match result {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -347,6 +347,18 @@ impl Session {
             Tmsg::Write { fid, .. } | Tmsg::Setattr { fid, .. } => {
                 live(*fid).map(|f| vec![Change::Inode(f.ino)])
             }
+            Tmsg::Lopen { fid, flags } if *flags as i32 & libc::O_TRUNC != 0 => {
+                live(*fid).map(|f| vec![Change::Inode(f.ino)])
+            }
+            // New names: the FUSE kernel may cache their absence.
+            Tmsg::Lcreate {
+                fid: dfid, name, ..
+            }
+            | Tmsg::Symlink {
+                fid: dfid, name, ..
+            }
+            | Tmsg::Mkdir { dfid, name, .. }
+            | Tmsg::Mknod { dfid, name, .. } => entry(*dfid, name),
             Tmsg::Clunk { fid } => live(*fid)
                 .filter(|f| matches!(f.opened, Opened::XattrWrite(_)))
                 .map(|f| vec![Change::Inode(f.ino)]),

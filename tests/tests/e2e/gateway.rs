@@ -756,6 +756,19 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
     let reply = get(port, "/fs/home/f.txt");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, b"through fuse\n");
+    // The kernel keeps a file's pages from one open to the next: a second
+    // read costs the daemon no read request.
+    let reads = || {
+        let text = String::from_utf8(get(port, "/metrics").body).expect("utf-8");
+        metric(&text, "hydra_fuse_ops_total{op=\"read\"}")
+    };
+    let before = reads();
+    sh("cat f.txt > /dev/null", &point);
+    assert_eq!(
+        reads(),
+        before,
+        "a cached file was read from the daemon again"
+    );
     // A PUT through the gateway reaches the mount (its next refresh).
     let auth = ("Authorization", "Bearer a-token-of-enough-length");
     assert_eq!(
@@ -777,6 +790,15 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A PUT over a file whose pages the kernel holds, same length: the
+    // followed commit drops them.
+    assert_eq!(
+        request(port, "PUT", "/fs/home/f.txt", &[auth], b"over the web\n").status,
+        201
+    );
+    hydra_tests::eventually("the mount shows the new bytes", || {
+        std::fs::read(point.join("f.txt")).unwrap_or_default() == b"over the web\n"
+    });
     // One 9P session: version, attach, walk, clunk.
     let mut c =
         hydra_tests::ninep::Client::connect(&format!("127.0.0.1:{ninep}"), 65536).expect("9p");

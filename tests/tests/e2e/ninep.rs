@@ -730,10 +730,29 @@ fn fuse_and_9p_see_each_others_writes_at_once() {
         flags: O_WRONLY,
     });
     c.write_all(w, 20, b", then appended over 9P");
-    c.clunk(w);
     assert_eq!(
         std::fs::read_to_string(point.join("from-fuse")).expect("read"),
         "written through FUSE, then appended over 9P"
+    );
+    // Bytes the kernel holds, changed in place (same size, same second):
+    // its cached pages must go.
+    c.write_all(w, 0, b"WRITTEN");
+    c.clunk(w);
+    assert_eq!(
+        std::fs::read_to_string(point.join("from-fuse")).expect("read"),
+        "WRITTEN through FUSE, then appended over 9P"
+    );
+    // Opened with O_TRUNC over 9P and closed: empty through FUSE at once.
+    let (t, _) = c.walk(root, "from-fuse").expect("walk");
+    c.ok(&Tmsg::Lopen {
+        fid: t,
+        flags: O_WRONLY | libc::O_TRUNC as u32,
+    });
+    c.clunk(t);
+    assert_eq!(
+        std::fs::read(point.join("from-fuse")).expect("read"),
+        b"",
+        "FUSE still shows what 9P truncated"
     );
     let (d, _) = c.walk(root, "").expect("clone");
     c.create(d, "from-9p", 0o644).expect("create");
