@@ -286,41 +286,33 @@ impl Bucket {
     /// Volumes are tried in order; a replica that fails (corrupt, I/O) is
     /// skipped when another has good bytes, else its error is returned.
     pub fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
-        let mut first_error = None;
-        for volume in &self.inner.volumes {
-            match volume.get(cid) {
-                Ok(Some(data)) => {
-                    self.count_read(data.len());
-                    return Ok(Some(data));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(None), Err)
-    }
-
-    /// Counts one block of `len` bytes read.
-    fn count_read(&self, len: usize) {
-        let io = &self.inner.io;
-        io.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        io.read_bytes
-            .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+        self.first_found(|volume| volume.get(cid), Bytes::len)
     }
 
     /// Fills `out` with the verified bytes of `cid`, bypassing the block
     /// cache on a miss (for a stream larger than the cache); returns the
     /// block's length, or `None` when absent. `out` holds the block only when
-    /// the length returned equals `out.len()`.
+    /// the length returned equals `out.len()`. Volumes are tried as by `get`.
     pub fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
+        self.first_found(|volume| volume.get_into(cid, out), |len| *len)
+    }
+
+    /// The first volume's answer that finds the block, counted as a read
+    /// of `len` bytes; else the first error, else `None`.
+    fn first_found<T>(
+        &self,
+        mut read: impl FnMut(&dyn Volume) -> DagResult<Option<T>>,
+        len: impl Fn(&T) -> usize,
+    ) -> DagResult<Option<T>> {
         let mut first_error = None;
         for volume in &self.inner.volumes {
-            match volume.get_into(cid, out) {
-                Ok(Some(len)) => {
-                    self.count_read(len);
-                    return Ok(Some(len));
+            match read(volume.as_ref()) {
+                Ok(Some(found)) => {
+                    let io = &self.inner.io;
+                    io.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    io.read_bytes
+                        .fetch_add(len(&found) as u64, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Some(found));
                 }
                 Ok(None) => {}
                 Err(e) => {

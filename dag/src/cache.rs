@@ -141,12 +141,7 @@ impl Volume for CachedVolume {
         // A cached copy saves the read; a missed block is not cached: the
         // caller streams more than the cache holds.
         match self.lookup(cid) {
-            Ok(hit) => {
-                if hit.len() == out.len() {
-                    out.copy_from_slice(&hit);
-                }
-                Ok(Some(hit.len()))
-            }
+            Ok(hit) => Ok(Some(crate::volume::copy_if_fits(&hit, out))),
             Err(_) => self.inner.get_into(cid, out),
         }
     }

@@ -393,12 +393,7 @@ impl Volume for LocalVolume {
 
     fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
         self.read_located(cid, |place| match place {
-            Place::Inline(data) => {
-                if out.len() == data.len() {
-                    out.copy_from_slice(&data);
-                }
-                Ok(Some(data.len()))
-            }
+            Place::Inline(data) => Ok(Some(crate::volume::copy_if_fits(&data, out))),
             Place::Packed(_, _, len) if len != out.len() => Ok(Some(len)),
             Place::Packed(pack, offset, len) => {
                 Ok(self.packs.read_into(pack, offset, out)?.then_some(len))

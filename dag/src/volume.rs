@@ -53,6 +53,16 @@ pub struct CompactStats {
     pub bytes_reclaimed: u64,
 }
 
+/// Copies `data` into `out` when the lengths match (else leaves `out` as
+/// it is) and returns `data`'s length: how `get_into` answers from bytes
+/// already in memory.
+pub(crate) fn copy_if_fits(data: &[u8], out: &mut [u8]) -> usize {
+    if data.len() == out.len() {
+        out.copy_from_slice(data);
+    }
+    data.len()
+}
+
 /// A place that stores blocks and refs.
 ///
 /// Contract for every backend:
@@ -80,12 +90,7 @@ pub trait Volume: Send + Sync + std::fmt::Debug + 'static {
     /// block's length, or `None` when absent. `out` is untouched on a length
     /// mismatch.
     fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
-        Ok(self.get(cid)?.map(|data| {
-            if data.len() == out.len() {
-                out.copy_from_slice(&data);
-            }
-            data.len()
-        }))
+        Ok(self.get(cid)?.map(|data| copy_if_fits(&data, out)))
     }
 
     /// The bytes of each CID, in order.

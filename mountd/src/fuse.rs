@@ -22,10 +22,11 @@ use hydra_fs::{
     TimeSet,
 };
 
-/// How long the kernel may cache attributes and entries. Every change goes
-/// through this one mount, which the kernel invalidates itself.
 use crate::ops::{FUSE_OPS, op_index};
 
+/// How long the kernel may cache attributes and entries. Changes through
+/// this mount the kernel invalidates itself; others (9P, followed commits)
+/// are invalidated explicitly.
 const TTL: Duration = Duration::from_secs(1);
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;

@@ -44,7 +44,7 @@ pub fn slot(key: &[u8]) -> usize {
 struct Topology {
     /// Master address of each slot (empty: unknown).
     masters: Vec<String>,
-    /// Replicas each master has, and when that was counted.
+    /// Replicas each master has.
     replicas: HashMap<String, usize>,
     /// When a master last reported no replica (looked at again after
     /// [`RECOUNT`], since a replica may still have been connecting).
