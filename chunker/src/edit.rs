@@ -7,18 +7,16 @@
 //! (same root) that writing the new content from scratch gives, while only
 //! the re-cut chunks and the tree nodes above them are new blocks.
 
-use bytes::Bytes;
-use hydra_dag::{Block, Cid, Codec, WriteSession};
+use hydra_dag::{Block, Codec, WriteSession};
 
 use crate::blob::Blob;
 use crate::error::{ChunkError, ChunkResult};
 use crate::params::ChunkParams;
 use crate::reader::BlobReader;
-use crate::tree::TreeBuilder;
-use crate::writer::BlobWriter;
 
-/// Zeros are fed in pieces of this size when an edit extends a blob.
-const ZERO_PIECE: usize = 1 << 20;
+use crate::recut::{self, Recut};
+use crate::walk;
+use crate::writer::BlobWriter;
 
 /// What an edit inserts.
 enum Insert<'a> {
@@ -86,71 +84,89 @@ impl BlobEditor {
         }
         let new_size = size - remove + insert.len();
         let mut reader = BlobReader::new(self.session.bucket().clone(), blob.clone());
-        if matches!(blob, Blob::Inline(_)) || new_size <= 4 * self.params.max() as u64 {
+        if new_size <= 4 * self.params.max() as u64 {
             // Small or inline: write the new content afresh, streaming.
             let mut writer = BlobWriter::new(self.session.clone(), self.params);
             writer.write_bytes(&reader.read_at(0, at as usize)?)?;
             match insert {
                 Insert::Bytes(b) => writer.write_bytes(b)?,
-                Insert::Zeros(n) => feed_zeros(n, |z| writer.write_bytes(z))?,
+                Insert::Zeros(n) => recut::feed_zeros(n, |z| writer.write_bytes(z))?,
             }
             let tail_at = at + remove;
             writer.write_bytes(&reader.read_at(tail_at, (size - tail_at) as usize)?)?;
             return Ok(writer.finish()?.0);
         }
-        let leaves = reader.leaves()?;
-        let mut starts = Vec::with_capacity(leaves.len() + 1);
-        let mut pos = 0;
-        for (_, len) in &leaves {
-            starts.push(pos);
-            pos += len;
-        }
-        starts.push(pos);
-        // The first leaf to re-cut holds `at` (or is the last one, at the end).
-        let first = starts
-            .partition_point(|&s| s <= at)
-            .saturating_sub(1)
-            .min(leaves.len() - 1);
-        let mut recut = Recut {
-            editor: self,
-            tree: TreeBuilder::new(),
-            buf: Vec::new(),
-            cuts: Vec::new(),
-            new_pos: starts[first],
-            starts: &starts,
-            delta: new_size as i128 - size as i128,
-            edit_end_new: at + insert.len(),
-            resumed: None,
+        let root = match blob {
+            Blob::Stored { root, size } => (*root, *size),
+            // Grown far past inline size: its bytes as a chunk of their own,
+            // re-cut with the rest like any first leaf.
+            Blob::Inline(data) => {
+                let chunk = Block::new(Codec::RAW, data.clone())?;
+                self.session.put_blocks(std::slice::from_ref(&chunk))?;
+                (*chunk.cid(), size)
+            }
         };
-        for link in &leaves[..first] {
-            recut.tree.push_leaf(*link)?;
+        // Subtrees before the first leaf to re-cut (the one holding `at`,
+        // or the last one, at the end) are kept whole.
+        let (before, first) = walk::before(&mut reader, root, at.min(size.saturating_sub(1)))?;
+        let mut recut = Recut::new(
+            self.session.clone(),
+            self.params,
+            first.start,
+            new_size as i128 - size as i128,
+            at + insert.len(),
+        )?;
+        for (height, link) in before {
+            recut.tree.push(height, link)?;
+        }
+        // Where old chunks could resume: old leaf boundaries from the end of
+        // the removed range on (noted before the bytes that reach them).
+        let mut old_pos = at + remove;
+        let mut next = (old_pos < size).then(|| walk::leaf_at(&mut reader, root, old_pos));
+        if old_pos == size || matches!(next, Some(Ok(leaf)) if leaf.start == old_pos) {
+            recut.bound(old_pos);
         }
         recut.feed(
-            &reader.read_at(starts[first], (at - starts[first]) as usize)?,
+            &reader.read_at(first.start, (at - first.start) as usize)?,
             false,
         )?;
         match insert {
             Insert::Bytes(b) => recut.feed(b, false)?,
-            Insert::Zeros(n) => feed_zeros(n, |z| recut.feed(z, false))?,
+            Insert::Zeros(n) => recut.feed_zeros(n)?,
         }
-        // Old bytes after the removed range, a leaf at a time, until resync.
-        let mut old_pos = at + remove;
-        let mut leaf = starts.partition_point(|&s| s <= old_pos).saturating_sub(1);
-        while old_pos < size && recut.resumed.is_none() {
-            let leaf_end = starts[leaf + 1];
-            let piece = reader.read_at(old_pos, (leaf_end - old_pos) as usize)?;
-            old_pos = leaf_end;
-            leaf += 1;
-            recut.feed(&piece, false)?;
+        // Old bytes after the removed range, a leaf (or a run of zero
+        // chunks) at a time, until resync.
+        while let Some(leaf) = next.take().transpose()? {
+            if recut.resumed.is_some() {
+                break;
+            }
+            if leaf.start == old_pos && leaf.link == recut.zero_leaf() && recut.at_zeros() {
+                let run = walk::run_of(&mut reader, root, old_pos, leaf.link)?;
+                recut.zero_run(old_pos, old_pos + run);
+                recut.feed_zeros(run)?;
+                old_pos += run;
+            } else {
+                recut.bound(leaf.end());
+                let piece = reader.read_at(old_pos, (leaf.end() - old_pos) as usize)?;
+                old_pos = leaf.end();
+                recut.feed(&piece, false)?;
+            }
+            if old_pos < size {
+                next = Some(walk::leaf_at(&mut reader, root, old_pos));
+            }
         }
         if recut.resumed.is_none() {
             recut.feed(&[], true)?;
         }
         let resumed = recut.resumed;
-        let mut tree = std::mem::take(&mut recut.tree);
-        if let Some(i) = resumed {
-            for link in &leaves[i..] {
-                tree.push_leaf(*link)?;
+        let mut tree = recut.tree;
+        if let Some(mut pos) = resumed {
+            // From an old boundary on the old tree is reused, a subtree at a
+            // time: each as high as the levels still open below it allow.
+            while pos < size {
+                let (height, link) = walk::subtree_at(&mut reader, root, pos, tree.lowest_open())?;
+                tree.push(height, link)?;
+                pos += link.1;
             }
         }
         let root = tree.finish()?;
@@ -159,72 +175,5 @@ impl BlobEditor {
             None => Blob::empty(),
             Some((root, size)) => Blob::Stored { root, size },
         })
-    }
-}
-
-fn feed_zeros(mut n: u64, mut feed: impl FnMut(&[u8]) -> ChunkResult<()>) -> ChunkResult<()> {
-    let zeros = vec![0u8; ZERO_PIECE.min(n as usize)];
-    while n > 0 {
-        let k = n.min(ZERO_PIECE as u64) as usize;
-        feed(&zeros[..k])?;
-        n -= k as u64;
-    }
-    Ok(())
-}
-
-/// The re-cutting state of one splice.
-struct Recut<'e> {
-    editor: &'e BlobEditor,
-    tree: TreeBuilder,
-    buf: Vec<u8>,
-    cuts: Vec<(usize, usize)>,
-    /// New-content offset of `buf[0]`.
-    new_pos: u64,
-    /// Old leaf start offsets, and the old size last.
-    starts: &'e [u64],
-    /// New size minus old size.
-    delta: i128,
-    /// New-content offset just past the inserted bytes.
-    edit_end_new: u64,
-    /// Index of the old leaf from which old leaves are reused, once found.
-    resumed: Option<usize>,
-}
-
-impl Recut<'_> {
-    fn feed(&mut self, data: &[u8], eof: bool) -> ChunkResult<()> {
-        if self.resumed.is_some() {
-            return Ok(());
-        }
-        self.buf.extend_from_slice(data);
-        self.cuts.clear();
-        let rest = self.editor.params.split(&self.buf, eof, &mut self.cuts);
-        let mut chunks = Vec::with_capacity(self.cuts.len());
-        for &(o, l) in &self.cuts {
-            let data = Bytes::copy_from_slice(&self.buf[o..o + l]);
-            let cid = Cid::hash(Codec::RAW, &data);
-            self.tree.push_leaf((cid, l as u64))?;
-            chunks.push(Block::trusted(cid, data));
-            // A cut past the edit on an old boundary: from here on, old and
-            // new content and so their chunks are the same.
-            let end_new = self.new_pos + (o + l) as u64;
-            if end_new >= self.edit_end_new {
-                let old_equiv = end_new as i128 - self.delta;
-                if let Ok(old) = u64::try_from(old_equiv)
-                    && let Ok(i) = self.starts.binary_search(&old)
-                {
-                    self.resumed = Some(i);
-                    break;
-                }
-            }
-        }
-        chunks.extend(self.tree.take_blocks());
-        self.editor.session.put_blocks(&chunks)?;
-        if self.resumed.is_some() {
-            self.buf.clear();
-        } else {
-            self.buf.drain(..rest);
-            self.new_pos += rest as u64;
-        }
-        Ok(())
     }
 }

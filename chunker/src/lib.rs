@@ -26,7 +26,9 @@ mod error;
 mod params;
 mod pool;
 mod reader;
+mod recut;
 pub mod tree;
+mod walk;
 mod writer;
 
 pub use blob::{Blob, BlobStats, INLINE_MAX};

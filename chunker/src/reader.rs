@@ -117,7 +117,8 @@ impl BlobReader {
         self.blob.size()
     }
 
-    fn node(&mut self, cid: &Cid) -> ChunkResult<Arc<Node>> {
+    /// The decoded tree node `cid`, kept for the reader's life.
+    pub(crate) fn node(&mut self, cid: &Cid) -> ChunkResult<Arc<Node>> {
         if let Some(node) = self.nodes.get(cid) {
             return Ok(node.clone());
         }

@@ -122,15 +122,69 @@ impl TreeBuilder {
         self.push(0, link)
     }
 
-    fn push(&mut self, level: usize, link: Link) -> ChunkResult<()> {
+    /// Appends the link of a whole subtree of height `level` (0: a leaf).
+    /// Gives the tree its leaves would give only while every level below
+    /// is empty ([`TreeBuilder::lowest_open`] ≥ `level`).
+    pub fn push(&mut self, level: usize, link: Link) -> ChunkResult<()> {
         if self.levels.len() <= level {
-            self.levels.push(Vec::new());
+            self.levels.resize_with(level + 1, Vec::new);
         }
         self.levels[level].push(link);
         if is_boundary(&link.0) || self.levels[level].len() >= MAX_FANOUT {
             self.close(level)?;
         }
         Ok(())
+    }
+
+    /// Appends `count` copies of the subtree `link` of height `level`, in
+    /// O(height) steps: runs of equal links make runs of equal nodes.
+    pub fn push_repeated(&mut self, level: usize, link: Link, mut count: u64) -> ChunkResult<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, Vec::new);
+        }
+        if is_boundary(&link.0) {
+            // Each copy closes a node: the pending one, then one of its own.
+            self.push(level, link)?;
+            return self.push_repeated_nodes(level, &[link], count - 1);
+        }
+        let room = (MAX_FANOUT - self.levels[level].len()) as u64;
+        if count < room {
+            self.levels[level].extend(std::iter::repeat_n(link, count as usize));
+            return Ok(());
+        }
+        // Fill the pending node (the last copy closes it), then whole nodes
+        // of copies, then the rest stays pending.
+        self.levels[level].extend(std::iter::repeat_n(link, room as usize - 1));
+        self.push(level, link)?;
+        count -= room;
+        let fanout = MAX_FANOUT as u64;
+        self.push_repeated_nodes(level, &vec![link; MAX_FANOUT], count / fanout)?;
+        self.levels[level].extend(std::iter::repeat_n(link, (count % fanout) as usize));
+        Ok(())
+    }
+
+    /// Pushes `count` nodes of `links` (each closed) one level up.
+    fn push_repeated_nodes(&mut self, level: usize, links: &[Link], count: u64) -> ChunkResult<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let size = links.iter().map(|(_, n)| n).sum();
+        let block = Node::encode(links)?;
+        let cid = *block.cid();
+        self.blocks.push(block);
+        self.push_repeated(level + 1, (cid, size), count)
+    }
+
+    /// The lowest level holding pending links (`usize::MAX` when none): a
+    /// subtree of at most this height may be pushed whole.
+    pub fn lowest_open(&self) -> usize {
+        self.levels
+            .iter()
+            .position(|l| !l.is_empty())
+            .unwrap_or(usize::MAX)
     }
 
     fn close(&mut self, level: usize) -> ChunkResult<()> {
@@ -200,6 +254,63 @@ mod tests {
         for b in &blocks {
             let node = Node::decode(b.cid(), b.data()).expect("decodes");
             assert!(node.links.len() <= MAX_FANOUT);
+        }
+    }
+
+    #[test]
+    fn repeated_links_build_what_one_by_one_pushes_do() {
+        let find = |boundary: bool| {
+            (0u32..)
+                .map(|i| (Cid::hash(Codec::RAW, &i.to_le_bytes()), 4096))
+                .find(|l| is_boundary(&l.0) == boundary)
+                .expect("a link")
+        };
+        let fanout = MAX_FANOUT as u64;
+        for link in [find(false), find(true)] {
+            for pending in [0, 3, MAX_FANOUT as u32 - 1] {
+                for count in [
+                    0,
+                    1,
+                    5,
+                    fanout - 1,
+                    fanout,
+                    fanout + 1,
+                    3000,
+                    fanout * fanout + 7,
+                ] {
+                    let mut one = TreeBuilder::new();
+                    let mut many = TreeBuilder::new();
+                    for l in leaves(pending) {
+                        one.push_leaf(l).expect("push");
+                        many.push_leaf(l).expect("push");
+                    }
+                    for _ in 0..count {
+                        one.push_leaf(link).expect("push");
+                    }
+                    many.push_repeated(0, link, count).expect("push");
+                    let tail = leaves(2);
+                    for l in &tail {
+                        one.push_leaf(*l).expect("push");
+                        many.push_leaf(*l).expect("push");
+                    }
+                    let case = format!(
+                        "boundary {} pending {pending} count {count}",
+                        is_boundary(&link.0)
+                    );
+                    assert_eq!(
+                        one.finish().expect("finish"),
+                        many.finish().expect("finish"),
+                        "{case}"
+                    );
+                    let made = |b: &mut TreeBuilder| {
+                        b.take_blocks()
+                            .iter()
+                            .map(|b| *b.cid())
+                            .collect::<std::collections::HashSet<_>>()
+                    };
+                    assert_eq!(made(&mut one), made(&mut many), "{case}");
+                }
+            }
         }
     }
 

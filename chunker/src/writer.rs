@@ -150,12 +150,12 @@ impl Sink {
         }
     }
 
-    /// Starts the tree with leaves that exist already (a resumed blob).
-    fn prefix(&mut self, leaves: &[Link]) -> ChunkResult<()> {
-        for leaf in leaves {
-            self.tree.push_leaf(*leaf)?;
-            self.stats.chunks += 1;
-            self.stats.logical_bytes += leaf.1;
+    /// Starts the tree with subtrees that exist already (a resumed blob);
+    /// the statistics count their bytes, not their chunks.
+    fn prefix(&mut self, subtrees: &[(usize, Link)]) -> ChunkResult<()> {
+        for &(height, link) in subtrees {
+            self.tree.push(height, link)?;
+            self.stats.logical_bytes += link.1;
         }
         Ok(())
     }
@@ -206,7 +206,7 @@ impl Sink {
 }
 
 /// Starts the hashing thread (which starts the storing thread).
-fn spawn_hasher(session: &WriteSession, prefix: &[Link]) -> ChunkResult<Worker> {
+fn spawn_hasher(session: &WriteSession, prefix: &[(usize, Link)]) -> ChunkResult<Worker> {
     let (tx, rx) = sync_channel(QUEUE);
     let mut sink = Sink::new(BatchStore::threaded(session.clone())?);
     sink.prefix(prefix)?;
@@ -228,7 +228,7 @@ fn run_worker(mut sink: Sink, rx: Receiver<Work>) -> ChunkResult<(Blob, BlobStat
 fn spawn_cutter(
     session: &WriteSession,
     params: ChunkParams,
-    prefix: &[Link],
+    prefix: &[(usize, Link)],
 ) -> ChunkResult<Cutter> {
     let (tx, rx) = sync_channel::<Segment>(QUEUE);
     let hasher = spawn_hasher(session, prefix)?;
@@ -289,8 +289,9 @@ fn run_cutter(
 /// Writes a blob from a stream of bytes, in bounded memory.
 #[derive(Debug)]
 pub struct BlobWriter {
-    /// Leaves of an existing blob this one continues (see `resume`).
-    prefix: Vec<Link>,
+    /// Subtrees (with their heights) of an existing blob this one
+    /// continues (see `resume`).
+    prefix: Vec<(usize, Link)>,
     params: ChunkParams,
     /// The segment being filled: `room` bytes left free at the front (for
     /// the cutter to put the previous segment's tail in), then the data.
@@ -320,20 +321,17 @@ impl BlobWriter {
     /// The result is the blob that writing everything afresh would give.
     pub fn resume(session: WriteSession, params: ChunkParams, blob: &Blob) -> ChunkResult<Self> {
         let mut writer = BlobWriter::new(session.clone(), params);
-        let mut reader = crate::reader::BlobReader::new(session.bucket().clone(), blob.clone());
-        let mut leaves = reader.leaves()?;
-        match leaves.pop() {
-            Some((_, last_len)) => {
-                let start = blob.size() - last_len;
-                let tail = reader.read_at(start, last_len as usize)?;
-                writer.prefix = leaves;
+        match blob {
+            Blob::Stored { root, size } => {
+                let mut reader =
+                    crate::reader::BlobReader::new(session.bucket().clone(), blob.clone());
+                let (before, last) =
+                    crate::walk::before(&mut reader, (*root, *size), size.saturating_sub(1))?;
+                let tail = reader.read_at(last.start, last.link.1 as usize)?;
+                writer.prefix = before;
                 writer.write_bytes(&tail)?;
             }
-            None => {
-                if let Blob::Inline(data) = blob {
-                    writer.write_bytes(data)?;
-                }
-            }
+            Blob::Inline(data) => writer.write_bytes(data)?,
         }
         Ok(writer)
     }

@@ -572,3 +572,202 @@ fn reads_over_a_reused_buffer_write_only_their_bytes() {
     r.read_at_into(0, 100, &mut appended).expect("read");
     assert!(appended[..4] == *b"head" && appended[4..] == data[..100]);
 }
+
+/// The smallest chunks FastCDC allows: a few megabytes make a tree three
+/// or four levels deep.
+fn tiny() -> ChunkParams {
+    ChunkParams::new(64, 256, 1024).expect("params")
+}
+
+#[test]
+fn edits_of_deep_trees_give_the_fresh_blob() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let editor = BlobEditor::new(session.clone(), tiny());
+    let mut model = noise(12 << 20, 31);
+    let mut blob = put_bytes(&session, tiny(), &model).expect("put");
+    let depth = BlobReader::new(bucket.clone(), blob.clone())
+        .stats()
+        .expect("stats")
+        .depth;
+    assert!(depth >= 3, "depth {depth}");
+    let len = model.len() as u64;
+    let edits: Vec<Edit> = vec![
+        Edit::Write(0, b"head".to_vec()),
+        Edit::Write(len / 2, noise(3000, 32)),
+        Edit::Write(len / 3, vec![0; 70_000]),
+        Edit::Write(len - 10, noise(5000, 33)),
+        Edit::Append(noise(40_000, 34)),
+        Edit::Truncate(len - 100_000),
+        Edit::Truncate(len + (3 << 20)),
+        Edit::Write(len + (5 << 20), b"far past the end".to_vec()),
+        Edit::Write(len + (1 << 20), b"into the zeros".to_vec()),
+        Edit::Truncate(len / 4 + 17),
+    ];
+    for edit in edits {
+        match &edit {
+            Edit::Write(o, d) => {
+                blob = editor.write_at(&blob, *o, d).expect("write_at");
+                let o = *o as usize;
+                if model.len() < o + d.len() {
+                    model.resize(o + d.len(), 0);
+                }
+                model[o..o + d.len()].copy_from_slice(d);
+            }
+            Edit::Append(d) => {
+                blob = editor.append(&blob, d).expect("append");
+                model.extend_from_slice(d);
+            }
+            Edit::Truncate(n) => {
+                blob = editor.truncate(&blob, *n).expect("truncate");
+                model.resize(*n as usize, 0);
+            }
+        }
+        let fresh = put_bytes(&session, tiny(), &model).expect("put");
+        assert_eq!(blob, fresh, "after {:?}", edit_name(&edit));
+    }
+    assert_eq!(read_all(&bucket, &blob), model);
+    // A writer resumed on a deep tree gives the fresh blob too.
+    let mut w = BlobWriter::resume(session.clone(), tiny(), &blob).expect("resume");
+    let more = noise(300_000, 35);
+    w.write_bytes(&more).expect("write");
+    model.extend_from_slice(&more);
+    let (resumed, _) = w.finish().expect("finish");
+    assert_eq!(resumed, put_bytes(&session, tiny(), &model).expect("put"));
+}
+
+fn edit_name(edit: &Edit) -> String {
+    match edit {
+        Edit::Write(o, d) => format!("write of {} bytes at {o}", d.len()),
+        Edit::Append(d) => format!("append of {} bytes", d.len()),
+        Edit::Truncate(n) => format!("truncate to {n}"),
+    }
+}
+
+#[test]
+fn zero_extensions_give_the_fresh_blob() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    for params in [tiny(), small(), ChunkParams::default()] {
+        let editor = BlobEditor::new(session.clone(), params);
+        for (len, grow) in [
+            (0usize, 9u64 << 20),
+            (10, 5 << 20),
+            (5000, 3 << 20),
+            (300_000, 17 << 20),
+        ] {
+            let data = noise(len, 40 + len as u64);
+            let blob = put_bytes(&session, params, &data).expect("put");
+            let grown = editor.truncate(&blob, len as u64 + grow).expect("extend");
+            let mut model = data.clone();
+            model.resize(len + grow as usize, 0);
+            assert_eq!(
+                grown,
+                put_bytes(&session, params, &model).expect("put"),
+                "{params:?}: {len} bytes grown by {grow}"
+            );
+            let far = editor
+                .write_at(&blob, len as u64 + grow, b"!")
+                .expect("write past the end");
+            model.push(b'!');
+            assert_eq!(far, put_bytes(&session, params, &model).expect("put"));
+            // Bytes in the middle of the zeros shift where nodes of equal
+            // links close: the old tree is reused only where it still fits.
+            let mid = len as u64 + grow / 2;
+            let bytes = noise(3001, 41);
+            let mixed = editor
+                .write_at(&far, mid, &bytes)
+                .expect("write into the zeros");
+            model[mid as usize..mid as usize + bytes.len()].copy_from_slice(&bytes);
+            assert_eq!(mixed, put_bytes(&session, params, &model).expect("put"));
+        }
+    }
+}
+
+#[test]
+fn a_terabyte_sparse_blob_costs_a_few_blocks() {
+    let (bucket, mem) = memory_bucket();
+    let session = bucket.session();
+    let editor = BlobEditor::new(session.clone(), ChunkParams::default());
+    let data = noise(300_000, 50);
+    let blob = put_bytes(&session, ChunkParams::default(), &data).expect("put");
+    let before = mem.stats().expect("stats").blocks;
+    let tera = 1u64 << 40;
+    let big = editor.truncate(&blob, tera).expect("extend to 1 TiB");
+    assert_eq!(big.size(), tera);
+    let grown_by = mem.stats().expect("stats").blocks - before;
+    assert!(grown_by < 40, "{grown_by} new blocks");
+    // Writes anywhere in it touch a few blocks and read back.
+    let mut edited = big;
+    for (i, at) in [tera / 2, 12_345_678_901, tera - 3].into_iter().enumerate() {
+        let before = mem.stats().expect("stats").blocks;
+        edited = editor.write_at(&edited, at, b"xyz").expect("write");
+        let added = mem.stats().expect("stats").blocks - before;
+        assert!(added < 40, "write {i}: {added} new blocks");
+    }
+    // A megabyte of data in the hole shifts where the zeros after it are
+    // cut, up to the hole's end: that run is re-cut a subtree at a time.
+    let before = mem.stats().expect("stats").blocks;
+    let lump = noise(1 << 20, 51);
+    let lump_at = tera / 4 + 12_345;
+    edited = editor.write_at(&edited, lump_at, &lump).expect("write");
+    let added = mem.stats().expect("stats").blocks - before;
+    assert!(added < 60, "{added} new blocks for 1 MiB");
+    let mut r = BlobReader::new(bucket.clone(), edited.clone());
+    assert_eq!(r.read_at(lump_at, lump.len()).expect("read"), lump);
+    assert_eq!(r.read_at(lump_at + (1 << 20), 3).expect("read"), [0; 3]);
+    assert_eq!(r.read_at(tera / 2 - 2, 7).expect("read"), b"\0\0xyz\0\0");
+    assert_eq!(r.read_at(12_345_678_900, 5).expect("read"), b"\0xyz\0");
+    assert_eq!(r.read_at(tera - 4, 10).expect("read"), b"\0xyz");
+    assert_eq!(r.read_at(1000, 10).expect("read"), &data[1000..1010]);
+    assert_eq!(r.read_at(400_000, 4).expect("read"), [0; 4]);
+    // Cut back down: the very blob the small content makes.
+    let cut = editor.truncate(&edited, 200_000).expect("truncate");
+    assert_eq!(
+        cut,
+        put_bytes(&session, ChunkParams::default(), &data[..200_000]).expect("put")
+    );
+}
+
+#[test]
+fn an_edit_in_step_with_a_run_of_zero_chunks_resumes_it() {
+    // Data over exactly one zero chunk of a long run, cut exactly at its
+    // end: the chunks after it are in step with the old ones again, but
+    // the nodes of 1024 equal links they fill close elsewhere.
+    let (bucket, mem) = memory_bucket();
+    let session = bucket.session();
+    let p = tiny();
+    let editor = BlobEditor::new(session.clone(), p);
+    let mut cuts = Vec::new();
+    p.split(&vec![0u8; p.max()], true, &mut cuts);
+    let zero_len = cuts[0].1;
+    let lump = (0..)
+        .map(|seed| noise(zero_len, 60 + seed))
+        .find(|lump| {
+            let mut window = lump.clone();
+            window.resize(4 * p.max(), 0);
+            let mut cuts = Vec::new();
+            p.split(&window, true, &mut cuts);
+            cuts.iter().any(|&(o, l)| o + l == zero_len)
+        })
+        .expect("some noise is cut at its end");
+    let mut model = noise(100_000, 61);
+    let blob = put_bytes(&session, p, &model).expect("put");
+    let grown = editor
+        .truncate(&blob, 100_000 + (12 << 20))
+        .expect("extend");
+    model.resize(100_000 + (12 << 20), 0);
+    let mut cuts = Vec::new();
+    p.split(&model, true, &mut cuts);
+    let (at, _) = cuts
+        .iter()
+        .copied()
+        .find(|&(o, l)| o > 5 << 20 && l == zero_len)
+        .expect("a zero chunk in the middle");
+    let before = mem.stats().expect("stats").blocks;
+    let edited = editor.write_at(&grown, at as u64, &lump).expect("write");
+    let added = mem.stats().expect("stats").blocks - before;
+    model[at..at + lump.len()].copy_from_slice(&lump);
+    assert_eq!(edited, put_bytes(&session, p, &model).expect("put"));
+    assert!(added < 40, "{added} new blocks");
+}

@@ -1,0 +1,234 @@
+//! Re-cutting an edit's bytes until its cuts fall back in step with the
+//! old chunks, from where the old tree is reused.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use hydra_dag::{Block, Cid, Codec, WriteSession};
+
+use crate::error::ChunkResult;
+use crate::params::ChunkParams;
+use crate::tree::{Link, TreeBuilder};
+
+/// Zeros are fed in pieces of this size.
+const ZERO_PIECE: usize = 1 << 20;
+
+/// The chunk that starts every long enough run of zeros, by parameters.
+static ZERO_CHUNKS: Mutex<Vec<(ChunkParams, Link, Block)>> = Mutex::new(Vec::new());
+
+/// The chunk that starts every run of zeros at least a maximum chunk long
+/// (and so repeats through it), as a link and a block.
+pub(crate) fn zero_chunk(params: ChunkParams) -> ChunkResult<(Link, Block)> {
+    let mut known = ZERO_CHUNKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, link, block)) = known.iter().find(|(p, ..)| *p == params) {
+        return Ok((*link, block.clone()));
+    }
+    let zeros = vec![0u8; params.max()];
+    let mut cuts = Vec::new();
+    params.split(&zeros, true, &mut cuts);
+    let len = cuts.first().map_or(zeros.len(), |&(_, l)| l);
+    let block = Block::new(Codec::RAW, Bytes::from(zeros).slice(..len))?;
+    let link = (*block.cid(), len as u64);
+    known.push((params, link, block.clone()));
+    Ok((link, block))
+}
+
+/// Feeds `n` zeros to `feed` in pieces.
+pub(crate) fn feed_zeros(
+    mut n: u64,
+    mut feed: impl FnMut(&[u8]) -> ChunkResult<()>,
+) -> ChunkResult<()> {
+    let zeros = vec![0u8; ZERO_PIECE.min(n as usize)];
+    while n > 0 {
+        let k = n.min(ZERO_PIECE as u64) as usize;
+        feed(&zeros[..k])?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// The re-cutting state of one edit.
+pub(crate) struct Recut {
+    session: WriteSession,
+    params: ChunkParams,
+    /// The new tree, filled from the left.
+    pub tree: TreeBuilder,
+    buf: Vec<u8>,
+    cuts: Vec<(usize, usize)>,
+    /// New-content offset of `buf[0]`, where the next chunk starts.
+    new_pos: u64,
+    /// Old leaf boundaries (old offsets) where the old chunks may resume.
+    old_bounds: BTreeSet<u64>,
+    /// Old runs of the zero chunk, `[start, end)`: every multiple of its
+    /// length from `start` is a boundary too.
+    old_runs: Vec<(u64, u64)>,
+    zero: (Link, Block),
+    /// New size minus old size.
+    delta: i128,
+    /// New-content offset just past the inserted bytes.
+    edit_end_new: u64,
+    /// The old offset from which the old tree is reused, once found.
+    pub resumed: Option<u64>,
+}
+
+impl Recut {
+    /// Re-cutting from new offset `start` (a chunk start in both old and
+    /// new content), for an edit that grows the content by `delta` and
+    /// whose inserted bytes end at new offset `edit_end_new`.
+    pub fn new(
+        session: WriteSession,
+        params: ChunkParams,
+        start: u64,
+        delta: i128,
+        edit_end_new: u64,
+    ) -> ChunkResult<Recut> {
+        Ok(Recut {
+            zero: zero_chunk(params)?,
+            session,
+            params,
+            tree: TreeBuilder::new(),
+            buf: Vec::new(),
+            cuts: Vec::new(),
+            new_pos: start,
+            old_bounds: BTreeSet::new(),
+            old_runs: Vec::new(),
+            delta,
+            edit_end_new,
+            resumed: None,
+        })
+    }
+
+    /// Notes an old leaf boundary.
+    pub fn bound(&mut self, old: u64) {
+        self.old_bounds.insert(old);
+    }
+
+    /// Notes an old run of zero chunks over `[start, end)`.
+    pub fn zero_run(&mut self, start: u64, end: u64) {
+        self.old_runs.push((start, end));
+    }
+
+    /// The link of the chunk that repeats through runs of zeros.
+    pub fn zero_leaf(&self) -> Link {
+        self.zero.0
+    }
+
+    /// Whether the next chunk starts in zeros (nothing but zeros waits).
+    pub fn at_zeros(&self) -> bool {
+        self.buf.iter().all(|&b| b == 0)
+    }
+
+    fn is_bound(&self, old: u64) -> bool {
+        let len = self.zero.0.1;
+        self.old_bounds.contains(&old)
+            || self
+                .old_runs
+                .iter()
+                .any(|&(s, e)| s < old && old <= e && (old - s).is_multiple_of(len))
+    }
+
+    /// The least `j` in `1..=count` such that a cut `j` zero chunks past
+    /// old offset `from` would meet an old boundary past the edit.
+    fn first_aligned(&self, from: i128, count: u64) -> Option<u64> {
+        let len = i128::from(self.zero.0.1);
+        let to = from + i128::from(count) * len;
+        // Cuts before the edit's end never resume the old chunks.
+        let lo = (from + 1).max(self.edit_end_new as i128 - self.delta);
+        let explicit = self
+            .old_bounds
+            .range(u64::try_from(lo).unwrap_or(0)..)
+            .map(|&b| i128::from(b))
+            .take_while(|&b| b <= to)
+            .find(|&b| (b - from) % len == 0);
+        let runs = self.old_runs.iter().filter_map(|&(s, e)| {
+            let (s, e) = (i128::from(s), i128::from(e));
+            if (s - from).rem_euclid(len) != 0 {
+                return None;
+            }
+            let lo = lo.max(s);
+            let first = lo + (from - lo).rem_euclid(len);
+            (first <= e.min(to)).then_some(first)
+        });
+        explicit
+            .into_iter()
+            .chain(runs)
+            .min()
+            .and_then(|b| u64::try_from((b - from) / len).ok())
+    }
+
+    /// Cuts what is fed; stores the chunks and the nodes they close.
+    pub fn feed(&mut self, data: &[u8], eof: bool) -> ChunkResult<()> {
+        if self.resumed.is_some() {
+            return Ok(());
+        }
+        self.buf.extend_from_slice(data);
+        self.cuts.clear();
+        let rest = self.params.split(&self.buf, eof, &mut self.cuts);
+        let mut chunks = Vec::with_capacity(self.cuts.len());
+        for &(o, l) in &self.cuts {
+            let data = Bytes::copy_from_slice(&self.buf[o..o + l]);
+            let cid = Cid::hash(Codec::RAW, &data);
+            self.tree.push_leaf((cid, l as u64))?;
+            chunks.push(Block::trusted(cid, data));
+            // A cut past the edit on an old boundary: from here on, old and
+            // new content and so their chunks are the same.
+            let end_new = self.new_pos + (o + l) as u64;
+            if end_new >= self.edit_end_new {
+                let old_equiv = end_new as i128 - self.delta;
+                if let Ok(old) = u64::try_from(old_equiv)
+                    && self.is_bound(old)
+                {
+                    self.resumed = Some(old);
+                    break;
+                }
+            }
+        }
+        chunks.extend(self.tree.take_blocks());
+        self.session.put_blocks(&chunks)?;
+        if self.resumed.is_some() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..rest);
+            self.new_pos += rest as u64;
+        }
+        Ok(())
+    }
+
+    /// Feeds `n` zero bytes. Once a chunk starts inside them, every chunk
+    /// with a whole maximum chunk of zeros ahead is the zero chunk, so those
+    /// are linked without being cut or hashed (short of any cut that could
+    /// resume the old chunks): a terabyte of zeros costs what megabytes do.
+    pub fn feed_zeros(&mut self, mut n: u64) -> ChunkResult<()> {
+        let max = self.params.max() as u64;
+        let mut skipped = false;
+        while n > 0 && self.resumed.is_none() {
+            let ahead = self.buf.len() as u64 + n;
+            if !skipped && ahead > 2 * max && self.at_zeros() {
+                skipped = true;
+                let (link, block) = self.zero.clone();
+                let mut count = (ahead - max) / link.1;
+                let from_old = self.new_pos as i128 - self.delta;
+                if let Some(j) = self.first_aligned(from_old, count) {
+                    count = count.min(j - 1);
+                }
+                if count > 0 {
+                    self.tree.push_repeated(0, link, count)?;
+                    let mut blocks = vec![block];
+                    blocks.extend(self.tree.take_blocks());
+                    self.session.put_blocks(&blocks)?;
+                    let skip = count * link.1;
+                    self.new_pos += skip;
+                    let from_buf = skip.min(self.buf.len() as u64);
+                    self.buf.drain(..from_buf as usize);
+                    n -= skip - from_buf;
+                    continue;
+                }
+            }
+            let k = n.min(ZERO_PIECE as u64);
+            self.feed(&vec![0u8; k as usize], false)?;
+            n -= k;
+        }
+        Ok(())
+    }
+}
