@@ -2,10 +2,11 @@
 //!
 //! An edit re-cuts from the start of the first chunk it touches and keeps
 //! cutting past the edited range until a new cut falls on an old chunk
-//! boundary; from there the old chunks are reused as they are. Because
-//! chunking and the tree are content-defined, the result is the very blob
-//! (same root) that writing the new content from scratch gives, while only
-//! the re-cut chunks and the tree nodes above them are new blocks.
+//! boundary; from there the old chunks are reused as they are, whole
+//! subtrees at a time. Because chunking and the tree are content-defined,
+//! the result is the very blob (same root) that writing the new content
+//! from scratch gives, while only the re-cut chunks and the tree nodes above
+//! them are new blocks. Many writes go in one pass.
 
 use hydra_dag::{Block, Codec, WriteSession};
 
@@ -33,6 +34,20 @@ impl Insert<'_> {
     }
 }
 
+/// One change: `remove` old bytes at old offset `at` give way to `insert`.
+struct Change<'a> {
+    at: u64,
+    remove: u64,
+    insert: Insert<'a>,
+}
+
+impl Change<'_> {
+    /// How much the change grows the content.
+    fn growth(&self) -> i128 {
+        i128::from(self.insert.len()) - i128::from(self.remove)
+    }
+}
+
 /// Blob editing in one bucket with one set of chunk bounds.
 #[derive(Debug, Clone)]
 pub struct BlobEditor {
@@ -51,49 +66,71 @@ impl BlobEditor {
     pub fn write_at(&self, blob: &Blob, offset: u64, data: &[u8]) -> ChunkResult<Blob> {
         let size = blob.size();
         if offset > size {
-            let grown = self.splice(blob, size, 0, Insert::Zeros(offset - size))?;
-            return self.splice(&grown, offset, 0, Insert::Bytes(data));
+            let grown = self.truncate(blob, offset)?;
+            return self.append(&grown, data);
         }
-        let replaced = (data.len() as u64).min(size - offset);
-        self.splice(blob, offset, replaced, Insert::Bytes(data))
+        let remove = (data.len() as u64).min(size - offset);
+        self.rewrite(blob, &[change(offset, remove, Insert::Bytes(data))])
+    }
+
+    /// Overwrites every range in `writes` (in offset order, not
+    /// overlapping, within the blob) in one pass: each chunk and tree node
+    /// they touch is written once.
+    pub fn write_many(&self, blob: &Blob, writes: &[(u64, &[u8])]) -> ChunkResult<Blob> {
+        let changes: Vec<Change> = writes
+            .iter()
+            .map(|&(at, data)| change(at, data.len() as u64, Insert::Bytes(data)))
+            .collect();
+        self.rewrite(blob, &changes)
     }
 
     /// Appends `data`.
     pub fn append(&self, blob: &Blob, data: &[u8]) -> ChunkResult<Blob> {
-        self.splice(blob, blob.size(), 0, Insert::Bytes(data))
+        self.rewrite(blob, &[change(blob.size(), 0, Insert::Bytes(data))])
     }
 
     /// Cuts the blob to `len` bytes, or extends it with zeros.
     pub fn truncate(&self, blob: &Blob, len: u64) -> ChunkResult<Blob> {
         let size = blob.size();
         if len <= size {
-            self.splice(blob, len, size - len, Insert::Bytes(&[]))
+            self.rewrite(blob, &[change(len, size - len, Insert::Bytes(&[]))])
         } else {
-            self.splice(blob, size, 0, Insert::Zeros(len - size))
+            self.rewrite(blob, &[change(size, 0, Insert::Zeros(len - size))])
         }
     }
 
-    /// Replaces `remove` bytes at `at` with `insert`.
-    fn splice(&self, blob: &Blob, at: u64, remove: u64, insert: Insert<'_>) -> ChunkResult<Blob> {
+    /// Applies `changes` (in order, not overlapping) in one pass.
+    fn rewrite(&self, blob: &Blob, changes: &[Change<'_>]) -> ChunkResult<Blob> {
         let size = blob.size();
-        if at > size || remove > size - at {
-            return Err(ChunkError::OutOfRange { offset: at, size });
+        let mut end = 0;
+        for c in changes {
+            if c.at < end || c.at > size || c.remove > size - c.at {
+                return Err(ChunkError::OutOfRange { offset: c.at, size });
+            }
+            end = c.at + c.remove;
         }
-        if remove == 0 && insert.len() == 0 {
+        let changes: Vec<&Change> = changes
+            .iter()
+            .filter(|c| c.remove > 0 || c.insert.len() > 0)
+            .collect();
+        if changes.is_empty() {
             return Ok(blob.clone());
         }
-        let new_size = size - remove + insert.len();
+        let new_size = (i128::from(size) + changes.iter().map(|c| c.growth()).sum::<i128>()) as u64;
         let mut reader = BlobReader::new(self.session.bucket().clone(), blob.clone());
         if new_size <= 4 * self.params.max() as u64 {
-            // Small or inline: write the new content afresh, streaming.
+            // Small: write the new content afresh, streaming.
             let mut writer = BlobWriter::new(self.session.clone(), self.params);
-            writer.write_bytes(&reader.read_at(0, at as usize)?)?;
-            match insert {
-                Insert::Bytes(b) => writer.write_bytes(b)?,
-                Insert::Zeros(n) => recut::feed_zeros(n, |z| writer.write_bytes(z))?,
+            let mut pos = 0;
+            for c in &changes {
+                writer.write_bytes(&reader.read_at(pos, (c.at - pos) as usize)?)?;
+                match c.insert {
+                    Insert::Bytes(b) => writer.write_bytes(b)?,
+                    Insert::Zeros(n) => recut::feed_zeros(n, |z| writer.write_bytes(z))?,
+                }
+                pos = c.at + c.remove;
             }
-            let tail_at = at + remove;
-            writer.write_bytes(&reader.read_at(tail_at, (size - tail_at) as usize)?)?;
+            writer.write_bytes(&reader.read_at(pos, (size - pos) as usize)?)?;
             return Ok(writer.finish()?.0);
         }
         let root = match blob {
@@ -106,74 +143,80 @@ impl BlobEditor {
                 (*chunk.cid(), size)
             }
         };
-        // Subtrees before the first leaf to re-cut (the one holding `at`,
-        // or the last one, at the end) are kept whole.
-        let (before, first) = walk::before(&mut reader, root, at.min(size.saturating_sub(1)))?;
-        let mut recut = Recut::new(
-            self.session.clone(),
-            self.params,
-            first.start,
-            new_size as i128 - size as i128,
-            at + insert.len(),
-        )?;
-        for (height, link) in before {
-            recut.tree.push(height, link)?;
-        }
-        // Where old chunks could resume: old leaf boundaries from the end of
-        // the removed range on (noted before the bytes that reach them).
-        let mut old_pos = at + remove;
-        let mut next = (old_pos < size).then(|| walk::leaf_at(&mut reader, root, old_pos));
-        if old_pos == size || matches!(next, Some(Ok(leaf)) if leaf.start == old_pos) {
-            recut.bound(old_pos);
-        }
-        recut.feed(
-            &reader.read_at(first.start, (at - first.start) as usize)?,
-            false,
-        )?;
-        match insert {
-            Insert::Bytes(b) => recut.feed(b, false)?,
-            Insert::Zeros(n) => recut.feed_zeros(n)?,
-        }
-        // Old bytes after the removed range, a leaf (or a run of zero
-        // chunks) at a time, until resync.
-        while let Some(leaf) = next.take().transpose()? {
-            if recut.resumed.is_some() {
-                break;
-            }
-            if leaf.start == old_pos && leaf.link == recut.zero_leaf() && recut.at_zeros() {
-                let run = walk::run_of(&mut reader, root, old_pos, leaf.link)?;
-                recut.zero_run(old_pos, old_pos + run);
-                recut.feed_zeros(run)?;
-                old_pos += run;
-            } else {
-                recut.bound(leaf.end());
-                let piece = reader.read_at(old_pos, (leaf.end() - old_pos) as usize)?;
-                old_pos = leaf.end();
+        let mut recut = Recut::new(self.session.clone(), self.params)?;
+        // Old offset up to which the new tree holds the content.
+        let mut pos = 0;
+        let mut delta = 0i128;
+        let mut next = 0;
+        while let Some(c) = changes.get(next) {
+            // Re-cut from the start of the leaf holding the change (or the
+            // last leaf, at the end); keep the old subtrees before it.
+            let first = walk::leaf_at(&mut reader, root, c.at.min(size.saturating_sub(1)))?;
+            walk::push_old(&mut reader, root, &mut recut.tree, pos, first.start)?;
+            recut.restart((first.start as i128 + delta) as u64);
+            recut.feed(
+                &reader.read_at(first.start, (c.at - first.start) as usize)?,
+                false,
+            )?;
+            let mut old_pos = c.at;
+            let mut reached = next;
+            // Until the cuts resume the old chunks: the change, old bytes up
+            // to the next change, that change, and so on.
+            while recut.resumed.is_none() {
+                if let Some(c) = changes.get(reached).filter(|c| c.at == old_pos) {
+                    delta += c.growth();
+                    let end_new = i128::from(old_pos) + delta + i128::from(c.remove);
+                    recut.change(end_new as u64, delta);
+                    old_pos += c.remove;
+                    if old_pos == size
+                        || walk::leaf_at(&mut reader, root, old_pos)?.start == old_pos
+                    {
+                        recut.bound(old_pos);
+                    }
+                    match c.insert {
+                        Insert::Bytes(b) => recut.feed(b, false)?,
+                        Insert::Zeros(n) => recut.feed_zeros(n)?,
+                    }
+                    reached += 1;
+                    continue;
+                }
+                if old_pos == size {
+                    recut.feed(&[], true)?;
+                    break;
+                }
+                let limit = changes.get(reached).map_or(size, |c| c.at);
+                let leaf = walk::leaf_at(&mut reader, root, old_pos)?;
+                if leaf.start == old_pos && leaf.link == recut.zero_leaf() && recut.at_zeros() {
+                    let run = walk::run_of(&mut reader, root, old_pos, leaf.link)?;
+                    let run = run.min((limit - old_pos) / leaf.link.1 * leaf.link.1);
+                    if run > 0 {
+                        recut.zero_run(old_pos, old_pos + run);
+                        recut.feed_zeros(run)?;
+                        old_pos += run;
+                        continue;
+                    }
+                }
+                let piece_end = leaf.end().min(limit);
+                if piece_end == leaf.end() {
+                    recut.bound(piece_end);
+                }
+                let piece = reader.read_at(old_pos, (piece_end - old_pos) as usize)?;
+                old_pos = piece_end;
                 recut.feed(&piece, false)?;
             }
-            if old_pos < size {
-                next = Some(walk::leaf_at(&mut reader, root, old_pos));
-            }
+            pos = recut.resumed.unwrap_or(size);
+            next = reached;
         }
-        if recut.resumed.is_none() {
-            recut.feed(&[], true)?;
-        }
-        let resumed = recut.resumed;
-        let mut tree = recut.tree;
-        if let Some(mut pos) = resumed {
-            // From an old boundary on the old tree is reused, a subtree at a
-            // time: each as high as the levels still open below it allow.
-            while pos < size {
-                let (height, link) = walk::subtree_at(&mut reader, root, pos, tree.lowest_open())?;
-                tree.push(height, link)?;
-                pos += link.1;
-            }
-        }
-        let root = tree.finish()?;
-        self.session.put_blocks(&tree.take_blocks())?;
+        walk::push_old(&mut reader, root, &mut recut.tree, pos, size)?;
+        let root = recut.tree.finish()?;
+        self.session.put_blocks(&recut.tree.take_blocks())?;
         Ok(match root {
             None => Blob::empty(),
             Some((root, size)) => Blob::Stored { root, size },
         })
     }
+}
+
+fn change(at: u64, remove: u64, insert: Insert<'_>) -> Change<'_> {
+    Change { at, remove, insert }
 }

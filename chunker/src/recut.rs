@@ -73,16 +73,8 @@ pub(crate) struct Recut {
 }
 
 impl Recut {
-    /// Re-cutting from new offset `start` (a chunk start in both old and
-    /// new content), for an edit that grows the content by `delta` and
-    /// whose inserted bytes end at new offset `edit_end_new`.
-    pub fn new(
-        session: WriteSession,
-        params: ChunkParams,
-        start: u64,
-        delta: i128,
-        edit_end_new: u64,
-    ) -> ChunkResult<Recut> {
+    /// Re-cutting state for edits through `session`.
+    pub fn new(session: WriteSession, params: ChunkParams) -> ChunkResult<Recut> {
         Ok(Recut {
             zero: zero_chunk(params)?,
             session,
@@ -90,13 +82,31 @@ impl Recut {
             tree: TreeBuilder::new(),
             buf: Vec::new(),
             cuts: Vec::new(),
-            new_pos: start,
+            new_pos: 0,
             old_bounds: BTreeSet::new(),
             old_runs: Vec::new(),
-            delta,
-            edit_end_new,
+            delta: 0,
+            edit_end_new: u64::MAX,
             resumed: None,
         })
+    }
+
+    /// Starts re-cutting at new offset `start`, a chunk start in both old
+    /// and new content (the tree holds everything before it).
+    pub fn restart(&mut self, start: u64) {
+        self.buf.clear();
+        self.old_bounds.clear();
+        self.old_runs.clear();
+        self.new_pos = start;
+        self.edit_end_new = u64::MAX;
+        self.resumed = None;
+    }
+
+    /// Enters a change whose inserted bytes end at new offset
+    /// `edit_end_new`, after which new content is `delta` longer than old.
+    pub fn change(&mut self, edit_end_new: u64, delta: i128) {
+        self.edit_end_new = edit_end_new;
+        self.delta = delta;
     }
 
     /// Notes an old leaf boundary.
@@ -225,7 +235,9 @@ impl Recut {
                     continue;
                 }
             }
-            let k = n.min(ZERO_PIECE as u64);
+            // Before a skip, a chunk's worth at a time: only until the
+            // bytes waiting are all zeros.
+            let k = n.min(if skipped { ZERO_PIECE as u64 } else { max });
             self.feed(&vec![0u8; k as usize], false)?;
             n -= k;
         }

@@ -9,7 +9,7 @@ use hydra_dag::{Cid, Codec};
 
 use crate::error::{ChunkError, ChunkResult};
 use crate::reader::BlobReader;
-use crate::tree::{Link, Node};
+use crate::tree::{Link, Node, TreeBuilder};
 
 /// One node on the path from the root down to a leaf.
 struct Step {
@@ -169,4 +169,34 @@ fn all_of(
     }
     seen.insert(link.0, all);
     Ok(all)
+}
+
+/// Pushes the old subtrees covering `[from, to)` (both leaf boundaries) on
+/// `tree`, each as high as the levels open below it and `to` allow.
+pub(crate) fn push_old(
+    reader: &mut BlobReader,
+    root: Link,
+    tree: &mut TreeBuilder,
+    mut from: u64,
+    to: u64,
+) -> ChunkResult<()> {
+    while from < to {
+        let mut max = tree.lowest_open();
+        loop {
+            let (height, link) = subtree_at(reader, root, from, max)?;
+            if from + link.1 <= to {
+                tree.push(height, link)?;
+                from += link.1;
+                break;
+            }
+            if height == 0 {
+                return Err(ChunkError::Malformed {
+                    cid: link.0,
+                    reason: format!("chunk crosses offset {to}"),
+                });
+            }
+            max = height - 1;
+        }
+    }
+    Ok(())
 }

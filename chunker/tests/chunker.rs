@@ -771,3 +771,68 @@ fn an_edit_in_step_with_a_run_of_zero_chunks_resumes_it() {
     assert_eq!(edited, put_bytes(&session, p, &model).expect("put"));
     assert!(added < 40, "{added} new blocks");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Many writes in one pass equal writing the result afresh, over data
+    /// and over runs of zeros, in trees several levels deep.
+    #[test]
+    fn many_writes_in_one_pass_give_the_fresh_blob(
+        len in 1usize..3_000_000,
+        zeros in 0u64..4_000_000,
+        seed: u64,
+        writes in proptest::collection::vec((any::<u64>(), 1usize..6000, any::<bool>()), 1..40),
+    ) {
+        let (bucket, _) = memory_bucket();
+        let session = bucket.session();
+        let editor = BlobEditor::new(session.clone(), tiny());
+        let mut model = noise(len, seed);
+        let base = put_bytes(&session, tiny(), &model).expect("put");
+        let base = editor.truncate(&base, len as u64 + zeros).expect("extend");
+        model.resize(len + zeros as usize, 0);
+        let size = model.len();
+        // Sorted, non-overlapping ranges inside the blob.
+        let mut ranges: Vec<(usize, usize)> = writes
+            .iter()
+            .map(|&(at, n, _)| {
+                let at = (at % size as u64) as usize;
+                (at, n.min(size - at))
+            })
+            .collect();
+        ranges.sort();
+        let mut kept: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (i, (at, n)) in ranges.into_iter().enumerate() {
+            if kept.last().is_some_and(|(a, d)| a + d.len() > at) {
+                continue;
+            }
+            let data = if writes[i].2 { vec![0; n] } else { noise(n, seed ^ i as u64) };
+            kept.push((at, data));
+        }
+        for (at, data) in &kept {
+            model[*at..at + data.len()].copy_from_slice(data);
+        }
+        let list: Vec<(u64, &[u8])> = kept.iter().map(|(a, d)| (*a as u64, d.as_slice())).collect();
+        let blob = editor.write_many(&base, &list).expect("write_many");
+        prop_assert_eq!(&blob, &put_bytes(&session, tiny(), &model).expect("put"));
+        prop_assert_eq!(&read_all(&bucket, &blob), &model);
+    }
+}
+
+#[test]
+fn overlapping_or_outside_writes_are_refused() {
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let editor = BlobEditor::new(session.clone(), small());
+    let blob = put_bytes(&session, small(), &noise(100_000, 70)).expect("put");
+    for bad in [
+        vec![(10u64, &b"abcdef"[..]), (12, &b"x"[..])],
+        vec![(99_999, &b"ab"[..])],
+        vec![(50, &b"a"[..]), (40, &b"b"[..])],
+    ] {
+        match editor.write_many(&blob, &bad) {
+            Err(ChunkError::OutOfRange { .. }) => {}
+            other => panic!("{bad:?}: expected OutOfRange, got {other:?}"),
+        }
+    }
+}

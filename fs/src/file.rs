@@ -160,18 +160,13 @@ impl FileData {
                 size,
                 extents,
             } => {
+                // Cut or grow the base first, so every extent overwrites,
+                // then write them all in one pass.
                 let editor = BlobEditor::new(cx.session.clone(), cx.params);
-                let mut blob = base.clone();
-                if blob.size() > *size {
-                    blob = editor.truncate(&blob, *size)?;
-                }
-                for (offset, data) in extents.iter() {
-                    blob = editor.write_at(&blob, *offset, data)?;
-                }
-                if blob.size() < *size {
-                    blob = editor.truncate(&blob, *size)?;
-                }
-                Ok(blob)
+                let base = editor.truncate(base, *size)?;
+                let writes: Vec<(u64, &[u8])> =
+                    extents.iter().map(|(o, d)| (*o, d.as_slice())).collect();
+                Ok(editor.write_many(&base, &writes)?)
             }
             FileData::Lost(why) => Err(FsError::Lost(why.clone())),
         }

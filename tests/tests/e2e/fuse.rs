@@ -344,6 +344,85 @@ fn fio_verifies_random_and_sequential_writes() {
 }
 
 #[test]
+fn terabyte_sparse_files_grow_and_fill_through_the_mount() {
+    // Growing a file by a terabyte, preallocating, and writing into the
+    // hole cost a few blocks each, not a pass over every zero.
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let check = r#"
+        test "$(stat -c %s big)" = 1099511627776
+        test "$(stat -c %s pre)" = 2147483648
+        dd if=big bs=1M skip=300000 count=1 status=none | cmp - lump
+        test -z "$(dd if=big bs=4096 skip=$((300000 * 256 - 1)) count=1 status=none | tr -d '\0')"
+        test -z "$(dd if=big bs=1M skip=700000 count=1 status=none | tr -d '\0')"
+        test -z "$(dd if=pre bs=1M skip=1000 count=1 status=none | tr -d '\0')"
+    "#;
+    let m = Mounted::new(&s, "sparse", &point, &[]);
+    sh(
+        &format!(
+            r#"
+            truncate -s 1T big
+            fallocate -l 2G pre
+            head -c 1048576 /dev/urandom > lump
+            dd if=lump of=big bs=1M seek=300000 conv=notrunc,fsync status=none
+            {check}"#
+        ),
+        &point,
+    );
+    m.umount();
+    let m = Mounted::new(&s, "sparse", &point, &[]);
+    sh(check, &point);
+    m.umount();
+}
+
+#[test]
+fn stress_ng_file_stressors_verify_their_data() {
+    let s = TestStore::new();
+    let m = Mounted::new(&s, "stress", &s.scratch("mnt"), &[]);
+    let mut args = vec!["--temp-path".to_string(), m.point.display().to_string()];
+    for stressor in [
+        "fsize",
+        "fallocate",
+        "seek",
+        "hdd",
+        "iomix",
+        "dir",
+        "rename",
+        "link",
+        "symlink",
+        "xattr",
+        "lockf",
+        "flock",
+        "fcntl",
+        "mmap",
+    ] {
+        args.extend([format!("--{stressor}"), "1".to_string()]);
+    }
+    args.extend(
+        [
+            "--hdd-opts",
+            "wr-rnd,rd-rnd,fsync",
+            "--timeout",
+            "5",
+            "--verify",
+        ]
+        .map(String::from),
+    );
+    let out = Command::new("stress-ng")
+        .args(&args)
+        .output()
+        .expect("stress-ng (scripts/test.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "stress-ng: {text}");
+    assert!(text.contains("successful run completed"), "{text}");
+    m.umount();
+}
+
+#[test]
 fn snapshots_are_reachable_by_id_and_hidden_from_readdir() {
     let s = TestStore::new();
     let m = Mounted::new(&s, "snap", &s.scratch("mnt"), &[]);
