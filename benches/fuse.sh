@@ -6,7 +6,8 @@
 #   STORE=disk benches/fuse.sh      # hydra's store under $TMPDIR (the disk)
 #
 # Workloads: sequential write of a 2 GiB file of random bytes (dd
-# conv=fsync), reading it back (cat, page cache dropped, then warm), tar -x of 30,000
+# conv=fsync), reading it back (cat, page cache dropped, then warm), random
+# writes into it, sparse files (a 1 TiB hole), tar -x of 30,000
 # small files, git clone of a generated repository; and the daemon's peak
 # RSS. Every run starts from an empty target (hydra: a new daemon on an
 # empty store) and each write run writes new random bytes, so no run finds
@@ -96,6 +97,27 @@ bench "read 2 GiB (cat, caches dropped)" "cat TARGET/f > /dev/null" true keep
 # keeps of a file from one open to the next.
 for target in tmpfs bind hydra; do cat "$W/$target/f" > /dev/null; done
 bench "re-read 2 GiB (cat, caches warm)" "cat TARGET/f > /dev/null" true keep warm
+# Edits: random writes into that file, then fsync (each run adds its own),
+# and sparse files: a terabyte hole with a megabyte written into it, and
+# small random writes into a 16 GiB hole.
+cat > "$W/rw.py" <<'PY'
+import os, random, sys
+path, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+hole = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+fd = os.open(path, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if hole else 0))
+if hole:
+    os.ftruncate(fd, hole)
+end = os.fstat(fd).st_size
+for _ in range(n):
+    os.pwrite(fd, os.urandom(size), random.randrange(0, end - size))
+os.fsync(fd)
+PY
+bench "1000 random 4 KiB writes, fsync" "python3 $W/rw.py TARGET/f 1000 4096" true keep
+head -c 1M /dev/urandom > "$W/lump"
+bench "1 TiB hole + 1 MiB in it, fsync" \
+  "truncate -s 1T TARGET/sparse && dd if=$W/lump of=TARGET/sparse bs=1M seek=300000 conv=notrunc,fsync" \
+  "rm -f $W/*/sparse" keep
+bench "1000 random 512 B writes in 16 GiB hole" "python3 $W/rw.py TARGET/hole 1000 512 $((16 << 30))" true keep
 rm -f "$W/big.bin"
 bench "tar -x of 30,000 small files" "tar -xf $W/small.tar -C TARGET"
 bench "git clone --no-hardlinks" "git clone -q --no-hardlinks $W/repo TARGET/clone"
