@@ -256,6 +256,30 @@ enum Edit {
     Truncate(u64),
 }
 
+impl Edit {
+    /// Applies the edit to `blob` and to its `model`; returns the new blob.
+    fn apply(&self, editor: &BlobEditor, blob: &Blob, model: &mut Vec<u8>) -> Blob {
+        match self {
+            Edit::Write(o, d) => {
+                let at = *o as usize;
+                if model.len() < at + d.len() {
+                    model.resize(at + d.len(), 0);
+                }
+                model[at..at + d.len()].copy_from_slice(d);
+                editor.write_at(blob, *o, d).expect("write_at")
+            }
+            Edit::Append(d) => {
+                model.extend_from_slice(d);
+                editor.append(blob, d).expect("append")
+            }
+            Edit::Truncate(n) => {
+                model.resize(*n as usize, 0);
+                editor.truncate(blob, *n).expect("truncate")
+            }
+        }
+    }
+}
+
 fn edit_strategy() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (
@@ -280,22 +304,7 @@ proptest! {
         let mut model = noise(len, seed);
         let mut blob = put_bytes(&session, small(), &model).expect("put");
         for edit in edits {
-            match &edit {
-                Edit::Write(o, d) => {
-                    blob = editor.write_at(&blob, *o, d).expect("write_at");
-                    let o = *o as usize;
-                    if model.len() < o + d.len() { model.resize(o + d.len(), 0); }
-                    model[o..o + d.len()].copy_from_slice(d);
-                }
-                Edit::Append(d) => {
-                    blob = editor.append(&blob, d).expect("append");
-                    model.extend_from_slice(d);
-                }
-                Edit::Truncate(n) => {
-                    blob = editor.truncate(&blob, *n).expect("truncate");
-                    model.resize(*n as usize, 0);
-                }
-            }
+            blob = edit.apply(&editor, &blob, &mut model);
             prop_assert_eq!(blob.size(), model.len() as u64);
             prop_assert_eq!(&read_all(&bucket, &blob), &model, "after {:?}", edit);
             prop_assert_eq!(&blob, &put_bytes(&session, small(), &model).expect("put"));
@@ -605,24 +614,7 @@ fn edits_of_deep_trees_give_the_fresh_blob() {
         Edit::Truncate(len / 4 + 17),
     ];
     for edit in edits {
-        match &edit {
-            Edit::Write(o, d) => {
-                blob = editor.write_at(&blob, *o, d).expect("write_at");
-                let o = *o as usize;
-                if model.len() < o + d.len() {
-                    model.resize(o + d.len(), 0);
-                }
-                model[o..o + d.len()].copy_from_slice(d);
-            }
-            Edit::Append(d) => {
-                blob = editor.append(&blob, d).expect("append");
-                model.extend_from_slice(d);
-            }
-            Edit::Truncate(n) => {
-                blob = editor.truncate(&blob, *n).expect("truncate");
-                model.resize(*n as usize, 0);
-            }
-        }
+        blob = edit.apply(&editor, &blob, &mut model);
         let fresh = put_bytes(&session, tiny(), &model).expect("put");
         assert_eq!(blob, fresh, "after {:?}", edit_name(&edit));
     }
