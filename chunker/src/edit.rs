@@ -149,9 +149,12 @@ impl BlobEditor {
         let mut delta = 0i128;
         let mut next = 0;
         while let Some(c) = changes.get(next) {
-            // Re-cut from the start of the leaf holding the change (or the
-            // last leaf, at the end); keep the old subtrees before it.
-            let first = walk::leaf_at(&mut reader, root, c.at.min(size.saturating_sub(1)))?;
+            // Re-cut from the start of the leaf holding the byte before the
+            // change (a cut is decided by the byte after it, so the leaf
+            // that ends where the change starts is cut again too); keep the
+            // old subtrees before it.
+            let before = c.at.saturating_sub(1).min(size.saturating_sub(1));
+            let first = walk::leaf_at(&mut reader, root, before)?;
             walk::push_old(&mut reader, root, &mut recut.tree, pos, first.start)?;
             recut.restart((first.start as i128 + delta) as u64);
             recut.feed(
@@ -168,8 +171,12 @@ impl BlobEditor {
                     let end_new = i128::from(old_pos) + delta + i128::from(c.remove);
                     recut.change(end_new as u64, delta);
                     old_pos += c.remove;
-                    if old_pos == size
-                        || walk::leaf_at(&mut reader, root, old_pos)?.start == old_pos
+                    // A boundary to resume at, unless the next change
+                    // starts right there (and so decides that cut).
+                    let adjacent = changes.get(reached + 1).is_some_and(|n| n.at == old_pos);
+                    if !adjacent
+                        && (old_pos == size
+                            || walk::leaf_at(&mut reader, root, old_pos)?.start == old_pos)
                     {
                         recut.bound(old_pos);
                     }
@@ -184,11 +191,18 @@ impl BlobEditor {
                     recut.feed(&[], true)?;
                     break;
                 }
+                // Old bytes up to the next change; no boundary at its very
+                // start counts (its first byte decides the cut there).
                 let limit = changes.get(reached).map_or(size, |c| c.at);
+                let last = if reached < changes.len() {
+                    limit - 1
+                } else {
+                    limit
+                };
                 let leaf = walk::leaf_at(&mut reader, root, old_pos)?;
                 if leaf.start == old_pos && leaf.link == recut.zero_leaf() && recut.at_zeros() {
                     let run = walk::run_of(&mut reader, root, old_pos, leaf.link)?;
-                    let run = run.min((limit - old_pos) / leaf.link.1 * leaf.link.1);
+                    let run = run.min(last.saturating_sub(old_pos) / leaf.link.1 * leaf.link.1);
                     if run > 0 {
                         recut.zero_run(old_pos, old_pos + run);
                         recut.feed_zeros(run)?;
@@ -197,7 +211,7 @@ impl BlobEditor {
                     }
                 }
                 let piece_end = leaf.end().min(limit);
-                if piece_end == leaf.end() {
+                if piece_end == leaf.end() && piece_end <= last {
                     recut.bound(piece_end);
                 }
                 let piece = reader.read_at(old_pos, (piece_end - old_pos) as usize)?;
@@ -209,7 +223,7 @@ impl BlobEditor {
         }
         walk::push_old(&mut reader, root, &mut recut.tree, pos, size)?;
         let root = recut.tree.finish()?;
-        self.session.put_blocks(&recut.tree.take_blocks())?;
+        recut.flush()?;
         Ok(match root {
             None => Blob::empty(),
             Some((root, size)) => Blob::Stored { root, size },

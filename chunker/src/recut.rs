@@ -13,6 +13,9 @@ use crate::tree::{Link, TreeBuilder};
 
 /// Zeros are fed in pieces of this size.
 const ZERO_PIECE: usize = 1 << 20;
+/// New blocks are stored in batches of about this many bytes: one pack
+/// write and sync for many chunks, not one per piece fed.
+const BATCH: usize = 16 << 20;
 
 /// The chunk that starts every long enough run of zeros, by parameters.
 static ZERO_CHUNKS: Mutex<Vec<(ChunkParams, Link, Block)>> = Mutex::new(Vec::new());
@@ -70,6 +73,9 @@ pub(crate) struct Recut {
     edit_end_new: u64,
     /// The old offset from which the old tree is reused, once found.
     pub resumed: Option<u64>,
+    /// New blocks not stored yet, and their bytes.
+    pending: Vec<Block>,
+    pending_bytes: usize,
 }
 
 impl Recut {
@@ -88,7 +94,32 @@ impl Recut {
             delta: 0,
             edit_end_new: u64::MAX,
             resumed: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
         })
+    }
+
+    /// Queues new blocks (and the tree's nodes made so far) for storing;
+    /// stores the queue once it holds a batch.
+    fn store(&mut self, blocks: Vec<Block>) -> ChunkResult<()> {
+        self.pending_bytes += blocks.iter().map(Block::len).sum::<usize>();
+        self.pending.extend(blocks);
+        self.pending.extend(self.tree.take_blocks());
+        if self.pending_bytes >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Stores every queued block and every node the tree has made.
+    pub fn flush(&mut self) -> ChunkResult<()> {
+        self.pending.extend(self.tree.take_blocks());
+        if !self.pending.is_empty() {
+            self.session
+                .put_blocks(&std::mem::take(&mut self.pending))?;
+        }
+        self.pending_bytes = 0;
+        Ok(())
     }
 
     /// Starts re-cutting at new offset `start`, a chunk start in both old
@@ -194,8 +225,7 @@ impl Recut {
                 }
             }
         }
-        chunks.extend(self.tree.take_blocks());
-        self.session.put_blocks(&chunks)?;
+        self.store(chunks)?;
         if self.resumed.is_some() {
             self.buf.clear();
         } else {
@@ -224,9 +254,7 @@ impl Recut {
                 }
                 if count > 0 {
                     self.tree.push_repeated(0, link, count)?;
-                    let mut blocks = vec![block];
-                    blocks.extend(self.tree.take_blocks());
-                    self.session.put_blocks(&blocks)?;
+                    self.store(vec![block])?;
                     let skip = count * link.1;
                     self.new_pos += skip;
                     let from_buf = skip.min(self.buf.len() as u64);

@@ -828,3 +828,50 @@ fn overlapping_or_outside_writes_are_refused() {
         }
     }
 }
+
+#[test]
+fn writes_at_chunk_boundaries_give_the_fresh_blob() {
+    // A cut is decided by the byte after it: a write that starts exactly
+    // where a chunk starts moves the cut before it too.
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let p = tiny();
+    let editor = BlobEditor::new(session.clone(), p);
+    let data = noise(1 << 20, 80);
+    let blob = put_bytes(&session, p, &data).expect("put");
+    let mut cuts = Vec::new();
+    p.split(&data, true, &mut cuts);
+    let starts: Vec<u64> = cuts
+        .iter()
+        .skip(1)
+        .step_by(97)
+        .map(|&(o, _)| o as u64)
+        .collect();
+    assert!(starts.len() > 20, "{} boundaries", starts.len());
+    let fresh = |model: &[u8]| put_bytes(&session, p, model).expect("put");
+    for &at in &starts {
+        let mut model = data.clone();
+        model[at as usize] ^= 0xff;
+        let one = editor
+            .write_at(&blob, at, &model[at as usize..=at as usize])
+            .expect("write");
+        assert_eq!(one, fresh(&model), "one byte at boundary {at}");
+    }
+    // Many at once, some adjacent: one ends where the next starts.
+    let mut model = data.clone();
+    let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+    for (i, &at) in starts.iter().enumerate() {
+        let bytes = noise(100 + i, 81 + i as u64);
+        writes.push((at, bytes.clone()));
+        if i % 3 == 0 {
+            writes.push((at + bytes.len() as u64, vec![7; 50]));
+        }
+    }
+    for (at, bytes) in &writes {
+        model[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    let list: Vec<(u64, &[u8])> = writes.iter().map(|(a, d)| (*a, d.as_slice())).collect();
+    let many = editor.write_many(&blob, &list).expect("write_many");
+    assert_eq!(many, fresh(&model));
+    assert_eq!(read_all(&bucket, &many), model);
+}
