@@ -8,6 +8,7 @@ use hydra_chunker::{
 };
 use hydra_dag::{
     Bucket, BucketPolicy, CachedVolume, Cid, Codec, DagError, MemoryVolume, VerifiedVolume, Volume,
+    WriteSession,
 };
 use proptest::prelude::*;
 
@@ -588,11 +589,17 @@ fn tiny() -> ChunkParams {
     ChunkParams::new(64, 256, 1024).expect("params")
 }
 
-#[test]
-fn edits_of_deep_trees_give_the_fresh_blob() {
-    let (bucket, _) = memory_bucket();
+/// A memory bucket, a write session on it and an editor of tiny chunks.
+fn tiny_editor() -> (Bucket, Arc<MemoryVolume>, WriteSession, BlobEditor) {
+    let (bucket, mem) = memory_bucket();
     let session = bucket.session();
     let editor = BlobEditor::new(session.clone(), tiny());
+    (bucket, mem, session, editor)
+}
+
+#[test]
+fn edits_of_deep_trees_give_the_fresh_blob() {
+    let (bucket, _, session, editor) = tiny_editor();
     let mut model = noise(12 << 20, 31);
     let mut blob = put_bytes(&session, tiny(), &model).expect("put");
     let depth = BlobReader::new(bucket.clone(), blob.clone())
@@ -726,10 +733,8 @@ fn an_edit_in_step_with_a_run_of_zero_chunks_resumes_it() {
     // Data over exactly one zero chunk of a long run, cut exactly at its
     // end: the chunks after it are in step with the old ones again, but
     // the nodes of 1024 equal links they fill close elsewhere.
-    let (bucket, mem) = memory_bucket();
-    let session = bucket.session();
+    let (_, mem, session, editor) = tiny_editor();
     let p = tiny();
-    let editor = BlobEditor::new(session.clone(), p);
     let mut cuts = Vec::new();
     p.split(&vec![0u8; p.max()], true, &mut cuts);
     let zero_len = cuts[0].1;
@@ -776,9 +781,7 @@ proptest! {
         seed: u64,
         writes in proptest::collection::vec((any::<u64>(), 1usize..6000, any::<bool>()), 1..40),
     ) {
-        let (bucket, _) = memory_bucket();
-        let session = bucket.session();
-        let editor = BlobEditor::new(session.clone(), tiny());
+        let (bucket, _, session, editor) = tiny_editor();
         let mut model = noise(len, seed);
         let base = put_bytes(&session, tiny(), &model).expect("put");
         let base = editor.truncate(&base, len as u64 + zeros).expect("extend");
@@ -833,10 +836,8 @@ fn overlapping_or_outside_writes_are_refused() {
 fn writes_at_chunk_boundaries_give_the_fresh_blob() {
     // A cut is decided by the byte after it: a write that starts exactly
     // where a chunk starts moves the cut before it too.
-    let (bucket, _) = memory_bucket();
-    let session = bucket.session();
+    let (bucket, _, session, editor) = tiny_editor();
     let p = tiny();
-    let editor = BlobEditor::new(session.clone(), p);
     let data = noise(1 << 20, 80);
     let blob = put_bytes(&session, p, &data).expect("put");
     let mut cuts = Vec::new();
