@@ -920,7 +920,12 @@ impl Filesystem for HydraFuse {
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "fallocate") });
         let i_live = live!(i, reply);
-        // Plain preallocation only: a file grows to cover the range.
+        // Preallocation: a file grows to cover the range (content-addressed
+        // storage has no space to reserve ahead); with KEEP_SIZE nothing
+        // changes. Punching holes and zeroing ranges are not supported.
+        if mode == libc::FALLOC_FL_KEEP_SIZE {
+            return reply.ok();
+        }
         if mode != 0 {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;

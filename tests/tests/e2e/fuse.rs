@@ -363,6 +363,8 @@ fn terabyte_sparse_files_grow_and_fill_through_the_mount() {
             r#"
             truncate -s 1T big
             fallocate -l 2G pre
+            fallocate -n -l 3G pre
+            if fallocate -p -o 0 -l 4096 pre 2>/dev/null; then exit 1; fi
             head -c 1048576 /dev/urandom > lump
             dd if=lump of=big bs=1M seek=300000 conv=notrunc,fsync status=none
             {check}"#
