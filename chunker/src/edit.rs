@@ -84,6 +84,17 @@ impl BlobEditor {
         self.rewrite(blob, &changes)
     }
 
+    /// Zeros `len` bytes at `offset` (those within the blob); the size
+    /// stays. Long ranges cost what a few chunks do.
+    pub fn zero_range(&self, blob: &Blob, offset: u64, len: u64) -> ChunkResult<Blob> {
+        let size = blob.size();
+        let n = len.min(size.saturating_sub(offset));
+        if n == 0 {
+            return Ok(blob.clone());
+        }
+        self.rewrite(blob, &[change(offset, n, Insert::Zeros(n))])
+    }
+
     /// Appends `data`.
     pub fn append(&self, blob: &Blob, data: &[u8]) -> ChunkResult<Blob> {
         self.rewrite(blob, &[change(blob.size(), 0, Insert::Bytes(data))])

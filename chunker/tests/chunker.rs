@@ -876,3 +876,28 @@ fn writes_at_chunk_boundaries_give_the_fresh_blob() {
     assert_eq!(many, fresh(&model));
     assert_eq!(read_all(&bucket, &many), model);
 }
+
+#[test]
+fn zeroed_ranges_give_the_fresh_blob() {
+    let (bucket, _, session, editor) = tiny_editor();
+    let data = noise(3 << 20, 90);
+    let blob = put_bytes(&session, tiny(), &data).expect("put");
+    for (at, len) in [
+        (0u64, 10u64),
+        (5000, 2 << 20),
+        (1 << 20, 100),
+        (3 << 20, 5),
+        ((3 << 20) - 7, 1 << 30),
+    ] {
+        let zeroed = editor.zero_range(&blob, at, len).expect("zero");
+        let mut model = data.clone();
+        let end = (at + len).min(model.len() as u64) as usize;
+        model[(at as usize).min(end)..end].fill(0);
+        assert_eq!(
+            zeroed,
+            put_bytes(&session, tiny(), &model).expect("put"),
+            "{at}+{len}"
+        );
+        assert_eq!(read_all(&bucket, &zeroed), model);
+    }
+}

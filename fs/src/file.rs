@@ -337,6 +337,14 @@ impl FileData {
         }
     }
 
+    /// Zeros `len` bytes at `offset` (a punched hole); the size stays.
+    pub fn zero_range(&mut self, cx: &WriteContext, offset: u64, len: u64) -> FsResult<()> {
+        let blob = self.settle(cx)?;
+        let editor = BlobEditor::new(cx.session.clone(), cx.params);
+        *self = FileData::Clean(editor.zero_range(&blob, offset, len)?);
+        Ok(())
+    }
+
     /// Cuts or extends the file to `len` bytes.
     pub fn truncate(&mut self, cx: &WriteContext, len: u64) -> FsResult<()> {
         if len == 0 {

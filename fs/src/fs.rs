@@ -705,6 +705,34 @@ impl Fs {
         Ok(data.len())
     }
 
+    /// Zeros `len` bytes at `offset` of the file open as `fh`, keeping
+    /// its size (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`).
+    pub fn punch_hole(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
+        self.writable()?;
+        let handle = self.handle(fh)?;
+        let h = lock(&handle);
+        if !h.flags.write {
+            return Err(FsError::BadHandle);
+        }
+        let ino = h.ino;
+        drop(h);
+        let mut s = self.state();
+        let cx = s.write_context();
+        let now = now_ns();
+        let inode = s.get_mut(ino)?;
+        let Content::File(file) = &mut inode.content else {
+            return Err(FsError::Invalid("not a regular file"));
+        };
+        file.zero_range(&cx, offset, len)?;
+        inode.meta.mtime = now;
+        inode.meta.ctime = now;
+        if !c.is_root() {
+            clear_suid(&mut inode.meta);
+        }
+        s.mark_dirty(ino);
+        Ok(())
+    }
+
     /// Called on every close of a file descriptor: stores the file's
     /// buffered content (without committing), so a large write-back does
     /// not wait for the next commit. Errors surface to the closer.

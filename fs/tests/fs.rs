@@ -458,6 +458,21 @@ fn large_files_stream_and_take_random_writes() {
         fs.read(fh, 123_450, 20).expect("read"),
         &model[123_450..123_470]
     );
+    // A punched hole over written and committed bytes reads as zeros, the
+    // size stays, and writes into it land; one past the end changes nothing.
+    fs.punch_hole(fh, 100_000, 3_000_000, &root())
+        .expect("punch");
+    model[100_000..3_100_000].fill(0);
+    fs.write(fh, 2_000_000, b"into the hole", &root())
+        .expect("write");
+    model[2_000_000..2_000_013].copy_from_slice(b"into the hole");
+    fs.punch_hole(fh, 30_000_000, 10, &root())
+        .expect("punch past the end");
+    assert_eq!(
+        fs.getattr(attr.ino).expect("getattr").size,
+        model.len() as u64
+    );
+    assert_eq!(fs.read(fh, 0, model.len()).expect("read"), model);
     fs.setattr(
         attr.ino,
         &SetAttr {

@@ -922,9 +922,14 @@ impl Filesystem for HydraFuse {
         let i_live = live!(i, reply);
         // Preallocation: a file grows to cover the range (content-addressed
         // storage has no space to reserve ahead); with KEEP_SIZE nothing
-        // changes. Punching holes and zeroing ranges are not supported.
+        // changes. A punched hole reads as zeros. Other modes (zeroing or
+        // collapsing ranges) are not supported.
         if mode == libc::FALLOC_FL_KEEP_SIZE {
             return reply.ok();
+        }
+        if mode == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE {
+            let result = self.fs.punch_hole(Fh(fh.0), offset, length, &caller(req));
+            return empty(reply, result);
         }
         if mode != 0 {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));

@@ -345,14 +345,14 @@ fn fio_verifies_random_and_sequential_writes() {
 
 #[test]
 fn terabyte_sparse_files_grow_and_fill_through_the_mount() {
-    // Growing a file by a terabyte, preallocating, and writing into the
-    // hole cost a few blocks each, not a pass over every zero.
+    // Growing a file by a terabyte, preallocating, writing into the hole
+    // and punching one cost a few blocks each, not a pass over every zero.
     let s = TestStore::new();
     let point = s.scratch("mnt");
     let check = r#"
         test "$(stat -c %s big)" = 1099511627776
         test "$(stat -c %s pre)" = 2147483648
-        dd if=big bs=1M skip=300000 count=1 status=none | cmp - lump
+        dd if=big bs=1M skip=300000 count=1 status=none | cmp - punched
         test -z "$(dd if=big bs=4096 skip=$((300000 * 256 - 1)) count=1 status=none | tr -d '\0')"
         test -z "$(dd if=big bs=1M skip=700000 count=1 status=none | tr -d '\0')"
         test -z "$(dd if=pre bs=1M skip=1000 count=1 status=none | tr -d '\0')"
@@ -364,9 +364,15 @@ fn terabyte_sparse_files_grow_and_fill_through_the_mount() {
             truncate -s 1T big
             fallocate -l 2G pre
             fallocate -n -l 3G pre
-            if fallocate -p -o 0 -l 4096 pre 2>/dev/null; then exit 1; fi
             head -c 1048576 /dev/urandom > lump
             dd if=lump of=big bs=1M seek=300000 conv=notrunc,fsync status=none
+            dd if=big bs=1M skip=300000 count=1 status=none | cmp - lump
+            # Punch 8 KiB out of the middle of it (and a gigabyte elsewhere).
+            fallocate -p -o $((300000 * 1048576 + 4096)) -l 8192 big
+            fallocate -p -o $((500000 * 1048576)) -l 1G big
+            cp lump punched
+            dd if=/dev/zero of=punched bs=4096 seek=1 count=2 conv=notrunc status=none
+            if fallocate -z -o 0 -l 4096 pre 2>/dev/null; then exit 1; fi
             {check}"#
         ),
         &point,
