@@ -663,18 +663,22 @@ impl Fs {
         }
     }
 
-    /// Writes `data` at `offset` (at the end for append handles); returns
-    /// the bytes written.
-    pub fn write(&self, fh: Fh, offset: u64, data: &[u8], c: &Caller) -> FsResult<usize> {
+    /// The file behind `fh` and whether it appends, when the fs is
+    /// writable and `fh` is open for writing.
+    fn write_handle(&self, fh: Fh) -> FsResult<(Ino, bool)> {
         self.writable()?;
         let handle = self.handle(fh)?;
         let h = lock(&handle);
         if !h.flags.write {
             return Err(FsError::BadHandle);
         }
-        let ino = h.ino;
-        let append = h.flags.append;
-        drop(h);
+        Ok((h.ino, h.flags.append))
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles); returns
+    /// the bytes written.
+    pub fn write(&self, fh: Fh, offset: u64, data: &[u8], c: &Caller) -> FsResult<usize> {
+        let (ino, append) = self.write_handle(fh)?;
         let over_limit = {
             let mut s = self.state();
             let cx = s.write_context();
@@ -708,14 +712,7 @@ impl Fs {
     /// Zeros `len` bytes at `offset` of the file open as `fh`, keeping
     /// its size (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`).
     pub fn punch_hole(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
-        self.writable()?;
-        let handle = self.handle(fh)?;
-        let h = lock(&handle);
-        if !h.flags.write {
-            return Err(FsError::BadHandle);
-        }
-        let ino = h.ino;
-        drop(h);
+        let (ino, _) = self.write_handle(fh)?;
         let mut s = self.state();
         let cx = s.write_context();
         let now = now_ns();
