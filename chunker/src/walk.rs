@@ -76,22 +76,6 @@ pub(crate) fn leaf_at(reader: &mut BlobReader, root: Link, offset: u64) -> Chunk
     Ok(path(reader, root, offset)?.1)
 }
 
-/// The subtrees before the leaf holding `offset`, each with its height, in
-/// the order a tree builder takes them; and that leaf.
-pub(crate) fn before(
-    reader: &mut BlobReader,
-    root: Link,
-    offset: u64,
-) -> ChunkResult<(Vec<(usize, Link)>, Leaf)> {
-    let (steps, leaf) = path(reader, root, offset)?;
-    let mut out = Vec::new();
-    for (k, step) in steps.iter().enumerate() {
-        let height = steps.len() - k - 1;
-        out.extend(step.node.links[..step.child].iter().map(|l| (height, *l)));
-    }
-    Ok((out, leaf))
-}
-
 /// The highest subtree that starts at `offset` and is at most `max` high,
 /// with its height (0 for a leaf). `offset` must start a leaf.
 pub(crate) fn subtree_at(

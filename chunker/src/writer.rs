@@ -20,7 +20,7 @@ use hydra_dag::{Block, Cid, Codec, WriteSession};
 use crate::blob::{Blob, BlobStats, INLINE_MAX};
 use crate::error::{ChunkError, ChunkResult};
 use crate::params::ChunkParams;
-use crate::tree::{Link, TreeBuilder};
+use crate::tree::TreeBuilder;
 
 /// Input is cut in segments of this size.
 const SEGMENT: usize = 4 << 20;
@@ -127,6 +127,9 @@ impl BatchStore {
     }
 }
 
+/// A tree holding the subtrees a resumed blob keeps, and their bytes.
+type Prefix = (TreeBuilder, u64);
+
 /// Hashes and links chunks; runs on the hashing thread or inline.
 #[derive(Debug)]
 struct Sink {
@@ -139,25 +142,21 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(store: BatchStore) -> Self {
+    /// A sink that continues `prefix`, if any (whose statistics count its
+    /// bytes, not its chunks).
+    fn new(store: BatchStore, prefix: Option<Prefix>) -> Self {
+        let (tree, bytes) = prefix.unwrap_or_default();
         Sink {
             store,
-            tree: TreeBuilder::new(),
+            tree,
             batch: Vec::new(),
             batch_bytes: 0,
-            stats: BlobStats::default(),
+            stats: BlobStats {
+                logical_bytes: bytes,
+                ..BlobStats::default()
+            },
             seen: HashSet::new(),
         }
-    }
-
-    /// Starts the tree with subtrees that exist already (a resumed blob);
-    /// the statistics count their bytes, not their chunks.
-    fn prefix(&mut self, subtrees: &[(usize, Link)]) -> ChunkResult<()> {
-        for &(height, link) in subtrees {
-            self.tree.push(height, link)?;
-            self.stats.logical_bytes += link.1;
-        }
-        Ok(())
     }
 
     fn take(&mut self, (segment, cuts): Work) -> ChunkResult<()> {
@@ -206,10 +205,9 @@ impl Sink {
 }
 
 /// Starts the hashing thread (which starts the storing thread).
-fn spawn_hasher(session: &WriteSession, prefix: &[(usize, Link)]) -> ChunkResult<Worker> {
+fn spawn_hasher(session: &WriteSession, prefix: Option<Prefix>) -> ChunkResult<Worker> {
     let (tx, rx) = sync_channel(QUEUE);
-    let mut sink = Sink::new(BatchStore::threaded(session.clone())?);
-    sink.prefix(prefix)?;
+    let sink = Sink::new(BatchStore::threaded(session.clone())?, prefix);
     let handle = std::thread::Builder::new()
         .name("hydra-chunk-hash".into())
         .spawn(move || run_worker(sink, rx))
@@ -228,7 +226,7 @@ fn run_worker(mut sink: Sink, rx: Receiver<Work>) -> ChunkResult<(Blob, BlobStat
 fn spawn_cutter(
     session: &WriteSession,
     params: ChunkParams,
-    prefix: &[(usize, Link)],
+    prefix: Option<Prefix>,
 ) -> ChunkResult<Cutter> {
     let (tx, rx) = sync_channel::<Segment>(QUEUE);
     let hasher = spawn_hasher(session, prefix)?;
@@ -289,9 +287,9 @@ fn run_cutter(
 /// Writes a blob from a stream of bytes, in bounded memory.
 #[derive(Debug)]
 pub struct BlobWriter {
-    /// Subtrees (with their heights) of an existing blob this one
-    /// continues (see `resume`).
-    prefix: Vec<(usize, Link)>,
+    /// The part of an existing blob this one continues (see `resume`),
+    /// until the hashing starts.
+    prefix: Option<Prefix>,
     params: ChunkParams,
     /// The segment being filled: `room` bytes left free at the front (for
     /// the cutter to put the previous segment's tail in), then the data.
@@ -306,7 +304,7 @@ impl BlobWriter {
     /// A writer storing through `session` with the given chunk bounds.
     pub fn new(session: WriteSession, params: ChunkParams) -> Self {
         BlobWriter {
-            prefix: Vec::new(),
+            prefix: None,
             params,
             buf: Vec::new(),
             room: 0,
@@ -325,10 +323,12 @@ impl BlobWriter {
             Blob::Stored { root, size } => {
                 let mut reader =
                     crate::reader::BlobReader::new(session.bucket().clone(), blob.clone());
-                let (before, last) =
-                    crate::walk::before(&mut reader, (*root, *size), size.saturating_sub(1))?;
+                let root = (*root, *size);
+                let last = crate::walk::leaf_at(&mut reader, root, size.saturating_sub(1))?;
+                let mut tree = TreeBuilder::new();
+                crate::walk::push_old(&mut reader, root, &mut tree, 0, last.start)?;
                 let tail = reader.read_at(last.start, last.link.1 as usize)?;
-                writer.prefix = before;
+                writer.prefix = Some((tree, last.start));
                 writer.write_bytes(&tail)?;
             }
             Blob::Inline(data) => writer.write_bytes(data)?,
@@ -344,7 +344,11 @@ impl BlobWriter {
     /// Hands the filled segment to the cutter (started on first use).
     fn ship(&mut self, eof: bool) -> ChunkResult<()> {
         if self.worker.is_none() {
-            self.worker = Some(spawn_cutter(&self.session, self.params, &self.prefix)?);
+            self.worker = Some(spawn_cutter(
+                &self.session,
+                self.params,
+                self.prefix.take(),
+            )?);
         }
         // The next segment leaves room for this one's uncut tail.
         let room = self.params.max();
@@ -422,7 +426,7 @@ impl BlobWriter {
 
     /// Stores what is left and returns the blob with its statistics.
     pub fn finish(mut self) -> ChunkResult<(Blob, BlobStats)> {
-        if self.worker.is_none() && self.prefix.is_empty() && self.buffered() <= INLINE_MAX {
+        if self.worker.is_none() && self.prefix.is_none() && self.buffered() <= INLINE_MAX {
             let data = Bytes::copy_from_slice(&self.buf[self.room..]);
             let stats = BlobStats {
                 logical_bytes: data.len() as u64,
@@ -436,8 +440,7 @@ impl BlobWriter {
             self.room = 0;
             self.cuts.clear();
             self.params.split(&self.buf, true, &mut self.cuts);
-            let mut sink = Sink::new(BatchStore::Direct(self.session.clone()));
-            sink.prefix(&self.prefix)?;
+            let mut sink = Sink::new(BatchStore::Direct(self.session.clone()), self.prefix.take());
             let segment = Bytes::from(std::mem::take(&mut self.buf));
             sink.take((segment, std::mem::take(&mut self.cuts)))?;
             return sink.finish();
@@ -492,11 +495,11 @@ pub fn put_shared(
     if data.len() <= SEGMENT {
         let mut cuts = Vec::new();
         params.split(&data, true, &mut cuts);
-        let mut sink = Sink::new(BatchStore::Direct(session.clone()));
+        let mut sink = Sink::new(BatchStore::Direct(session.clone()), None);
         sink.take((data, cuts))?;
         return sink.finish();
     }
-    let (tx, handle) = spawn_hasher(session, &[])?;
+    let (tx, handle) = spawn_hasher(session, None)?;
     let mut pos = 0;
     while pos < data.len() {
         let end = (pos + SEGMENT).min(data.len());

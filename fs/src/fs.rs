@@ -17,6 +17,7 @@ use hydra_dag::{Bucket, Cid, LogEntry, RefName, RefNote, now_ns};
 
 use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
 use crate::error::{FsError, FsResult};
+use crate::file::{FileData, WriteContext};
 use crate::follow::Changed;
 use crate::merge::{OnConflict, merge_roots};
 use crate::node::{Kind, Meta};
@@ -709,9 +710,38 @@ impl Fs {
         Ok(data.len())
     }
 
+    /// Grows the file open as `fh` to cover `len` bytes at `offset`, never
+    /// shrinking it (`fallocate`'s default mode; content-addressed storage
+    /// has no space to reserve ahead).
+    pub fn allocate(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
+        let end = offset.saturating_add(len);
+        self.change_file(fh, c, |file, cx| {
+            if end <= file.size() {
+                return Ok(false);
+            }
+            file.truncate(cx, end)?;
+            Ok(true)
+        })
+    }
+
     /// Zeros `len` bytes at `offset` of the file open as `fh`, keeping
     /// its size (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`).
     pub fn punch_hole(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
+        self.change_file(fh, c, |file, cx| {
+            file.zero_range(cx, offset, len)?;
+            Ok(true)
+        })
+    }
+
+    /// Applies `change` to the content of the file open for writing as
+    /// `fh`, under one hold of the state; when it says it changed
+    /// something, the file's times move and it is marked dirty.
+    fn change_file(
+        &self,
+        fh: Fh,
+        c: &Caller,
+        change: impl FnOnce(&mut FileData, &WriteContext) -> FsResult<bool>,
+    ) -> FsResult<()> {
         let (ino, _) = self.write_handle(fh)?;
         let mut s = self.state();
         let cx = s.write_context();
@@ -720,7 +750,9 @@ impl Fs {
         let Content::File(file) = &mut inode.content else {
             return Err(FsError::Invalid("not a regular file"));
         };
-        file.zero_range(&cx, offset, len)?;
+        if !change(file, &cx)? {
+            return Ok(());
+        }
         inode.meta.mtime = now;
         inode.meta.ctime = now;
         if !c.is_root() {

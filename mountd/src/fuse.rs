@@ -919,37 +919,17 @@ impl Filesystem for HydraFuse {
         reply: ReplyEmpty,
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "fallocate") });
-        let i_live = live!(i, reply);
-        // Preallocation: a file grows to cover the range (content-addressed
-        // storage has no space to reserve ahead); with KEEP_SIZE nothing
-        // changes. A punched hole reads as zeros. Other modes (zeroing or
-        // collapsing ranges) are not supported.
-        if mode == libc::FALLOC_FL_KEEP_SIZE {
-            return reply.ok();
-        }
-        if mode == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE {
-            let result = self.fs.punch_hole(Fh(fh.0), offset, length, &caller(req));
-            return empty(reply, result);
-        }
-        if mode != 0 {
-            reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            return;
-        }
-        let size = match self.fs.getattr(i_live) {
-            Ok(a) => a.size,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        let end = offset.saturating_add(length);
-        let result = if end > size {
-            let set = SetAttr {
-                size: Some(end),
-                ..SetAttr::default()
-            };
-            self.fs
-                .setattr(i_live, &set, Some(Fh(fh.0)), &caller(req))
-                .map(|_| ())
-        } else {
-            Ok(())
+        live!(i, reply);
+        let (fh, c) = (Fh(fh.0), caller(req));
+        // Growing (KEEP_SIZE: nothing to reserve) and punching holes; not
+        // zeroing or collapsing ranges.
+        let result = match mode {
+            0 => self.fs.allocate(fh, offset, length, &c),
+            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            m if m == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE => {
+                self.fs.punch_hole(fh, offset, length, &c)
+            }
+            _ => return reply.error(Errno::from_i32(libc::EOPNOTSUPP)),
         };
         empty(reply, result);
     }
