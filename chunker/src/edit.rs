@@ -6,7 +6,9 @@
 //! subtrees at a time. Because chunking and the tree are content-defined,
 //! the result is the very blob (same root) that writing the new content
 //! from scratch gives, while only the re-cut chunks and the tree nodes above
-//! them are new blocks. Many writes go in one pass.
+//! them are new blocks. Many writes go in one pass. A range copied from
+//! another blob reuses that blob's chunks the same way once the cuts fall
+//! in step with them, so copying a file costs O(depth × fanout) too.
 
 use hydra_dag::{Block, Codec, WriteSession};
 
@@ -23,6 +25,8 @@ use crate::writer::BlobWriter;
 enum Insert<'a> {
     Bytes(&'a [u8]),
     Zeros(u64),
+    /// `len` bytes of another blob (of the same bucket) from offset `from`.
+    Range { src: &'a Blob, from: u64, len: u64 },
 }
 
 impl Insert<'_> {
@@ -30,6 +34,7 @@ impl Insert<'_> {
         match self {
             Insert::Bytes(b) => b.len() as u64,
             Insert::Zeros(n) => *n,
+            Insert::Range { len, .. } => *len,
         }
     }
 }
@@ -100,6 +105,51 @@ impl BlobEditor {
         self.rewrite(blob, &[change(blob.size(), 0, Insert::Bytes(data))])
     }
 
+    /// Overwrites `blob` from `at` on with up to `len` bytes of `src` (a
+    /// blob of the same bucket) from `from`, extending `blob` (with zeros
+    /// across any gap) as needed; returns the new blob and how many bytes
+    /// were copied (fewer when `src` ends first). `src`'s chunks are
+    /// reused, not read and cut again, wherever the cuts fall in step.
+    pub fn copy_range(
+        &self,
+        blob: &Blob,
+        at: u64,
+        src: &Blob,
+        from: u64,
+        len: u64,
+    ) -> ChunkResult<(Blob, u64)> {
+        let n = len.min(src.size().saturating_sub(from));
+        if n == 0 {
+            return Ok((blob.clone(), 0));
+        }
+        if let Some(root) = src.root() {
+            // Kept from GC until the copy is committed where a ref reaches it.
+            self.session.pin(*root);
+        }
+        let size = blob.size();
+        let copied = if at == 0 && n >= size {
+            // Nothing of `blob` stays: `src` cut down to the range.
+            let end = from + n;
+            self.rewrite(
+                src,
+                &[
+                    change(0, from, Insert::Bytes(&[])),
+                    change(end, src.size() - end, Insert::Bytes(&[])),
+                ],
+            )?
+        } else {
+            let base = if at > size {
+                self.truncate(blob, at)?
+            } else {
+                blob.clone()
+            };
+            let remove = n.min(base.size() - at);
+            let insert = Insert::Range { src, from, len: n };
+            self.rewrite(&base, &[change(at, remove, insert)])?
+        };
+        Ok((copied, n))
+    }
+
     /// Cuts the blob to `len` bytes, or extends it with zeros.
     pub fn truncate(&self, blob: &Blob, len: u64) -> ChunkResult<Blob> {
         let size = blob.size();
@@ -138,6 +188,10 @@ impl BlobEditor {
                 match c.insert {
                     Insert::Bytes(b) => writer.write_bytes(b)?,
                     Insert::Zeros(n) => recut::feed_zeros(n, |z| writer.write_bytes(z))?,
+                    Insert::Range { src, from, len } => {
+                        let mut src = BlobReader::new(self.session.bucket().clone(), src.clone());
+                        writer.write_bytes(&src.read_at(from, len as usize)?)?;
+                    }
                 }
                 pos = c.at + c.remove;
             }
@@ -160,11 +214,12 @@ impl BlobEditor {
         let mut delta = 0i128;
         let mut next = 0;
         while let Some(c) = changes.get(next) {
-            // Re-cut from the start of the leaf holding the byte before the
-            // change (a cut is decided by the byte after it, so the leaf
-            // that ends where the change starts is cut again too); keep the
-            // old subtrees before it.
-            let before = c.at.saturating_sub(1).min(size.saturating_sub(1));
+            // Re-cut from the start of the leaf holding the second byte
+            // before the change (a cut depends on the byte after it, and
+            // FastCDC, testing two bytes a step, cuts after an even count
+            // only if one more byte exists: a change may remove it); keep
+            // the old subtrees before it.
+            let before = c.at.saturating_sub(2).min(size.saturating_sub(1));
             let first = walk::leaf_at(&mut reader, root, before)?;
             walk::push_old(&mut reader, root, &mut recut.tree, pos, first.start)?;
             recut.restart((first.start as i128 + delta) as u64);
@@ -183,8 +238,9 @@ impl BlobEditor {
                     recut.change(end_new as u64, delta);
                     old_pos += c.remove;
                     // A boundary to resume at, unless the next change
-                    // starts right there (and so decides that cut).
-                    let adjacent = changes.get(reached + 1).is_some_and(|n| n.at == old_pos);
+                    // starts right there or a byte later (and so decides
+                    // that cut).
+                    let adjacent = changes.get(reached + 1).is_some_and(|n| n.at <= old_pos + 1);
                     if !adjacent
                         && (old_pos == size
                             || walk::leaf_at(&mut reader, root, old_pos)?.start == old_pos)
@@ -194,6 +250,9 @@ impl BlobEditor {
                     match c.insert {
                         Insert::Bytes(b) => recut.feed(b, false)?,
                         Insert::Zeros(n) => recut.feed_zeros(n)?,
+                        Insert::Range { src, from, len } => {
+                            self.feed_range(&mut recut, src, from, from + len)?
+                        }
                     }
                     reached += 1;
                     continue;
@@ -202,11 +261,11 @@ impl BlobEditor {
                     recut.feed(&[], true)?;
                     break;
                 }
-                // Old bytes up to the next change; no boundary at its very
-                // start counts (its first byte decides the cut there).
+                // Old bytes up to the next change; no boundary at its start
+                // or a byte before counts (its first byte decides the cut).
                 let limit = changes.get(reached).map_or(size, |c| c.at);
                 let last = if reached < changes.len() {
-                    limit - 1
+                    limit.saturating_sub(2)
                 } else {
                     limit
                 };
@@ -239,6 +298,53 @@ impl BlobEditor {
             None => Blob::empty(),
             Some((root, size)) => Blob::Stored { root, size },
         })
+    }
+}
+
+impl BlobEditor {
+    /// Feeds bytes `[from, to)` of `src` to `recut`. Once a new chunk
+    /// starts where one of `src` does (with the same bytes before the range
+    /// starts, if it starts earlier), the cuts go in step, so `src`'s
+    /// subtrees are pushed whole up to its last chunk that ends two bytes
+    /// before `to` (the cut of a later one may depend on bytes past it).
+    fn feed_range(&self, recut: &mut Recut, src: &Blob, from: u64, to: u64) -> ChunkResult<()> {
+        let root = match src {
+            Blob::Inline(data) => return recut.feed(&data[from as usize..to as usize], false),
+            Blob::Stored { root, size } => (*root, *size),
+        };
+        let mut reader = BlobReader::new(self.session.bucket().clone(), src.clone());
+        // New offset minus `src` offset of the range's bytes.
+        let shift = i128::from(recut.chunk_start() + recut.waiting().len() as u64) - i128::from(from);
+        let stop = walk::leaf_at(&mut reader, root, to.saturating_sub(2).max(from))?.start;
+        let mut reused = false;
+        let mut pos = from;
+        while pos < to {
+            if !reused
+                && let Ok(start) = u64::try_from(i128::from(recut.chunk_start()) - shift)
+                && start < stop
+                && walk::leaf_at(&mut reader, root, start)?.start == start
+                && (start >= from
+                    || recut.waiting()[..(from - start) as usize]
+                        == reader.read_at(start, (from - start) as usize)?[..])
+            {
+                walk::push_old(&mut reader, root, &mut recut.tree, start, stop)?;
+                recut.skip_to((i128::from(stop) + shift) as u64);
+                reused = true;
+                pos = stop;
+                continue;
+            }
+            let leaf = walk::leaf_at(&mut reader, root, pos)?;
+            if leaf.start == pos && leaf.link == recut.zero_leaf() {
+                let run = walk::run_of(&mut reader, root, pos, leaf.link)?.min(to - pos);
+                recut.feed_zeros(run)?;
+                pos += run;
+                continue;
+            }
+            let end = leaf.end().min(to);
+            recut.feed(&reader.read_at(pos, (end - pos) as usize)?, false)?;
+            pos = end;
+        }
+        Ok(())
     }
 }
 

@@ -155,6 +155,23 @@ impl Recut {
         self.zero.0
     }
 
+    /// New-content offset where the next chunk starts.
+    pub fn chunk_start(&self) -> u64 {
+        self.new_pos
+    }
+
+    /// The bytes fed since the last cut.
+    pub fn waiting(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Drops the bytes waiting: the tree was given the content up to new
+    /// offset `to` (a chunk start) another way.
+    pub fn skip_to(&mut self, to: u64) {
+        self.buf.clear();
+        self.new_pos = to;
+    }
+
     /// Whether the next chunk starts in zeros (nothing but zeros waits).
     pub fn at_zeros(&self) -> bool {
         self.buf.iter().all(|&b| b == 0)

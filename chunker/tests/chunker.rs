@@ -901,3 +901,165 @@ fn zeroed_ranges_give_the_fresh_blob() {
         assert_eq!(read_all(&bucket, &zeroed), model);
     }
 }
+
+/// Data, a run of zeros, data: a blob to copy ranges out of.
+fn copy_source(session: &WriteSession, params: ChunkParams, seed: u64) -> (Blob, Vec<u8>) {
+    let mut model = noise(1_500_000, seed);
+    model.resize(4_000_000, 0);
+    model.extend_from_slice(&noise(1_000_000, seed + 1));
+    (put_bytes(session, params, &model).expect("put"), model)
+}
+
+/// An offset of `size` bytes: any, or one byte either side of (or on) a
+/// chunk boundary of `cuts` (where copies may fall in step).
+fn copy_offset(pick: (bool, u64, u8), cuts: &[u64], size: u64) -> u64 {
+    let (near_cut, any, side) = pick;
+    if near_cut {
+        let cut = cuts[(any % cuts.len() as u64) as usize];
+        (cut + u64::from(side % 3)).saturating_sub(1).min(size)
+    } else {
+        any % (size + 1)
+    }
+}
+
+fn offset_pick() -> impl Strategy<Value = (bool, u64, u8)> {
+    (any::<bool>(), any::<u64>(), any::<u8>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Copying a range of one blob into another equals writing the result
+    /// afresh: into empty blobs, unrelated ones and edited copies of the
+    /// source (at the same offset: the cuts before the range may be the
+    /// source's, the bytes not), before, across and past their end, out of
+    /// data and zeros, starting and ending on and next to chunk boundaries.
+    #[test]
+    fn copied_ranges_give_the_fresh_blob(
+        seed: u64,
+        dst_kind in 0u8..3,
+        dst_len in 1usize..3_000_000,
+        same_offset: bool,
+        shift in 0u64..100_000,
+        from in offset_pick(),
+        to in offset_pick(),
+        edit in (any::<u64>(), 1usize..3000),
+    ) {
+        let (bucket, _, session, editor) = tiny_editor();
+        let (src, src_model) = copy_source(&session, tiny(), seed);
+        let size = src.size();
+        let mut cuts = vec![0];
+        for (_, len) in BlobReader::new(bucket.clone(), src.clone()).leaves().expect("leaves") {
+            cuts.push(cuts.last().copied().unwrap_or(0) + len);
+        }
+        let mut model = match dst_kind {
+            0 => Vec::new(),
+            1 => noise(dst_len, seed ^ 0xd57),
+            _ => {
+                // The source with a few bytes changed somewhere.
+                let mut m = src_model.clone();
+                let at = (edit.0 % size) as usize;
+                let n = edit.1.min(m.len() - at);
+                m[at..at + n].copy_from_slice(&noise(n, seed ^ 0xed17));
+                m
+            }
+        };
+        let dst = put_bytes(&session, tiny(), &model).expect("put");
+        let from = copy_offset(from, &cuts, size - 1);
+        let to = copy_offset(to, &cuts, size).max(from + 1);
+        let at = if same_offset { from } else { (from + shift) % (model.len() as u64 + 100_000) };
+        let (blob, copied) = editor.copy_range(&dst, at, &src, from, to - from).expect("copy");
+        prop_assert_eq!(copied, to - from);
+        let (at, from, to) = (at as usize, from as usize, to as usize);
+        let end = at + to - from;
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[at..end].copy_from_slice(&src_model[from..to]);
+        prop_assert_eq!(&read_all(&bucket, &blob), &model);
+        prop_assert_eq!(&blob, &put_bytes(&session, tiny(), &model).expect("put"));
+    }
+}
+
+#[test]
+fn copies_of_large_blobs_reuse_their_chunks() {
+    let (bucket, mem) = memory_bucket();
+    let session = bucket.session();
+    let p = ChunkParams::default();
+    let editor = BlobEditor::new(session.clone(), p);
+    let data = noise(64 << 20, 80);
+    let src = put_bytes(&session, p, &data).expect("put");
+    let blocks = || mem.stats().expect("stats").blocks;
+    // A whole copy into an empty blob is the source itself.
+    let before = blocks();
+    let (whole, n) = editor
+        .copy_range(&Blob::empty(), 0, &src, 0, u64::MAX)
+        .expect("copy");
+    assert_eq!((whole.clone(), n), (src.clone(), 64 << 20));
+    assert_eq!(blocks(), before);
+    // In pieces at odd offsets, as `cp` asks: the same blob again.
+    let cut = (24 << 20) - 4096;
+    let (first, _) = editor
+        .copy_range(&Blob::empty(), 0, &src, 0, cut)
+        .expect("copy");
+    let (second, _) = editor
+        .copy_range(&first, cut, &src, cut, u64::MAX)
+        .expect("copy");
+    assert_eq!(second, src);
+    assert!(blocks() - before < 20, "{} new blocks", blocks() - before);
+    // A range from the middle into the middle of another blob: the cuts
+    // fall in step with the source's after a few chunks.
+    let other = put_bytes(&session, p, &noise(40 << 20, 81)).expect("put");
+    let before = blocks();
+    let (mixed, n) = editor
+        .copy_range(&other, 5_000_001, &src, 12_345, 30 << 20)
+        .expect("copy");
+    assert_eq!(n, 30 << 20);
+    assert!(blocks() - before < 40, "{} new blocks", blocks() - before);
+    let mut model = noise(40 << 20, 81);
+    model[5_000_001..5_000_001 + (30 << 20)].copy_from_slice(&data[12_345..12_345 + (30 << 20)]);
+    assert_eq!(read_all(&bucket, &mixed), model);
+    assert_eq!(mixed, put_bytes(&session, p, &model).expect("put"));
+    // A terabyte sparse blob copies in a few blocks, from any offset.
+    let tera = editor.truncate(&src, 1 << 40).expect("extend");
+    let tera = editor.write_at(&tera, 1 << 39, b"middle").expect("write");
+    let before = blocks();
+    let (copy, _) = editor
+        .copy_range(&Blob::empty(), 0, &tera, 0, u64::MAX)
+        .expect("copy");
+    assert_eq!(copy, tera);
+    let (shifted, n) = editor
+        .copy_range(&Blob::empty(), 0, &tera, 100 << 20, u64::MAX)
+        .expect("copy");
+    assert_eq!(n, (1 << 40) - (100 << 20));
+    assert!(blocks() - before < 60, "{} new blocks", blocks() - before);
+    let mut r = BlobReader::new(bucket.clone(), shifted);
+    assert_eq!(
+        r.read_at((1 << 39) - (100 << 20) - 1, 8).expect("read"),
+        b"\0middle\0"
+    );
+}
+
+/// FastCDC tests two bytes a step, so a cut after an even count of bytes
+/// needs one more byte to exist: cutting a blob a byte past a chunk
+/// boundary must re-cut the chunk before it too.
+#[test]
+fn truncations_next_to_cuts_give_the_fresh_blob() {
+    let (bucket, _, session, editor) = tiny_editor();
+    let (src, model) = copy_source(&session, tiny(), 2585906747057598020);
+    let mut cuts = vec![0u64];
+    for (_, len) in BlobReader::new(bucket.clone(), src.clone()).leaves().expect("leaves") {
+        cuts.push(cuts.last().copied().unwrap_or(0) + len);
+    }
+    let mut bad = Vec::new();
+    for &c in cuts.iter().take(400) {
+        for d in [0u64, 1, 2] {
+            let to = (c + d).saturating_sub(1).max(1);
+            let t = editor.truncate(&src, to).expect("t");
+            if t != put_bytes(&session, tiny(), &model[..to as usize]).expect("put") {
+                bad.push((c, d));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{} bad: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+}
