@@ -7,7 +7,7 @@
 #
 # Workloads: sequential write of a 2 GiB file of random bytes (dd
 # conv=fsync), reading it back (cat, page cache dropped, then warm), random
-# writes into it, sparse files (a 1 TiB hole), tar -x of 30,000
+# writes into it, copying it with cp, sparse files (a 1 TiB hole), tar -x of 30,000
 # small files, git clone of a generated repository; and the daemon's peak
 # RSS. Every run starts from an empty target (hydra: a new daemon on an
 # empty store) and each write run writes new random bytes, so no run finds
@@ -113,6 +113,10 @@ for _ in range(n):
 os.fsync(fd)
 PY
 bench "1000 random 4 KiB writes, fsync" "python3 $W/rw.py TARGET/f 1000 4096" true keep
+# Copying that file inside the mount: `cp` asks for copy_file_range, which
+# hydra answers by sharing chunks (bindfs lets cp read and write it all).
+bench "cp of the 2 GiB file, fsync" "cp TARGET/f TARGET/copy && sync TARGET/copy" \
+  "rm -f $W/*/copy" keep
 head -c 1M /dev/urandom > "$W/lump"
 bench "1 TiB hole + 1 MiB in it, fsync" \
   "truncate -s 1T TARGET/sparse && dd if=$W/lump of=TARGET/sparse bs=1M seek=300000 conv=notrunc,fsync" \

@@ -26,7 +26,11 @@ enum Insert<'a> {
     Bytes(&'a [u8]),
     Zeros(u64),
     /// `len` bytes of another blob (of the same bucket) from offset `from`.
-    Range { src: &'a Blob, from: u64, len: u64 },
+    Range {
+        src: &'a Blob,
+        from: u64,
+        len: u64,
+    },
 }
 
 impl Insert<'_> {
@@ -240,7 +244,9 @@ impl BlobEditor {
                     // A boundary to resume at, unless the next change
                     // starts right there or a byte later (and so decides
                     // that cut).
-                    let adjacent = changes.get(reached + 1).is_some_and(|n| n.at <= old_pos + 1);
+                    let adjacent = changes
+                        .get(reached + 1)
+                        .is_some_and(|n| n.at <= old_pos + 1);
                     if !adjacent
                         && (old_pos == size
                             || walk::leaf_at(&mut reader, root, old_pos)?.start == old_pos)
@@ -314,7 +320,8 @@ impl BlobEditor {
         };
         let mut reader = BlobReader::new(self.session.bucket().clone(), src.clone());
         // New offset minus `src` offset of the range's bytes.
-        let shift = i128::from(recut.chunk_start() + recut.waiting().len() as u64) - i128::from(from);
+        let shift =
+            i128::from(recut.chunk_start() + recut.waiting().len() as u64) - i128::from(from);
         let stop = walk::leaf_at(&mut reader, root, to.saturating_sub(2).max(from))?.start;
         let mut reused = false;
         let mut pos = from;

@@ -1048,7 +1048,10 @@ fn truncations_next_to_cuts_give_the_fresh_blob() {
     let (bucket, _, session, editor) = tiny_editor();
     let (src, model) = copy_source(&session, tiny(), 2585906747057598020);
     let mut cuts = vec![0u64];
-    for (_, len) in BlobReader::new(bucket.clone(), src.clone()).leaves().expect("leaves") {
+    for (_, len) in BlobReader::new(bucket.clone(), src.clone())
+        .leaves()
+        .expect("leaves")
+    {
         cuts.push(cuts.last().copied().unwrap_or(0) + len);
     }
     let mut bad = Vec::new();
@@ -1061,5 +1064,10 @@ fn truncations_next_to_cuts_give_the_fresh_blob() {
             }
         }
     }
-    assert!(bad.is_empty(), "{} bad: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+    assert!(
+        bad.is_empty(),
+        "{} bad: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
 }

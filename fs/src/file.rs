@@ -345,6 +345,24 @@ impl FileData {
         Ok(())
     }
 
+    /// Overwrites the content from `at` on with up to `len` bytes of `src`
+    /// from `from` (extending it as needed); returns how many were copied.
+    /// `src`'s chunks are shared, not copied.
+    pub fn copy_from(
+        &mut self,
+        cx: &WriteContext,
+        at: u64,
+        src: &Blob,
+        from: u64,
+        len: u64,
+    ) -> FsResult<u64> {
+        let blob = self.settle(cx)?;
+        let editor = BlobEditor::new(cx.session.clone(), cx.params);
+        let (copied, n) = editor.copy_range(&blob, at, src, from, len)?;
+        *self = FileData::Clean(copied);
+        Ok(n)
+    }
+
     /// Cuts or extends the file to `len` bytes.
     pub fn truncate(&mut self, cx: &WriteContext, len: u64) -> FsResult<()> {
         if len == 0 {

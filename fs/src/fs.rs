@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use hydra_chunker::{BlobReader, ChunkParams};
+use hydra_chunker::{Blob, BlobReader, ChunkParams};
 use hydra_dag::{Bucket, Cid, LogEntry, RefName, RefNote, now_ns};
 
 use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
@@ -731,6 +731,53 @@ impl Fs {
             file.zero_range(cx, offset, len)?;
             Ok(true)
         })
+    }
+
+    /// The content of the file open for reading as `fh`, as a blob (its
+    /// pending changes are stored first): what a copy shares.
+    pub fn content(&self, fh: Fh) -> FsResult<Blob> {
+        let handle = self.handle(fh)?;
+        let h = lock(&handle);
+        if !h.flags.read {
+            return Err(FsError::BadHandle);
+        }
+        let ino = h.ino;
+        drop(h);
+        let mut s = self.state();
+        if let Some(blob) = clean_blob(s.get(ino)?) {
+            return Ok(blob);
+        }
+        let cx = s.write_context();
+        match &mut s.get_mut(ino)?.content {
+            Content::File(data) => data.settle(&cx),
+            Content::Dir(_) => Err(FsError::IsDir),
+            _ => Err(FsError::Invalid("not a regular file")),
+        }
+    }
+
+    /// Overwrites the file open for writing as `fh` from `at` on with up
+    /// to `len` bytes of `src` (content of this filesystem's bucket, see
+    /// [`Fs::content`]) from `from`; returns how many bytes were copied.
+    /// The copy shares `src`'s chunks (`copy_file_range`).
+    pub fn copy_into(
+        &self,
+        fh: Fh,
+        at: u64,
+        src: &Blob,
+        from: u64,
+        len: u64,
+        c: &Caller,
+    ) -> FsResult<u64> {
+        let (_, append) = self.write_handle(fh)?;
+        if append {
+            return Err(FsError::BadHandle);
+        }
+        let mut copied = 0;
+        self.change_file(fh, c, |file, cx| {
+            copied = file.copy_from(cx, at, src, from, len)?;
+            Ok(copied > 0)
+        })?;
+        Ok(copied)
     }
 
     /// Applies `change` to the content of the file open for writing as

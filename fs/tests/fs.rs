@@ -533,3 +533,135 @@ fn memory_pressure_counts_held_bytes_not_streamed_ones() {
     assert_eq!(read_file(&fs, attr.ino), model);
     assert_eq!(read_file(&fs, path(&fs, "small11")), bytes(111, 1_000_000));
 }
+
+#[test]
+fn copies_share_the_source_chunks() {
+    let bucket = Bucket::in_memory();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let stored = || -> u64 {
+        bucket
+            .stats()
+            .expect("stats")
+            .iter()
+            .map(|v| v.block_bytes)
+            .sum()
+    };
+    let mut model = bytes(90, 20 << 20);
+    let src = write_file(&fs, Ino::ROOT, "src", &model);
+    fs.commit("src").expect("commit");
+    let snapshot_root = fs.base().expect("committed");
+    // An uncommitted write to the source is part of what is copied.
+    let sfh = fs.open_file(src, rw(), &root()).expect("open");
+    fs.write(sfh, 7_000_000, b"not committed yet", &root())
+        .expect("write");
+    model[7_000_000..7_000_017].copy_from_slice(b"not committed yet");
+    let before = stored();
+    let (copy, cfh) = fs
+        .create(Ino::ROOT, b"copy", 0o644, rw(), &root())
+        .expect("create");
+    let n = fs
+        .copy_into(
+            cfh,
+            0,
+            &fs.content(sfh).expect("content"),
+            0,
+            u64::MAX,
+            &root(),
+        )
+        .expect("copy");
+    assert_eq!(n, 20 << 20);
+    assert_eq!(read_file(&fs, copy.ino), model);
+    let grown = stored() - before;
+    assert!(grown < 1 << 20, "a copy stored {grown} bytes");
+    // A range into the middle of a small file, past its end.
+    let small = write_file(&fs, Ino::ROOT, "small", b"0123456789");
+    let wfh = fs.open_file(small, rw(), &root()).expect("open");
+    let n = fs
+        .copy_into(
+            wfh,
+            20,
+            &fs.content(sfh).expect("content"),
+            6_999_990,
+            30,
+            &root(),
+        )
+        .expect("copy");
+    assert_eq!(n, 30);
+    let mut want = b"0123456789".to_vec();
+    want.resize(20, 0);
+    want.extend_from_slice(&model[6_999_990..7_000_020]);
+    assert_eq!(read_file(&fs, small), want);
+    // Past the source's end nothing is copied.
+    let n = fs
+        .copy_into(
+            wfh,
+            0,
+            &fs.content(sfh).expect("content"),
+            30 << 20,
+            10,
+            &root(),
+        )
+        .expect("copy");
+    assert_eq!(n, 0);
+    assert_eq!(read_file(&fs, small), want);
+    // From a snapshot: the committed bytes come back over the changed ones.
+    let view = Fs::open_snapshot(bucket.clone(), snapshot_root).expect("view");
+    let vino = view.lookup(Ino::ROOT, b"src", &root()).expect("lookup").ino;
+    let vfh = view.open_file(vino, ro(), &root()).expect("open");
+    let n = fs
+        .copy_into(
+            sfh,
+            0,
+            &view.content(vfh).expect("content"),
+            0,
+            u64::MAX,
+            &root(),
+        )
+        .expect("restore");
+    assert_eq!(n, 20 << 20);
+    assert_eq!(read_file(&fs, src), bytes(90, 20 << 20));
+    // Handles that cannot take part are refused, and nothing changes.
+    let rfh = fs.open_file(copy.ino, ro(), &root()).expect("open");
+    let afh = fs
+        .open_file(
+            copy.ino,
+            OpenFlags {
+                write: true,
+                append: true,
+                ..OpenFlags::default()
+            },
+            &root(),
+        )
+        .expect("open");
+    let wonly = fs
+        .open_file(
+            src,
+            OpenFlags {
+                write: true,
+                ..OpenFlags::default()
+            },
+            &root(),
+        )
+        .expect("open");
+    let content = fs.content(sfh).expect("content");
+    for (bad, what) in [(rfh, "read-only"), (afh, "append")] {
+        let e = fs
+            .copy_into(bad, 0, &content, 0, 10, &root())
+            .expect_err(what);
+        assert_eq!(errno(e), libc::EBADF, "{what}");
+    }
+    assert_eq!(
+        errno(fs.content(wonly).expect_err("write-only")),
+        libc::EBADF
+    );
+    assert_eq!(read_file(&fs, copy.ino), model);
+    // Everything survives a commit and a reopen.
+    for fh in [sfh, cfh, wfh, rfh, afh, wonly] {
+        fs.release(fh).expect("release");
+    }
+    fs.commit("copies").expect("commit");
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("reopen");
+    assert_eq!(read_file(&fs, path(&fs, "copy")), model);
+    assert_eq!(read_file(&fs, path(&fs, "small")), want);
+    assert_eq!(read_file(&fs, path(&fs, "src")), bytes(90, 20 << 20));
+}

@@ -12,8 +12,8 @@ use crate::snapdir::{
     place, synthetic_dir_attr,
 };
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -30,6 +30,9 @@ use crate::ops::{FUSE_OPS, op_index};
 const TTL: Duration = Duration::from_secs(1);
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
+/// Most bytes one `copy_file_range` request copies: its reply counts in 32
+/// bits (the caller asks again for the rest).
+const MAX_COPY: u64 = (u32::MAX as u64) & !0xfff;
 
 /// The filesystem as the kernel sees it.
 pub struct HydraFuse {
@@ -932,5 +935,38 @@ impl Filesystem for HydraFuse {
             _ => return reply.error(Errno::from_i32(libc::EOPNOTSUPP)),
         };
         empty(reply, result);
+    }
+
+    fn copy_file_range(
+        &self,
+        req: &Request,
+        _i_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        i_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        self.ops
+            .hit(const { op_index(FUSE_OPS, "copy_file_range") });
+        live!(i_out, reply);
+        // The copy shares the source's chunks: from the live fs or any
+        // snapshot or git view of it, all in one bucket.
+        let result = self
+            .target(fh_in.0)
+            .and_then(|(fs, h, _)| fs.content(Fh(h.0)))
+            .and_then(|src| {
+                let len = len.min(MAX_COPY);
+                let c = caller(req);
+                self.fs
+                    .copy_into(Fh(fh_out.0), offset_out, &src, offset_in, len, &c)
+            });
+        match result {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 }

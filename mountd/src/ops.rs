@@ -66,6 +66,7 @@ pub const FUSE_OPS: &[&str] = &[
     "access",
     "create",
     "fallocate",
+    "copy_file_range",
 ];
 
 /// Where `op` stands in `names`, found once at compile time when called in

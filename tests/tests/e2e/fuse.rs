@@ -431,6 +431,78 @@ fn stress_ng_file_stressors_verify_their_data() {
 }
 
 #[test]
+fn copies_share_chunks_and_restore_from_snapshots() {
+    // `cp` (copy_file_range) shares the source's chunks: copies of large
+    // and terabyte sparse files take no time and no space, at any offset,
+    // from the live tree or a snapshot, and survive a remount.
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "copies", &point, &[]);
+    let store = s.path();
+    let store = store.to_str().expect("utf-8");
+    let check = r#"
+        cmp big copy
+        cmp big copy2
+        cmp orig restored
+        cmp - ranged < want
+        test "$(stat -c %s sparse2)" = 1099511627776
+        dd if=sparse2 bs=1M skip=400000 count=1 status=none | cmp - lump
+    "#;
+    sh(
+        &format!(
+            r#"
+            head -c 268435456 /dev/urandom > orig
+            dd if=orig of=big bs=1M conv=fsync status=none
+            before=$(du -sb {store} | cut -f1)
+            timeout 20 cp big copy
+            timeout 20 cp --reflink=never big copy2
+            sync
+            grown=$(( $(du -sb {store} | cut -f1) - before ))
+            echo "two copies of 256 MiB stored $grown bytes" >&2
+            test "$grown" -lt 8388608
+            # Ranges at odd offsets, into a file with bytes of its own.
+            python3 - <<'PY'
+import os
+src = os.open("big", os.O_RDONLY)
+dst = os.open("ranged", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(dst, b"x" * 100_000)
+want = bytearray(b"x" * 100_000)
+orig = open("orig", "rb").read()
+for at, frm, n in [(5, 12_345, 3_000_001), (90_000, 100_000_000, 50_000_000), (200_000_000, 1, 7)]:
+    done = 0
+    while done < n:
+        k = os.copy_file_range(src, dst, n - done, frm + done, at + done)
+        assert k > 0, (at, frm, n, done)
+        done += k
+    if len(want) < at + n:
+        want.extend(bytes(at + n - len(want)))
+    want[at:at + n] = orig[frm:frm + n]
+# Past the source's end: nothing.
+assert os.copy_file_range(src, dst, 10, 1 << 40, 0) == 0
+open("want", "wb").write(want)
+PY
+            # Changed and committed, then restored from the snapshot before.
+            snap=$(ls .snapshots | sort -n | tail -1)
+            dd if=/dev/urandom of=big bs=1M seek=100 count=1 conv=notrunc,fsync status=none
+            ! cmp -s big orig
+            timeout 20 cp .snapshots/$snap/big restored
+            cp restored big
+            # A terabyte sparse file copies in a moment.
+            truncate -s 1T sparse
+            head -c 1048576 /dev/urandom > lump
+            dd if=lump of=sparse bs=1M seek=400000 conv=notrunc status=none
+            timeout 60 cp sparse sparse2
+            {check}"#
+        ),
+        &point,
+    );
+    m.umount();
+    let m = Mounted::new(&s, "copies", &point, &[]);
+    sh(check, &point);
+    m.umount();
+}
+
+#[test]
 fn snapshots_are_reachable_by_id_and_hidden_from_readdir() {
     let s = TestStore::new();
     let m = Mounted::new(&s, "snap", &s.scratch("mnt"), &[]);
