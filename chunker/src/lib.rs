@@ -23,6 +23,7 @@
 mod blob;
 mod edit;
 mod error;
+mod holes;
 mod params;
 mod pool;
 mod reader;

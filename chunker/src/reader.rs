@@ -117,6 +117,11 @@ impl BlobReader {
         self.blob.size()
     }
 
+    /// The blob read.
+    pub(crate) fn blob(&self) -> &Blob {
+        &self.blob
+    }
+
     /// The decoded tree node `cid`, kept for the reader's life.
     pub(crate) fn node(&mut self, cid: &Cid) -> ChunkResult<Arc<Node>> {
         if let Some(node) = self.nodes.get(cid) {

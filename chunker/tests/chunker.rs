@@ -1071,3 +1071,87 @@ fn truncations_next_to_cuts_give_the_fresh_blob() {
         &bad[..bad.len().min(10)]
     );
 }
+
+#[test]
+fn holes_are_found_and_left_out_of_the_data_bytes() {
+    let (bucket, _, session, editor) = tiny_editor();
+    let p = tiny();
+    // Data, zeros, data, a short zero gap, data, zeros to the end.
+    let mut model = noise(300_000, 90);
+    model.resize(3_000_000, 0);
+    model.extend_from_slice(&noise(200_000, 91));
+    model.resize(3_202_000, 0);
+    model.extend_from_slice(&noise(100_000, 92));
+    model.resize(6_000_000, 0);
+    let blob = put_bytes(&session, p, &model).expect("put");
+    let mut cuts = Vec::new();
+    p.split(&vec![0u8; p.max()], true, &mut cuts);
+    let zero_len = cuts[0].1 as u64;
+    let zero = Cid::hash(Codec::RAW, &vec![0u8; zero_len as usize]);
+    // The truth, leaf by leaf.
+    let mut holes = Vec::new();
+    let mut at = 0;
+    for (cid, len) in BlobReader::new(bucket.clone(), blob.clone())
+        .leaves()
+        .expect("leaves")
+    {
+        holes.push((at, at + len, cid == zero && len == zero_len));
+        at += len;
+    }
+    let size = blob.size();
+    let in_hole = |o: u64| holes.iter().any(|&(s, e, h)| h && s <= o && o < e);
+    // The first offset at or after `o` where `want` (in a hole or not) holds.
+    let first = |o: u64, want: bool| {
+        holes
+            .iter()
+            .filter(|&&(_, e, h)| h == want && e > o)
+            .map(|&(s, _, _)| s.max(o))
+            .next()
+    };
+    let mut r = BlobReader::new(bucket.clone(), blob.clone());
+    let hole_bytes: u64 = holes.iter().filter(|h| h.2).map(|&(s, e, _)| e - s).sum();
+    assert!(hole_bytes > 5_000_000, "{hole_bytes}");
+    assert_eq!(r.data_bytes(p).expect("data"), size - hole_bytes);
+    for o in (0..size + 10)
+        .step_by(7919)
+        .chain([0, 299_999, 300_000, 3_201_999, size - 1])
+    {
+        let data = first(o, false);
+        assert_eq!(r.next_data(o, p).expect("data"), data, "SEEK_DATA {o}");
+        let hole = first(o, true).unwrap_or(size.max(o));
+        assert_eq!(r.next_hole(o, p).expect("hole"), hole, "SEEK_HOLE {o}");
+        if o < size && in_hole(o) {
+            assert_eq!(r.read_at(o, 1).expect("read"), [0]);
+        }
+    }
+    // A terabyte hole is found and skipped a subtree at a time.
+    let tera = 1u64 << 40;
+    let big = editor.truncate(&blob, tera).expect("extend");
+    let big = editor.write_at(&big, tera / 2, b"xyz").expect("write");
+    let mut r = BlobReader::new(bucket.clone(), big);
+    let data = r.data_bytes(p).expect("data");
+    assert!(data < 1 << 20, "{data} bytes of data");
+    let first_hole = r.next_hole(0, p).expect("hole");
+    assert!(
+        (300_000..300_000 + 2048).contains(&first_hole),
+        "{first_hole}"
+    );
+    let middle = r.next_data(5_000_000, p).expect("data").expect("some");
+    assert!((tera / 2 - 2048..=tera / 2).contains(&middle), "{middle}");
+    assert!(r.next_hole(middle, p).expect("hole") < tera / 2 + 2048);
+    // The last chunk is a shorter one of zeros: data, as far as holes go.
+    let tail = r
+        .next_data(tera / 2 + 4096, p)
+        .expect("data")
+        .expect("tail");
+    assert!(tail > tera - 1024, "{tail}");
+    assert_eq!(r.next_data(tera, p).expect("data"), None);
+    assert_eq!(r.next_hole(tera + 5, p).expect("hole"), tera + 5);
+    // Inline blobs are all data.
+    let small = put_bytes(&session, p, b"tiny").expect("put");
+    let mut r = BlobReader::new(bucket.clone(), small);
+    assert_eq!(r.data_bytes(p).expect("data"), 4);
+    assert_eq!(r.next_data(2, p).expect("data"), Some(2));
+    assert_eq!(r.next_data(4, p).expect("data"), None);
+    assert_eq!(r.next_hole(1, p).expect("hole"), 4);
+}

@@ -58,6 +58,9 @@ pub enum FsError {
     /// Moving a directory into itself, or similar.
     #[error("invalid move: {0}")]
     InvalidMove(&'static str),
+    /// No data (or hole) at or past the offset a seek started from.
+    #[error("no data past the offset")]
+    NoData,
     /// The operation is not supported here.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -120,6 +123,7 @@ impl FsError {
             FsError::Unsupported(_) => libc::EOPNOTSUPP,
             FsError::Conflict { .. } | FsError::MergeConflict { .. } => libc::EBUSY,
             FsError::NoSpace => libc::ENOSPC,
+            FsError::NoData => libc::ENXIO,
             FsError::Corrupt { .. } | FsError::Lost(_) | FsError::Dag(_) | FsError::Chunk(_) => {
                 libc::EIO
             }

@@ -79,6 +79,15 @@ pub enum ReadAhead {
     Off,
 }
 
+/// What [`Fs::seek`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seek {
+    /// The next byte of data (`SEEK_DATA`).
+    Data,
+    /// The next hole (`SEEK_HOLE`).
+    Hole,
+}
+
 /// Readers a handle keeps (streams of reads served at once).
 const READERS_PER_HANDLE: usize = 4;
 
@@ -743,6 +752,11 @@ impl Fs {
         }
         let ino = h.ino;
         drop(h);
+        self.settled(ino)
+    }
+
+    /// The content of file `ino` as a blob, its pending changes stored.
+    fn settled(&self, ino: Ino) -> FsResult<Blob> {
         let mut s = self.state();
         if let Some(blob) = clean_blob(s.get(ino)?) {
             return Ok(blob);
@@ -752,6 +766,24 @@ impl Fs {
             Content::File(data) => data.settle(&cx),
             Content::Dir(_) => Err(FsError::IsDir),
             _ => Err(FsError::Invalid("not a regular file")),
+        }
+    }
+
+    /// Where the next data (`SEEK_DATA`) or hole (`SEEK_HOLE`) at or after
+    /// `offset` starts in the file open as `fh`; holes are runs of zero
+    /// chunks, and the end of the file is one.
+    pub fn seek(&self, fh: Fh, offset: u64, to: Seek) -> FsResult<u64> {
+        let handle = self.handle(fh)?;
+        let ino = lock(&handle).ino;
+        let blob = self.settled(ino)?;
+        if offset >= blob.size() {
+            return Err(FsError::NoData);
+        }
+        let params = self.state().params;
+        let mut reader = BlobReader::new(self.inner.bucket.clone(), blob);
+        match to {
+            Seek::Data => reader.next_data(offset, params)?.ok_or(FsError::NoData),
+            Seek::Hole => Ok(reader.next_hole(offset, params)?),
         }
     }
 

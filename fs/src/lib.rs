@@ -48,7 +48,7 @@ pub use archive::{ArchiveReport, decompress, export_tar, import_tar};
 pub use attr::{Attr, DirEntry, Fh, Ino, OpenFlags, RenameMode, SetAttr, StatFs, TimeSet};
 pub use error::{Errno, FsError, FsResult};
 pub use follow::Changed;
-pub use fs::{Fs, FsOptions, ReadAhead, check_name};
+pub use fs::{Fs, FsOptions, ReadAhead, Seek, check_name};
 pub use import_dir::import_dir;
 pub use merge::{Merged, OnConflict, merge_roots};
 pub use node::Kind;

@@ -141,7 +141,15 @@ pub struct State {
     /// (an upper bound of what the overlay holds: cheap to keep, unlike a
     /// walk of it); streamed appends are stored as they come and do not count.
     pub written_since_settle: u64,
+    /// Bytes outside holes of large blobs, by root (see [`State::attr`]).
+    data_bytes: HashMap<Cid, u64>,
 }
+
+/// Files at least this large count only the bytes outside their holes as
+/// allocated (`st_blocks`), so `du`, `cp` and `tar` see them as sparse.
+const SPARSE_MIN: u64 = 1 << 20;
+/// Most allocated sizes of blobs kept; the cache starts over past it.
+const DATA_BYTES_KEPT: usize = 4096;
 
 pub(crate) fn inode_from_record(
     record: Record,
@@ -187,6 +195,7 @@ impl State {
             params,
             written_root: None,
             written_since_settle: 0,
+            data_bytes: HashMap::new(),
         };
         let mut root = inode_from_record(
             Record {
@@ -373,6 +382,14 @@ impl State {
             Content::Dir(_) => 4096,
             Content::Special => 0,
         };
+        let allocated = match &inode.content {
+            Content::File(FileData::Clean(blob)) if size >= SPARSE_MIN => {
+                let blob = blob.clone();
+                self.data_bytes_of(&blob)
+            }
+            _ => size,
+        };
+        let inode = self.get(ino)?;
         Ok(Attr {
             ino,
             kind: inode.kind,
@@ -381,12 +398,31 @@ impl State {
             uid: inode.meta.uid,
             gid: inode.meta.gid,
             size,
-            blocks: size.div_ceil(512),
+            blocks: allocated.div_ceil(512),
             atime: inode.meta.atime,
             mtime: inode.meta.mtime,
             ctime: inode.meta.ctime,
             rdev: inode.meta.rdev,
         })
+    }
+
+    /// The bytes of `blob` outside holes, walked once per blob (a read
+    /// error counts every byte: the read itself will report it).
+    fn data_bytes_of(&mut self, blob: &Blob) -> u64 {
+        let Some(root) = blob.root().copied() else {
+            return blob.size();
+        };
+        if let Some(&n) = self.data_bytes.get(&root) {
+            return n;
+        }
+        let n = hydra_chunker::BlobReader::new(self.bucket.clone(), blob.clone())
+            .data_bytes(self.params)
+            .unwrap_or(blob.size());
+        if self.data_bytes.len() >= DATA_BYTES_KEPT {
+            self.data_bytes.clear();
+        }
+        self.data_bytes.insert(root, n);
+        n
     }
 
     /// Moves an inode into the link table (before it gets a second name).

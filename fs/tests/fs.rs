@@ -1,7 +1,7 @@
 //! API-level tests of the filesystem core.
 
 use hydra_dag::Bucket;
-use hydra_fs::{Caller, Fs, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet};
+use hydra_fs::{Caller, Fs, Ino, Kind, OpenFlags, RenameMode, Seek, SetAttr, TimeSet};
 
 mod support;
 use support::*;
@@ -664,4 +664,60 @@ fn copies_share_the_source_chunks() {
     assert_eq!(read_file(&fs, path(&fs, "copy")), model);
     assert_eq!(read_file(&fs, path(&fs, "small")), want);
     assert_eq!(read_file(&fs, path(&fs, "src")), bytes(90, 20 << 20));
+}
+
+#[test]
+fn holes_take_no_blocks_and_seeks_find_them() {
+    let bucket = Bucket::in_memory();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let data = bytes(95, 300_000);
+    let ino = write_file(&fs, Ino::ROOT, "sparse", &data);
+    let grow = SetAttr {
+        size: Some(4 << 30),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, &grow, None, &root()).expect("grow");
+    let wfh = fs
+        .open_file(
+            ino,
+            OpenFlags {
+                write: true,
+                ..OpenFlags::default()
+            },
+            &root(),
+        )
+        .expect("open");
+    fs.write(wfh, 3 << 30, b"far out", &root()).expect("write");
+    // Before the commit the overlay counts whole; a seek stores it first.
+    assert_eq!(fs.getattr(ino).expect("attr").blocks, (4u64 << 30) / 512);
+    assert_eq!(fs.seek(wfh, 0, Seek::Data).expect("data"), 0);
+    fs.commit("sparse").expect("commit");
+    let attr = fs.getattr(ino).expect("attr");
+    assert_eq!(attr.size, 4 << 30);
+    assert!(attr.blocks < (2 << 20) / 512, "{} blocks", attr.blocks);
+    let max = 256 << 10;
+    let hole = fs.seek(wfh, 0, Seek::Hole).expect("hole");
+    assert!((300_000..300_000 + max).contains(&hole), "{hole}");
+    assert_eq!(
+        fs.seek(wfh, hole + 10, Seek::Hole).expect("hole"),
+        hole + 10
+    );
+    let far = fs.seek(wfh, hole, Seek::Data).expect("data");
+    assert!((3 << 30) - max <= far && far <= 3 << 30, "{far}");
+    assert!(fs.seek(wfh, far, Seek::Hole).expect("hole") >= (3 << 30) + 7);
+    for past in [4 << 30, 5 << 30] {
+        assert_eq!(
+            errno(fs.seek(wfh, past, Seek::Data).expect_err("past")),
+            libc::ENXIO
+        );
+        assert_eq!(
+            errno(fs.seek(wfh, past, Seek::Hole).expect_err("past")),
+            libc::ENXIO
+        );
+    }
+    // A file without holes counts every byte.
+    let dense = write_file(&fs, Ino::ROOT, "dense", &bytes(96, 3 << 20));
+    fs.commit("dense").expect("commit");
+    assert_eq!(fs.getattr(dense).expect("attr").blocks, (3u64 << 20) / 512);
+    fs.release(wfh).expect("release");
 }

@@ -14,12 +14,12 @@ use crate::snapdir::{
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hydra_fs::{
-    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, ReadAhead, RenameMode, SetAttr,
-    TimeSet,
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, ReadAhead, RenameMode, Seek,
+    SetAttr, TimeSet,
 };
 
 use crate::ops::{FUSE_OPS, op_index};
@@ -966,6 +966,34 @@ impl Filesystem for HydraFuse {
             });
         match result {
             Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        self.ops.hit(const { op_index(FUSE_OPS, "lseek") });
+        // The kernel asks only for these two; it moves offsets itself.
+        let to = match whence {
+            libc::SEEK_DATA => Seek::Data,
+            libc::SEEK_HOLE => Seek::Hole,
+            _ => return reply.error(Errno::from_i32(libc::EINVAL)),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::from_i32(libc::ENXIO));
+        };
+        match self
+            .target(fh.0)
+            .and_then(|(fs, h, _)| fs.seek(Fh(h.0), offset, to))
+        {
+            Ok(at) => reply.offset(i64::try_from(at).unwrap_or(i64::MAX)),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -67,6 +67,7 @@ pub const FUSE_OPS: &[&str] = &[
     "create",
     "fallocate",
     "copy_file_range",
+    "lseek",
 ];
 
 /// Where `op` stands in `names`, found once at compile time when called in

@@ -356,7 +356,26 @@ fn terabyte_sparse_files_grow_and_fill_through_the_mount() {
         test -z "$(dd if=big bs=4096 skip=$((300000 * 256 - 1)) count=1 status=none | tr -d '\0')"
         test -z "$(dd if=big bs=1M skip=700000 count=1 status=none | tr -d '\0')"
         test -z "$(dd if=pre bs=1M skip=1000 count=1 status=none | tr -d '\0')"
+        # Holes take no blocks, and SEEK_DATA / SEEK_HOLE find them.
+        test "$(stat -c %b big)" -lt 8192
+        python3 - <<'PY'
+import os
+fd = os.open("big", os.O_RDONLY)
+lump = 300000 << 20
+data = os.lseek(fd, 0, os.SEEK_DATA)
+assert lump - (256 << 10) <= data <= lump, data
+hole = os.lseek(fd, data, os.SEEK_HOLE)
+assert lump + (1 << 20) <= hole <= lump + (1 << 20) + (256 << 10), hole
+assert os.lseek(fd, 5, os.SEEK_HOLE) == 5
+try:
+    os.lseek(fd, 1 << 40, os.SEEK_DATA)
+    raise SystemExit("data past the end")
+except OSError as e:
+    assert e.errno == 6, e
+PY
     "#;
+    let out = s.scratch("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
     let m = Mounted::new(&s, "sparse", &point, &[]);
     sh(
         &format!(
@@ -373,7 +392,17 @@ fn terabyte_sparse_files_grow_and_fill_through_the_mount() {
             cp lump punched
             dd if=/dev/zero of=punched bs=4096 seek=1 count=2 conv=notrunc status=none
             if fallocate -z -o 0 -l 4096 pre 2>/dev/null; then exit 1; fi
-            {check}"#
+            sync big
+            {check}
+            # Sparse-aware tools skip the holes: tar -S and cp out of the mount.
+            timeout 60 tar -cSf {out}/big.tar big
+            test "$(stat -c %s {out}/big.tar)" -lt 8388608
+            timeout 60 cp --sparse=always big {out}/big
+            test "$(stat -c %s {out}/big)" = 1099511627776
+            dd if={out}/big bs=1M skip=300000 count=1 status=none | cmp - punched
+            mkdir {out}/x && tar -xSf {out}/big.tar -C {out}/x
+            dd if={out}/x/big bs=1M skip=300000 count=1 status=none | cmp - punched"#,
+            out = out.display(),
         ),
         &point,
     );
