@@ -555,76 +555,45 @@ fn copies_share_the_source_chunks() {
     fs.write(sfh, 7_000_000, b"not committed yet", &root())
         .expect("write");
     model[7_000_000..7_000_017].copy_from_slice(b"not committed yet");
+    // Copies `len` bytes at `from` of `src` in `src_fs` to `at` of `dst`.
+    let copy = |src_fs: &Fs, src, dst, at, from, len| {
+        let content = src_fs.content(src).expect("content");
+        fs.copy_into(dst, at, &content, from, len, &root())
+    };
     let before = stored();
-    let (copy, cfh) = fs
+    let (copy_attr, cfh) = fs
         .create(Ino::ROOT, b"copy", 0o644, rw(), &root())
         .expect("create");
-    let n = fs
-        .copy_into(
-            cfh,
-            0,
-            &fs.content(sfh).expect("content"),
-            0,
-            u64::MAX,
-            &root(),
-        )
-        .expect("copy");
+    let n = copy(&fs, sfh, cfh, 0, 0, u64::MAX).expect("copy");
     assert_eq!(n, 20 << 20);
-    assert_eq!(read_file(&fs, copy.ino), model);
+    assert_eq!(read_file(&fs, copy_attr.ino), model);
     let grown = stored() - before;
     assert!(grown < 1 << 20, "a copy stored {grown} bytes");
     // A range into the middle of a small file, past its end.
     let small = write_file(&fs, Ino::ROOT, "small", b"0123456789");
     let wfh = fs.open_file(small, rw(), &root()).expect("open");
-    let n = fs
-        .copy_into(
-            wfh,
-            20,
-            &fs.content(sfh).expect("content"),
-            6_999_990,
-            30,
-            &root(),
-        )
-        .expect("copy");
+    let n = copy(&fs, sfh, wfh, 20, 6_999_990, 30).expect("copy");
     assert_eq!(n, 30);
     let mut want = b"0123456789".to_vec();
     want.resize(20, 0);
     want.extend_from_slice(&model[6_999_990..7_000_020]);
     assert_eq!(read_file(&fs, small), want);
     // Past the source's end nothing is copied.
-    let n = fs
-        .copy_into(
-            wfh,
-            0,
-            &fs.content(sfh).expect("content"),
-            30 << 20,
-            10,
-            &root(),
-        )
-        .expect("copy");
+    let n = copy(&fs, sfh, wfh, 0, 30 << 20, 10).expect("copy");
     assert_eq!(n, 0);
     assert_eq!(read_file(&fs, small), want);
     // From a snapshot: the committed bytes come back over the changed ones.
     let view = Fs::open_snapshot(bucket.clone(), snapshot_root).expect("view");
     let vino = view.lookup(Ino::ROOT, b"src", &root()).expect("lookup").ino;
     let vfh = view.open_file(vino, ro(), &root()).expect("open");
-    let n = fs
-        .copy_into(
-            sfh,
-            0,
-            &view.content(vfh).expect("content"),
-            0,
-            u64::MAX,
-            &root(),
-        )
-        .expect("restore");
+    let n = copy(&view, vfh, sfh, 0, 0, u64::MAX).expect("restore");
     assert_eq!(n, 20 << 20);
     assert_eq!(read_file(&fs, src), bytes(90, 20 << 20));
     // Handles that cannot take part are refused, and nothing changes.
-    let rfh = fs.open_file(copy.ino, ro(), &root()).expect("open");
+    let rfh = fs.open_file(copy_attr.ino, ro(), &root()).expect("open");
     let afh = fs
         .open_file(
-            copy.ino,
+            copy_attr.ino,
             OpenFlags {
                 write: true,
                 append: true,
@@ -654,7 +623,7 @@ fn copies_share_the_source_chunks() {
         errno(fs.content(wonly).expect_err("write-only")),
         libc::EBADF
     );
-    assert_eq!(read_file(&fs, copy.ino), model);
+    assert_eq!(read_file(&fs, copy_attr.ino), model);
     // Everything survives a commit and a reopen.
     for fh in [sfh, cfh, wfh, rfh, afh, wonly] {
         fs.release(fh).expect("release");
