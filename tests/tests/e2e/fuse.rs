@@ -240,24 +240,30 @@ fn eight_processes_at_once() {
 set -e
 d="$1/w$2"; mkdir -p "$d" "$1/shared"
 for i in $(seq 1 60); do
-  head -c $((i * 517)) /dev/urandom > "$d/f$i"
+  # Every tenth file is large enough to be chunked: cp shares its chunks.
+  n=$((i * 517)); [ $((i % 10)) = 0 ] && n=$((i * 100000))
+  head -c $n /dev/urandom > "$d/f$i"
   cp "$d/f$i" "$d/g$i"; cmp "$d/f$i" "$d/g$i"
   mv "$d/g$i" "$1/shared/p$2-$i"
   [ $((i % 3)) = 0 ] && rm "$d/f$i"
 done
 echo done
 "#;
+    // All eight started before any is waited for.
     let children: Vec<_> = (0..8)
         .map(|p| {
             Command::new("bash")
                 .args(["-c", script, "x"])
                 .arg(&m.point)
                 .arg(p.to_string())
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
         })
         .collect();
-    for (p, out) in children.into_iter().enumerate() {
-        let out = out.expect("run");
+    for (p, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("run");
         assert!(
             out.status.success(),
             "process {p}: {}",
