@@ -1,6 +1,7 @@
-//! Holes: runs of the chunk that repeats through long runs of zeros. They
-//! cost nothing to store, so a blob's allocated size leaves them out and
-//! `SEEK_DATA` / `SEEK_HOLE` skip them a subtree at a time.
+//! Holes: runs of the chunk that repeats through long runs of zeros (and a
+//! last, shorter chunk of zeros after one). They cost nothing to store, so
+//! a blob's allocated size leaves them out and `SEEK_DATA` / `SEEK_HOLE`
+//! skip them a subtree at a time.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use crate::params::ChunkParams;
 use crate::reader::BlobReader;
 use crate::recut::zero_chunk;
 use crate::tree::Link;
-use crate::walk;
+use crate::walk::{self, Leaf};
 
 impl BlobReader {
     /// Bytes of the blob outside holes: what its content occupies.
@@ -22,7 +23,12 @@ impl BlobReader {
         };
         let zero = zero_chunk(params)?.0;
         let mut seen = HashMap::new();
-        Ok(size - self.hole_bytes((root, size), zero, &mut seen)?)
+        let mut holes = self.hole_bytes((root, size), zero, &mut seen)?;
+        let last = walk::leaf_at(self, (root, size), size - 1)?;
+        if last.link != zero && is_hole(last, size, zero) {
+            holes += last.link.1;
+        }
+        Ok(size - holes)
     }
 
     /// Bytes in holes under `link` (answers kept in `seen`: equal subtrees
@@ -57,8 +63,12 @@ impl BlobReader {
         let mut pos = offset;
         while pos < size {
             let leaf = walk::leaf_at(self, (root, size), pos)?;
-            if leaf.link != zero {
+            if !is_hole(leaf, size, zero) {
                 return Ok(Some(pos));
+            }
+            if leaf.link != zero {
+                // The last chunk, of zeros: the hole the blob ends with.
+                return Ok(None);
             }
             pos = leaf.start + walk::run_of(self, (root, size), leaf.start, zero)?;
         }
@@ -75,11 +85,20 @@ impl BlobReader {
         let mut pos = offset;
         while pos < size {
             let leaf = walk::leaf_at(self, (root, size), pos)?;
-            if leaf.link == zero {
+            if is_hole(leaf, size, zero) {
                 return Ok(pos);
             }
             pos = leaf.end();
         }
         Ok(size.max(offset))
     }
+}
+
+/// Whether `leaf` of a blob of `size` bytes is a hole: the zero chunk, or
+/// the blob's last chunk, shorter, of nothing but zeros.
+fn is_hole(leaf: Leaf, size: u64, zero: Link) -> bool {
+    leaf.link == zero
+        || (leaf.end() == size
+            && leaf.link.1 < zero.1
+            && leaf.link.0 == Cid::hash(Codec::RAW, &vec![0; leaf.link.1 as usize]))
 }
