@@ -743,11 +743,35 @@ fn git_views_show_every_revision_read_only() {
             &work,
         );
     }
+    // `cp` out of a view shares its chunks with the live tree, and the copy
+    // reads the same after a remount.
+    let main = views.join("h/main");
+    sh(
+        &format!(
+            "cd '{}' && for f in $(find . -type f -size +1k | sort | head -3); do cp $f {}/from-git-$(basename $f); cmp $f {}/from-git-$(basename $f); done",
+            main.display(),
+            m.point.display(),
+            m.point.display()
+        ),
+        &work,
+    );
     let err = std::fs::write(views.join("h/main/new.txt"), b"x").expect_err("read-only");
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     let err = std::fs::metadata(views.join("h/no-such-branch")).expect_err("absent");
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     let err = std::fs::metadata(views.join("nosuch")).expect_err("absent");
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    let point = m.point.clone();
+    m.umount();
+    let m = Mounted::new(&s, "home", &point, &[]);
+    let copies = sh(
+        &format!(
+            "cd '{}' && for f in $(find . -type f -size +1k | sort | head -3); do cmp $f {}/from-git-$(basename $f); echo ok; done",
+            m.path(".git-views/h/main").display(),
+            m.point.display()
+        ),
+        &work,
+    );
+    assert_eq!(copies, "ok\nok\nok\n");
     m.umount();
 }
