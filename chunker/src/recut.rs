@@ -13,6 +13,10 @@ use crate::tree::{Link, TreeBuilder};
 
 /// Zeros are fed in pieces of this size.
 const ZERO_PIECE: usize = 1 << 20;
+/// A piece of zeros to feed from: never written, so it stays the kernel's
+/// shared zero page instead of memory allocated, faulted in and cleared
+/// for every piece.
+static ZEROS: [u8; ZERO_PIECE] = [0; ZERO_PIECE];
 /// New blocks are stored in batches of about this many bytes: one pack
 /// write and sync for many chunks, not one per piece fed.
 const BATCH: usize = 16 << 20;
@@ -42,10 +46,9 @@ pub(crate) fn feed_zeros(
     mut n: u64,
     mut feed: impl FnMut(&[u8]) -> ChunkResult<()>,
 ) -> ChunkResult<()> {
-    let zeros = vec![0u8; ZERO_PIECE.min(n as usize)];
     while n > 0 {
         let k = n.min(ZERO_PIECE as u64) as usize;
-        feed(&zeros[..k])?;
+        feed(&ZEROS[..k])?;
         n -= k as u64;
     }
     Ok(())
@@ -283,7 +286,7 @@ impl Recut {
             // Before a skip, a chunk's worth at a time: only until the
             // bytes waiting are all zeros.
             let k = n.min(if skipped { ZERO_PIECE as u64 } else { max });
-            self.feed(&vec![0u8; k as usize], false)?;
+            self.feed(&ZEROS[..k as usize], false)?;
             n -= k;
         }
         Ok(())
