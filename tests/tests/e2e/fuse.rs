@@ -44,6 +44,23 @@ impl Drop for Mounted<'_> {
     }
 }
 
+/// Mounts `fs` at `point`, runs `script` there, then checks with `check`
+/// once more after a remount.
+fn script_then_check_after_remount(
+    s: &TestStore,
+    fs: &str,
+    point: &Path,
+    script: &str,
+    check: &str,
+) {
+    let m = Mounted::new(s, fs, point, &[]);
+    sh(script, point);
+    m.umount();
+    let m = Mounted::new(s, fs, point, &[]);
+    sh(check, point);
+    m.umount();
+}
+
 #[test]
 fn mount_write_umount_remount() {
     let s = TestStore::new();
@@ -382,8 +399,10 @@ PY
     "#;
     let out = s.scratch("out");
     std::fs::create_dir_all(&out).expect("mkdir");
-    let m = Mounted::new(&s, "sparse", &point, &[]);
-    sh(
+    script_then_check_after_remount(
+        &s,
+        "sparse",
+        &point,
         &format!(
             r#"
             truncate -s 1T big
@@ -410,12 +429,8 @@ PY
             dd if={out}/x/big bs=1M skip=300000 count=1 status=none | cmp - punched"#,
             out = out.display(),
         ),
-        &point,
+        check,
     );
-    m.umount();
-    let m = Mounted::new(&s, "sparse", &point, &[]);
-    sh(check, &point);
-    m.umount();
 }
 
 #[test]
@@ -472,7 +487,6 @@ fn copies_share_chunks_and_restore_from_snapshots() {
     // from the live tree or a snapshot, and survive a remount.
     let s = TestStore::new();
     let point = s.scratch("mnt");
-    let m = Mounted::new(&s, "copies", &point, &[]);
     let store = s.path();
     let store = store.to_str().expect("utf-8");
     let check = r#"
@@ -483,7 +497,10 @@ fn copies_share_chunks_and_restore_from_snapshots() {
         test "$(stat -c %s sparse2)" = 1099511627776
         dd if=sparse2 bs=1M skip=400000 count=1 status=none | cmp - lump
     "#;
-    sh(
+    script_then_check_after_remount(
+        &s,
+        "copies",
+        &point,
         &format!(
             r#"
             head -c 268435456 /dev/urandom > orig
@@ -529,12 +546,8 @@ PY
             timeout 60 cp sparse sparse2
             {check}"#
         ),
-        &point,
+        check,
     );
-    m.umount();
-    let m = Mounted::new(&s, "copies", &point, &[]);
-    sh(check, &point);
-    m.umount();
 }
 
 #[test]
