@@ -21,6 +21,7 @@
 //! ```
 
 mod blob;
+mod cut;
 mod edit;
 mod error;
 mod holes;

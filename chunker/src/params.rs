@@ -2,6 +2,7 @@
 
 use hydra_dag::ChunkingPolicy;
 
+use crate::cut::Cutter;
 use crate::error::{ChunkError, ChunkResult};
 
 /// Validated FastCDC bounds.
@@ -60,16 +61,16 @@ impl ChunkParams {
         if data.is_empty() {
             return 0;
         }
-        let cdc = fastcdc::v2020::FastCDC::new(data, self.min, self.avg, self.max);
+        let cutter = Cutter::new(self.min, self.avg, self.max);
         let mut start = 0;
         while start < data.len() {
             let remaining = data.len() - start;
             if !eof && remaining < self.max as usize {
                 break;
             }
-            let (_, end) = cdc.cut(start, remaining);
-            out.push((start, end - start));
-            start = end;
+            let len = cutter.next(&data[start..]);
+            out.push((start, len));
+            start += len;
         }
         start
     }
