@@ -11,6 +11,7 @@
 use std::sync::OnceLock;
 
 use fastcdc::v2020::{MASKS, Normalization, get_gear_with_seed, logarithm2};
+use hydra_dag::zeros::zero_prefix;
 
 /// A gear table and its left-shifted twin.
 type Gear = (Box<[u64; 256]>, Box<[u64; 256]>);
@@ -140,23 +141,6 @@ impl Cutter {
     }
 }
 
-/// How many bytes at the start of `data` are zero.
-pub(crate) fn zero_prefix(data: &[u8]) -> usize {
-    const WORDS: usize = 64;
-    let mut at = 0;
-    // OR-ing whole words lets the compiler use vector registers.
-    for block in data.chunks_exact(WORDS) {
-        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
-            break;
-        }
-        at += WORDS;
-    }
-    at + data[at..]
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(data.len() - at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,18 +189,6 @@ mod tests {
                 "average 2^{bits}"
             );
         }
-    }
-
-    #[test]
-    fn zero_prefixes_are_counted() {
-        let mut data = vec![0u8; 1000];
-        assert_eq!(zero_prefix(&data), 1000);
-        for at in [0, 1, 63, 64, 65, 500, 999] {
-            data[at] = 9;
-            assert_eq!(zero_prefix(&data), at);
-            data[at] = 0;
-        }
-        assert_eq!(zero_prefix(&[]), 0);
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl Recut {
 
     /// Whether the next chunk starts in zeros (nothing but zeros waits).
     pub fn at_zeros(&self) -> bool {
-        crate::cut::zero_prefix(&self.buf) == self.buf.len()
+        hydra_dag::zeros::zero_prefix(&self.buf) == self.buf.len()
     }
 
     fn is_bound(&self, old: u64) -> bool {

@@ -37,6 +37,7 @@ mod transform;
 pub mod varint;
 mod verify;
 mod volume;
+pub mod zeros;
 
 pub use block::{Block, MAX_BLOCK_SIZE};
 pub use bucket::{Bucket, BucketPolicy, ChunkingPolicy, IoStats, WriteSession};

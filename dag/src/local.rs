@@ -31,6 +31,11 @@ use pack::{HEADER_LEN, PackId, PackSet, TARGET_SIZE, record_header_len, write_re
 
 /// Blocks up to this size live inline in the SQLite index.
 pub const INLINE_MAX: usize = 2048;
+/// A larger block whose bytes other than its leading and trailing zeros
+/// are at most this many, and at most a quarter of it, lives inline too,
+/// trimmed: a write into a hole makes a maximum chunk of zeros around a
+/// few bytes, which would cost a pack its whole length.
+pub const SPARSE_MAX: usize = 16 << 10;
 /// Compaction copies live blocks in batches of about this many bytes.
 const COMPACT_BATCH: u64 = 64 << 20;
 
@@ -268,10 +273,42 @@ fn write_all_vectored_at(
     Ok(())
 }
 
+/// The part of `data` to keep inline in the index (all of a small block,
+/// the bytes between leading and trailing zeros of a mostly-zero one), or
+/// `None` for a block that belongs in a pack.
+fn inline_part(data: &[u8]) -> Option<std::ops::Range<usize>> {
+    if data.len() <= INLINE_MAX {
+        return Some(0..data.len());
+    }
+    let lead = crate::zeros::zero_prefix(data);
+    let trail = if lead == data.len() {
+        0
+    } else {
+        crate::zeros::zero_suffix(data)
+    };
+    let kept = data.len() - lead - trail;
+    (kept <= SPARSE_MAX && kept * 4 <= data.len()).then_some(lead..lead + kept)
+}
+
+/// Fills `out` (the whole block) from its inline part `data` after `lead`
+/// zeros.
+fn untrim(cid: &Cid, data: &[u8], lead: u64, out: &mut [u8]) -> DagResult<()> {
+    let start = usize::try_from(lead).unwrap_or(usize::MAX);
+    // An entry whose bytes do not fit its length cannot be the block.
+    let Some(end) = start.checked_add(data.len()).filter(|&e| e <= out.len()) else {
+        return Err(DagError::Integrity { cid: *cid });
+    };
+    out[..start].fill(0);
+    out[start..end].copy_from_slice(data);
+    out[end..].fill(0);
+    Ok(())
+}
+
 /// Where the index says a block's bytes are.
 enum Place {
-    /// Held in the index itself.
-    Inline(Vec<u8>),
+    /// Held in the index itself, trimmed: `lead` zeros, `data`, then zeros
+    /// up to `len`.
+    Inline { data: Vec<u8>, lead: u64, len: u64 },
     /// `len` bytes at an offset of a pack.
     Packed(PackId, u64, usize),
 }
@@ -293,7 +330,9 @@ impl LocalVolume {
             let located = self.with_reader(|c| {
                 Ok(match index::locate(c, cid)? {
                     None => None,
-                    Some(Location::Inline) => index::inline_data(c, cid)?.map(Place::Inline),
+                    Some(Location::Inline { lead, len }) => {
+                        index::inline_data(c, cid)?.map(|data| Place::Inline { data, lead, len })
+                    }
                     Some(Location::Packed { pack, offset, len }) => {
                         Some(Place::Packed(pack, offset, len as usize))
                     }
@@ -304,7 +343,7 @@ impl LocalVolume {
             };
             let packed = match &place {
                 Place::Packed(pack, offset, len) => Some((*pack, *offset, *len)),
-                Place::Inline(_) => None,
+                Place::Inline { .. } => None,
             };
             if let Some(found) = read(place)? {
                 return Ok(Some(found));
@@ -386,14 +425,22 @@ impl Volume for LocalVolume {
 
     fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
         self.read_located(cid, |place| match place {
-            Place::Inline(data) => Ok(Some(Bytes::from(data))),
+            Place::Inline { data, lead, len } => {
+                let mut out = vec![0; len as usize];
+                untrim(cid, &data, lead, &mut out)?;
+                Ok(Some(Bytes::from(out)))
+            }
             Place::Packed(pack, offset, len) => self.packs.read(pack, offset, len),
         })
     }
 
     fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
         self.read_located(cid, |place| match place {
-            Place::Inline(data) => Ok(Some(crate::volume::copy_if_fits(&data, out))),
+            Place::Inline { len, .. } if len as usize != out.len() => Ok(Some(len as usize)),
+            Place::Inline { data, lead, .. } => {
+                untrim(cid, &data, lead, out)?;
+                Ok(Some(out.len()))
+            }
             Place::Packed(_, _, len) if len != out.len() => Ok(Some(len)),
             Place::Packed(pack, offset, len) => {
                 Ok(self.packs.read_into(pack, offset, out)?.then_some(len))
@@ -423,8 +470,8 @@ impl Volume for LocalVolume {
                 }
                 if index::contains(&w.conn, block.cid())? {
                     present.push(block.cid());
-                } else if block.len() <= INLINE_MAX {
-                    inline.push(block);
+                } else if let Some(kept) = inline_part(block.data()) {
+                    inline.push((block, kept));
                 } else {
                     packed.push(block);
                 }
@@ -466,15 +513,12 @@ impl Volume for LocalVolume {
                 }
                 index::grow_pack(&tx, *pack, *end)?;
             }
-            for block in &inline {
-                index::insert(
-                    &tx,
-                    block.cid(),
-                    Location::Inline,
-                    block.len() as u64,
-                    stored_ms,
-                )?;
-                index::insert_inline(&tx, block.cid(), block.data())?;
+            for (block, kept) in &inline {
+                let len = block.len() as u64;
+                let lead = kept.start as u64;
+                let location = Location::Inline { lead, len };
+                index::insert(&tx, block.cid(), location, len, stored_ms)?;
+                index::insert_inline(&tx, block.cid(), &block.data()[kept.clone()])?;
             }
             // A block stored again counts as young again for GC's grace period.
             for cid in &present {

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hydra_dag::local::INLINE_MAX;
 use hydra_dag::local::pack::{MAGIC, TARGET_SIZE, record_header_len};
+use hydra_dag::local::{INLINE_MAX, SPARSE_MAX};
 use hydra_dag::{
     Block, Bucket, CachedVolume, Cid, Codec, DagError, EncryptionSpec, GcOptions, Ipld,
     LocalVolume, MAX_BLOCK_SIZE, MemoryVolume, OpenMode, RedisVolume, RefName, RefNote, Secret,
@@ -58,6 +58,33 @@ fn bytes_for(seed: u64, len: usize) -> Vec<u8> {
 
 fn block(codec: Codec, seed: u64, len: usize) -> Block {
     Block::new(codec, bytes_for(seed, len)).expect("test blocks are within the size limit")
+}
+
+/// `len` zeros but for `island` pseudo-random bytes at `at`, as a write
+/// into a hole leaves a chunk.
+fn sparse_block(seed: u64, len: usize, at: usize, island: usize) -> Block {
+    let mut data = vec![0u8; len];
+    data[at..at + island].copy_from_slice(&bytes_for(seed, island));
+    Block::new(Codec::RAW, data).expect("test blocks are within the size limit")
+}
+
+/// Mostly-zero blocks of every kind the embedded volume trims, and some
+/// just past what it trims.
+fn sparse_blocks() -> Vec<Block> {
+    let k = 256 << 10;
+    vec![
+        sparse_block(1, k, 0, 0),
+        sparse_block(2, MAX_BLOCK_SIZE, 0, 0),
+        sparse_block(3, k, 100_000, 512),
+        sparse_block(4, k, 0, 700),
+        sparse_block(5, k, k - 700, 700),
+        sparse_block(6, k, 0, k / 8),
+        sparse_block(7, k, 5, SPARSE_MAX),
+        sparse_block(8, k, 5, SPARSE_MAX + 1),
+        sparse_block(9, 40_000, 1, 10_000),
+        sparse_block(10, 40_000, 1, 10_001),
+        sparse_block(11, INLINE_MAX + 1, 3, 1),
+    ]
 }
 
 /// A CID that no test ever stores.
@@ -424,11 +451,12 @@ mod conformance {
             MAX_BLOCK_SIZE,
         ];
         // The same bytes under two codecs are two blocks.
-        let blocks: Vec<Block> = sizes
+        let mut blocks: Vec<Block> = sizes
             .iter()
             .enumerate()
             .flat_map(|(i, &len)| [Codec::RAW, Codec::DAG_CBOR].map(|c| block(c, i as u64, len)))
             .collect();
+        blocks.extend(sparse_blocks());
         for b in &blocks {
             let cid = b.cid();
             assert_eq!(
@@ -957,7 +985,17 @@ mod model {
                 Op::Put(specs, dup) => {
                     let mut blocks: Vec<Block> = specs
                         .iter()
-                        .map(|&(seed, len)| block(Codec::RAW, u64::from(seed), len))
+                        .map(|&(seed, len)| {
+                            let seed = u64::from(seed);
+                            if seed % 3 == 0 && len > 0 {
+                                // Mostly zeros: islands around the size
+                                // the volume keeps inline, trimmed.
+                                let island = (seed as usize * 997 % (SPARSE_MAX + 64)).min(len);
+                                sparse_block(seed, len, (len - island) / 2, island)
+                            } else {
+                                block(Codec::RAW, seed, len)
+                            }
+                        })
                         .collect();
                     if *dup {
                         blocks.push(blocks[0].clone());
@@ -1167,6 +1205,87 @@ fn store_reopens_with_blocks_refs_and_log_intact() {
     let (store, created) = Store::init(&path, &small_cache()).expect("init an existing store");
     assert!(!created, "init of an existing store opens it");
     assert_eq!(store.bucket().list_refs().expect("refs"), before_refs);
+}
+
+#[test]
+fn mostly_zero_blocks_stay_out_of_the_packs_and_read_back_whole() {
+    let dir = tempdir();
+    let path = dir.path();
+    let pack_bytes = || -> u64 {
+        pack_files(path)
+            .iter()
+            .map(|p| std::fs::metadata(p).expect("pack metadata").len())
+            .sum()
+    };
+    // What 200 writes of 512 bytes into a hole leave: maximum chunks of
+    // zeros around them, and the chunk of nothing but zeros.
+    let islands: Vec<Block> = (0..200u64)
+        .map(|i| sparse_block(100 + i, 256 << 10, (i as usize * 1297) % (255 << 10), 512))
+        .chain([sparse_block(1, MAX_BLOCK_SIZE, 0, 0)])
+        .collect();
+    {
+        let v = local_volume(path);
+        v.put_many(&islands).expect("put");
+        for b in &islands {
+            assert_reads(&v, b.cid(), b.data(), "just stored");
+        }
+    }
+    let before = pack_bytes();
+    assert!(
+        before <= 4096,
+        "{before} bytes of packs for 200 islands of 512 bytes"
+    );
+    // An index from before trimming (schema 1) is taken and marked 2.
+    let db = path.join("index.sqlite");
+    sqlite3(
+        &db,
+        &[],
+        "UPDATE meta SET value = '1' WHERE key = 'schema';",
+    );
+    let v = local_volume(path);
+    assert_eq!(
+        sqlite3(
+            &db,
+            &["-readonly"],
+            "SELECT value FROM meta WHERE key = 'schema';"
+        )
+        .trim(),
+        "2"
+    );
+    for b in &islands {
+        assert_reads(&v, b.cid(), b.data(), "after reopening");
+    }
+    let stats = v.stats().expect("stats");
+    assert_eq!(stats.blocks, islands.len() as u64);
+    assert_eq!(
+        stats.block_bytes,
+        islands.iter().map(|b| b.len() as u64).sum::<u64>(),
+        "block bytes count whole blocks"
+    );
+    // Dense bytes of the same size go into a pack.
+    let dense = block(Codec::RAW, 7, 256 << 10);
+    v.put(&dense).expect("put dense");
+    assert!(pack_bytes() >= before + (256 << 10));
+    assert_reads(&v, dense.cid(), dense.data(), "dense");
+    assert_eq!(v.delete_many(&[*islands[0].cid()]).expect("delete"), 1);
+    assert_eq!(v.get(islands[0].cid()).expect("get").as_deref(), None);
+    // An entry whose kept bytes run past its length is an error, not bytes.
+    let key = hex(&islands[1].cid().to_bytes());
+    sqlite3(
+        &db,
+        &[],
+        &format!("UPDATE blocks SET offset = 262000 WHERE cid = X'{key}';"),
+    );
+    let err = v.get(islands[1].cid()).expect_err("a damaged entry reads");
+    assert!(matches!(err, DagError::Integrity { .. }), "{err}");
+    let mut out = vec![0; 256 << 10];
+    assert!(v.get_into(islands[1].cid(), &mut out).is_err());
+    assert_reads(
+        &v,
+        islands[2].cid(),
+        islands[2].data(),
+        "an undamaged neighbour",
+    );
 }
 
 // ---------------------------------------------------------------------------

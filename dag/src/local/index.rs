@@ -10,14 +10,17 @@ use crate::identity::Signature;
 use crate::local::pack::PackId;
 use crate::refs::{LogEntry, RefName};
 
-/// Schema version written into `meta`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version written into `meta`. Version 2 keeps mostly-zero blocks
+/// inline, trimmed (`offset` zeros, the stored bytes, zeros up to `len`);
+/// a version 1 index reads the same under that rule, so it is only marked.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The changelog's `signature` is the signer's public key then the ed25519
 /// signature (96 bytes), or NULL for an unsigned entry.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- pack 0 means the bytes are inline, in inline_blocks.
+-- pack 0 means the bytes are inline, in inline_blocks: `offset` zeros,
+-- the stored bytes, then zeros up to `len`.
 CREATE TABLE IF NOT EXISTS blocks(
     cid BLOB PRIMARY KEY,
     pack INTEGER NOT NULL,
@@ -46,8 +49,14 @@ CREATE INDEX IF NOT EXISTS changelog_by_name ON changelog(name, id);
 /// Where a block's bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Location {
-    /// In the `inline_blocks` table.
-    Inline,
+    /// In the `inline_blocks` table, trimmed of zeros: `lead` zeros, the
+    /// stored bytes, then zeros up to `len`.
+    Inline {
+        /// Zeros before the stored bytes.
+        lead: u64,
+        /// Length of the whole block.
+        len: u64,
+    },
     /// In a pack, `len` bytes at `offset`.
     Packed {
         /// The pack.
@@ -95,6 +104,12 @@ pub fn open(path: &Path, read_only: bool) -> DagResult<Connection> {
                 )?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) if v == "1" => {
+                conn.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
             Some(v) => {
                 return Err(DagError::Unsupported(format!(
                     "index schema version {v}; this hydra reads version {SCHEMA_VERSION}"
@@ -133,7 +148,7 @@ pub fn locate(conn: &Connection, cid: &Cid) -> DagResult<Option<Location>> {
         .optional()?;
     Ok(row.map(|(pack, offset, len)| {
         if pack == 0 {
-            Location::Inline
+            Location::Inline { lead: offset, len }
         } else {
             Location::Packed {
                 pack: PackId(pack),
@@ -165,7 +180,7 @@ pub fn insert(
     stored_ms: i64,
 ) -> DagResult<()> {
     let (pack, offset) = match loc {
-        Location::Inline => (0, 0),
+        Location::Inline { lead, .. } => (0, lead),
         Location::Packed { pack, offset, .. } => (pack.0, offset),
     };
     let mut stmt = tx.prepare_cached(
