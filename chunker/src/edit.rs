@@ -213,6 +213,7 @@ impl BlobEditor {
             }
         };
         let mut recut = Recut::new(self.session.clone(), self.params)?;
+        let mut scratch = Vec::new();
         // Old offset up to which the new tree holds the content.
         let mut pos = 0;
         let mut delta = 0i128;
@@ -227,10 +228,7 @@ impl BlobEditor {
             let first = walk::leaf_at(&mut reader, root, before)?;
             walk::push_old(&mut reader, root, &mut recut.tree, pos, first.start)?;
             recut.restart((first.start as i128 + delta) as u64);
-            recut.feed(
-                &reader.read_at(first.start, (c.at - first.start) as usize)?,
-                false,
-            )?;
+            feed_old(&mut reader, &mut recut, &mut scratch, first.start, c.at)?;
             let mut old_pos = c.at;
             let mut reached = next;
             // Until the cuts resume the old chunks: the change, old bytes up
@@ -290,9 +288,8 @@ impl BlobEditor {
                 if piece_end == leaf.end() && piece_end <= last {
                     recut.bound(piece_end);
                 }
-                let piece = reader.read_at(old_pos, (piece_end - old_pos) as usize)?;
+                feed_old(&mut reader, &mut recut, &mut scratch, old_pos, piece_end)?;
                 old_pos = piece_end;
-                recut.feed(&piece, false)?;
             }
             pos = recut.resumed.unwrap_or(size);
             next = reached;
@@ -353,6 +350,19 @@ impl BlobEditor {
         }
         Ok(())
     }
+}
+
+/// Feeds old bytes `[from, to)` to `recut` through one reused buffer (a
+/// fresh one per piece would be faulted in and cleared every time).
+fn feed_old(
+    reader: &mut BlobReader,
+    recut: &mut Recut,
+    scratch: &mut Vec<u8>,
+    from: u64,
+    to: u64,
+) -> ChunkResult<()> {
+    let n = reader.read_at_over(from, (to - from) as usize, scratch)?;
+    recut.feed(&scratch[..n], false)
 }
 
 fn change(at: u64, remove: u64, insert: Insert<'_>) -> Change<'_> {
