@@ -117,6 +117,15 @@ pub(crate) fn run_of(
         let mut max = usize::MAX;
         loop {
             let (height, link) = subtree_at(reader, root, pos, max)?;
+            if height == 0 {
+                if link != leaf {
+                    break 'run;
+                }
+                // Down to single leaves: count the copies beside this one
+                // in its node, not one walk from the root each.
+                pos += same_leaves(reader, root, pos, leaf)?;
+                continue 'run;
+            }
             if all_of(reader, link, leaf, &mut uniform)? {
                 pos += link.1;
                 continue 'run;
@@ -128,6 +137,20 @@ pub(crate) fn run_of(
         }
     }
     Ok(pos - offset)
+}
+
+/// How many bytes from `offset` (the start of a copy of `leaf`) on lie in
+/// copies of `leaf` next to each other in the node holding that one.
+fn same_leaves(reader: &mut BlobReader, root: Link, offset: u64, leaf: Link) -> ChunkResult<u64> {
+    let (steps, _) = path(reader, root, offset)?;
+    Ok(match steps.last() {
+        None => leaf.1,
+        Some(step) => step.node.links[step.child..]
+            .iter()
+            .take_while(|&&l| l == leaf)
+            .map(|l| l.1)
+            .sum(),
+    })
 }
 
 /// Whether every leaf under `link` is `leaf` (answers kept in `seen`).
