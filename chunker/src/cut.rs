@@ -144,24 +144,13 @@ impl Cutter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_noise as noise;
 
     /// `fastcdc`'s own cut for the same bytes.
     fn reference(data: &[u8], min: u32, avg: u32, max: u32) -> usize {
         fastcdc::v2020::FastCDC::new(data, min, avg, max)
             .cut(0, data.len())
             .1
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     /// Every chunk of `data`, cut by both, is the same.

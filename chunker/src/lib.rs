@@ -39,3 +39,17 @@ pub use error::{ChunkError, ChunkResult};
 pub use params::ChunkParams;
 pub use reader::BlobReader;
 pub use writer::{BlobWriter, chunk_blocks, put_bytes, put_reader, put_shared};
+
+/// `len` pseudo-random bytes (xorshift from `seed`), for unit tests.
+#[cfg(test)]
+fn test_noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

@@ -81,15 +81,7 @@ mod tests {
     use super::*;
 
     fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
+        crate::test_noise(len, 0x2545_F491_4F6C_DD1D)
     }
 
     #[test]
