@@ -182,7 +182,7 @@ impl BlobEditor {
             return Ok(blob.clone());
         }
         let new_size = (i128::from(size) + changes.iter().map(|c| c.growth()).sum::<i128>()) as u64;
-        let mut reader = BlobReader::new(self.session.bucket().clone(), blob.clone());
+        let mut reader = self.reader(blob);
         if new_size <= 4 * self.params.max() as u64 {
             // Small: write the new content afresh, streaming.
             let mut writer = BlobWriter::new(self.session.clone(), self.params);
@@ -305,6 +305,15 @@ impl BlobEditor {
 }
 
 impl BlobEditor {
+    /// A reader of `blob`'s old bytes for an edit. It warms no blocks
+    /// ahead: an edit reads only up to where the cuts fall in step again,
+    /// and warming ahead of each of 1,000 random writes read 800 MiB.
+    fn reader(&self, blob: &Blob) -> BlobReader {
+        let mut reader = BlobReader::new(self.session.bucket().clone(), blob.clone());
+        reader.set_read_ahead(false);
+        reader
+    }
+
     /// Feeds bytes `[from, to)` of `src` to `recut`. Once a new chunk
     /// starts where one of `src` does (with the same bytes before the range
     /// starts, if it starts earlier), the cuts go in step, so `src`'s
@@ -315,7 +324,7 @@ impl BlobEditor {
             Blob::Inline(data) => return recut.feed(&data[from as usize..to as usize], false),
             Blob::Stored { root, size } => (*root, *size),
         };
-        let mut reader = BlobReader::new(self.session.bucket().clone(), src.clone());
+        let mut reader = self.reader(src);
         // New offset minus `src` offset of the range's bytes.
         let shift =
             i128::from(recut.chunk_start() + recut.waiting().len() as u64) - i128::from(from);
