@@ -186,6 +186,39 @@ fn one_byte_edit_in_256_mib_stores_few_blocks() {
 }
 
 #[test]
+fn edits_read_only_the_chunks_they_cut_again() {
+    // Warming blocks ahead suits a sequential reader, not an edit, which
+    // reads up to where the cuts fall in step again and no further.
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let p = ChunkParams::default();
+    let data = noise(64 << 20, 11);
+    let blob = put_bytes(&session, p, &data).expect("put");
+    let chunks = BlobReader::new(bucket.clone(), blob.clone())
+        .stats()
+        .expect("stats")
+        .chunks;
+    let page = [7u8; 4096];
+    let writes: Vec<(u64, &[u8])> = (0..20u64)
+        .map(|k| (k * (3 << 20) + 12_345, &page[..]))
+        .collect();
+    let before = bucket.io_stats().reads;
+    let edited = BlobEditor::new(session.clone(), p)
+        .write_many(&blob, &writes)
+        .expect("edit");
+    let reads = bucket.io_stats().reads - before;
+    assert!(
+        reads <= 20 * 5,
+        "{reads} blocks read for 20 writes into {chunks} chunks"
+    );
+    let mut expected = data;
+    for &(at, bytes) in &writes {
+        expected[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    assert_eq!(edited, put_bytes(&session, p, &expected).expect("put"));
+}
+
+#[test]
 fn append_and_truncate() {
     let (bucket, _) = memory_bucket();
     let session = bucket.session();
