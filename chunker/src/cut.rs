@@ -3,10 +3,10 @@
 //!
 //! The gear hash shifts one bit per byte, so after 64 zero bytes it holds a
 //! fixed value whatever came before, and stays there while zeros follow.
-//! At that value every test is the same; when it does not cut (as with the
-//! default bounds, where a chunk of zeros is a maximum one), the rest of
-//! the run cannot cut either, and the scan jumps to its end. Sparse files,
-//! disk images and re-cuts around writes into holes are mostly such runs.
+//! At that value every test is the same and, for every average FastCDC
+//! accepts, none cuts (a test checks them all), so the rest of the run
+//! cannot cut either and the scan jumps to its end. Sparse files, disk
+//! images and re-cuts around writes into holes are mostly such runs.
 
 use std::sync::OnceLock;
 
@@ -22,13 +22,21 @@ fn gear() -> &'static Gear {
     GEAR.get_or_init(|| get_gear_with_seed(0))
 }
 
-/// One stretch of a scan: the masks tested, and whether a run of zeros
-/// cuts under them.
+/// The masks one stretch of a scan tests: after one byte of a pair
+/// (shifted, as the left-shifted table is), and after both.
 #[derive(Clone, Copy, Debug)]
 struct Masks {
     one: u64,
     two: u64,
-    zeros_cut: bool,
+}
+
+impl Masks {
+    fn new(mask: u64) -> Masks {
+        Masks {
+            one: mask,
+            two: mask << 1,
+        }
+    }
 }
 
 /// A FastCDC 2020 cutter (normalization level 1) for one set of bounds.
@@ -55,22 +63,16 @@ impl Cutter {
         let mask_s = MASKS[(bits + level) as usize];
         let mask_l = MASKS[(bits - level) as usize];
         // Two zero bytes a step: after 32 steps nothing of the start is left.
-        let step = |hash: u64| (hash << 2).wrapping_add(gear_ls[0]);
         let mut fixed = 0u64;
         for _ in 0..32 {
-            fixed = step(fixed).wrapping_add(gear[0]);
+            fixed = (fixed << 2).wrapping_add(gear_ls[0]).wrapping_add(gear[0]);
         }
-        let masks = |mask: u64| Masks {
-            one: mask,
-            two: mask << 1,
-            zeros_cut: step(fixed) & (mask << 1) == 0 || fixed & mask == 0,
-        };
         Cutter {
             min: min as usize,
             avg: avg as usize,
             max: max as usize,
-            small: masks(mask_s),
-            large: masks(mask_l),
+            small: Masks::new(mask_s),
+            large: Masks::new(mask_l),
             fixed,
         }
     }
@@ -91,9 +93,8 @@ impl Cutter {
         let mut hash = 0u64;
         let mut index = self.min / 2;
         for (end, masks) in [(center / 2, self.small), (remaining / 2, self.large)] {
-            match self.scan(data, &mut hash, &mut index, end, masks) {
-                Some(cut) => return cut,
-                None => continue,
+            if let Some(cut) = self.scan(data, &mut hash, &mut index, end, masks) {
+                return cut;
             }
         }
         remaining
@@ -109,7 +110,7 @@ impl Cutter {
         masks: Masks,
     ) -> Option<usize> {
         let (gear, gear_ls): (&[u64; 256], &[u64; 256]) = (&gear().0, &gear().1);
-        let (fixed, skip) = (self.fixed, !masks.zeros_cut);
+        let fixed = self.fixed;
         let data = &data[..end * 2];
         let mut h = *hash;
         let mut i = *index;
@@ -129,7 +130,7 @@ impl Cutter {
                 }
                 i += 1;
             }
-            if h == fixed && skip {
+            if h == fixed {
                 // Zeros keep the hash where it is and cannot cut: go to the
                 // pair holding the next other byte.
                 i += zero_prefix(&data[i * 2..]) / 2;
@@ -171,12 +172,16 @@ mod tests {
 
     #[test]
     fn zeros_never_cut_so_every_bucket_skips_them() {
+        // Every average FastCDC accepts rounds to 2^8..=2^22.
+        let (gear, gear_ls) = gear();
         for bits in 8..=22 {
             let cutter = Cutter::new(64, 1 << bits, 16 << 20);
-            assert!(
-                !cutter.small.zeros_cut && !cutter.large.zeros_cut,
-                "average 2^{bits}"
-            );
+            let fixed = cutter.fixed;
+            let half = (fixed << 2).wrapping_add(gear_ls[0]);
+            assert_eq!(half.wrapping_add(gear[0]), fixed, "the hash stays put");
+            for m in [cutter.small, cutter.large] {
+                assert!(half & m.two != 0 && fixed & m.one != 0, "average 2^{bits}");
+            }
         }
     }
 
