@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hydra-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the tests drive for real.
-packages=(sqlite3 attr tar gzip zstd xz-utils bzip2 python3 fuse3 git fio rsync stress-ng
+packages=(sqlite3 attr libcap2-bin tar gzip zstd xz-utils bzip2 python3 fuse3 git fio rsync stress-ng
   diod qemu-system-x86 busybox-static cpio bsdutils redis-server chromium)
 missing=()
 for p in "${packages[@]}"; do

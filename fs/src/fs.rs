@@ -150,13 +150,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Drops setuid, and setgid where it means "execute as group" (a write,
-/// truncate or chown by someone other than root).
-fn clear_suid(meta: &mut Meta) {
+/// The attribute holding a file's capabilities.
+pub(crate) const CAPABILITY: &[u8] = b"security.capability";
+
+/// Drops setuid, and setgid where it means "execute as group" or the caller
+/// is outside the file's group (a write, truncate or chown, as Linux does).
+fn clear_suid(meta: &mut Meta, c: &Caller) {
     meta.perm &= !libc::S_ISUID;
-    if meta.perm & 0o010 != 0 {
+    if meta.perm & 0o010 != 0 || !(c.is_root() || c.in_group(meta.gid)) {
         meta.perm &= !libc::S_ISGID;
     }
+}
+
+/// Whether a mode change `perm` by someone other than the owner is a writer
+/// dropping setuid or setgid, as a client's kernel does on write or truncate
+/// (FUSE without `HANDLE_KILLPRIV_V2`, 9P): only clearing those bits, by a
+/// caller who may write the file.
+fn writer_drops_ids(meta: &Meta, kind: Kind, perm: u32, c: &Caller) -> bool {
+    let ids = libc::S_ISUID | libc::S_ISGID;
+    perm & !ids == meta.perm & !ids
+        && perm & !meta.perm == 0
+        && kind == Kind::File
+        && c.check(meta, kind, W).is_ok()
+}
+
+/// What a change of a file's content takes away, as Linux does: setuid and
+/// group-executable setgid unless the writer is root, and capabilities
+/// always.
+fn drop_privileges(meta: &mut Meta, c: &Caller) {
+    if !c.is_root() {
+        clear_suid(meta, c);
+    }
+    meta.xattrs.remove(CAPABILITY);
 }
 
 /// Checks a single path component.
@@ -357,16 +382,14 @@ impl Fs {
             }
             inode.meta.mtime = now;
             inode.meta.ctime = now;
-            if !c.is_root() {
-                clear_suid(&mut inode.meta);
-            }
+            drop_privileges(&mut inode.meta, c);
         }
         let inode = s.get_mut(ino)?;
         if let Some(mode) = set.mode {
-            if !c.owns(&inode.meta) {
+            let mut perm = mode & 0o7777;
+            if !c.owns(&inode.meta) && !writer_drops_ids(&inode.meta, inode.kind, perm, c) {
                 return Err(FsError::NotPermitted);
             }
-            let mut perm = mode & 0o7777;
             if !c.is_root() && !c.in_group(inode.meta.gid) {
                 perm &= !libc::S_ISGID;
             }
@@ -384,9 +407,10 @@ impl Fs {
                 }
             }
             // Like Linux: any chown of a non-directory drops setuid (and
-            // setgid where it means "execute as group").
+            // setgid where it means "execute as group") and capabilities.
             if inode.kind != Kind::Dir {
-                clear_suid(&mut inode.meta);
+                clear_suid(&mut inode.meta, c);
+                inode.meta.xattrs.remove(CAPABILITY);
             }
             inode.meta.uid = uid;
             inode.meta.gid = gid;
@@ -568,9 +592,7 @@ impl Fs {
                 data.truncate(&cx, 0)?;
                 inode.meta.mtime = now;
                 inode.meta.ctime = now;
-                if !c.is_root() {
-                    clear_suid(&mut inode.meta);
-                }
+                drop_privileges(&mut inode.meta, c);
                 s.mark_dirty(ino);
             }
         }
@@ -702,9 +724,7 @@ impl Fs {
             let held = file.write(&bucket, &cx, at, data)?;
             inode.meta.mtime = now;
             inode.meta.ctime = now;
-            if !c.is_root() {
-                clear_suid(&mut inode.meta);
-            }
+            drop_privileges(&mut inode.meta, c);
             s.mark_dirty(ino);
             s.written_since_settle += held;
             s.written_since_settle > self.inner.options.dirty_limit
@@ -834,9 +854,7 @@ impl Fs {
         }
         inode.meta.mtime = now;
         inode.meta.ctime = now;
-        if !c.is_root() {
-            clear_suid(&mut inode.meta);
-        }
+        drop_privileges(&mut inode.meta, c);
         s.mark_dirty(ino);
         Ok(())
     }

@@ -13,9 +13,9 @@ use crate::snapdir::{
 };
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hydra_fs::{
     Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, ReadAhead, RenameMode, Seek,
@@ -28,6 +28,10 @@ use crate::ops::{FUSE_OPS, op_index};
 /// this mount the kernel invalidates itself; others (9P, followed commits)
 /// are invalidated explicitly.
 const TTL: Duration = Duration::from_secs(1);
+/// Keep the file's cached pages across opens.
+const KEEP_CACHE: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+/// No FLUSH request on every close: `release` stores what a flush would.
+const NO_FLUSH: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
 /// Most bytes one `copy_file_range` request copies: its reply counts in 32
@@ -344,6 +348,10 @@ impl Filesystem for HydraFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
+        // `Fs` drops setuid, setgid and capabilities on write, truncate and
+        // chown itself, so the kernel need not ask for `security.capability`
+        // before every write nor refresh and rewrite the mode around it.
+        let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         Ok(())
     }
 
@@ -596,7 +604,7 @@ impl Filesystem for HydraFuse {
         // every change that does not come through this mount (9P, another
         // writer's commit followed) invalidates the inode explicitly.
         match result {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), KEEP_CACHE | NO_FLUSH),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -678,9 +686,14 @@ impl Filesystem for HydraFuse {
         reply: ReplyEmpty,
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "release") });
+        // Files are opened without flush on close: what a flush would store
+        // is stored here, once the last descriptor is closed.
         empty(
             reply,
-            self.target(fh.0).and_then(|(fs, h, _)| fs.release(Fh(h.0))),
+            self.target(fh.0).and_then(|(fs, h, _)| {
+                let stored = fs.flush(Fh(h.0));
+                fs.release(Fh(h.0)).and(stored)
+            }),
         );
     }
 
@@ -905,7 +918,7 @@ impl Filesystem for HydraFuse {
                 &file_attr(&a),
                 Generation(0),
                 FileHandle(fh.0),
-                FopenFlags::empty(),
+                NO_FLUSH,
             ),
             Err(e) => reply.error(errno(&e)),
         }

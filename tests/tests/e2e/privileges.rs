@@ -1,0 +1,69 @@
+//! Writes, truncates and chowns through the mount take away setuid, setgid
+//! and file capabilities exactly as the kernel does on tmpfs.
+
+use std::path::Path;
+
+use hydra_tests::{TestStore, Unmount, sh};
+
+/// Makes files with setuid, setgid and capabilities in the current
+/// directory, has `nobody` and root write, truncate and chown them, and
+/// prints what each is left with.
+const SCRIPT: &str = r#"
+for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr; do echo x > $f; done
+chmod 4777 suid rootw tr; chmod 2777 sgidx; chmod 2767 sgid; chmod 4755 ch; chmod 4666 trr otr
+setcap cap_net_raw+ep cap; chmod 666 cap; setcap cap_net_raw+ep capr; setcap cap_net_raw+ep chcap
+runuser -u nobody -- sh -c 'echo y >> suid && echo y >> sgidx && echo y >> sgid && echo y >> cap && truncate -s 1 tr && : > otr'
+echo y >> rootw; echo y >> capr; truncate -s 1 trr
+chown nobody ch chcap
+for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr; do
+  echo "$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')"
+done
+"#;
+
+/// Runs [`SCRIPT`] in `dir` (made writable by everyone).
+fn privileges_left(dir: &Path) -> String {
+    sh("chmod 0777 .", dir);
+    sh(SCRIPT, dir)
+}
+
+#[test]
+fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
+    for tool in ["setcap", "getcap", "runuser"] {
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "{tool} missing: scripts/test.sh installs libcap2-bin and util-linux"
+        );
+    }
+    let tmpfs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
+    let want = privileges_left(tmpfs.path());
+    assert!(
+        want.contains("suid 777 root 4"),
+        "tmpfs as expected: {want}"
+    );
+
+    let s = TestStore::new();
+    // `nobody` must reach the mount point.
+    sh("chmod 0755 .", &s.scratch(""));
+    let point = s.scratch("m");
+    std::fs::create_dir_all(&point).expect("mkdir");
+    s.ok(&[
+        "mount",
+        "--allow-other",
+        "home",
+        point.to_str().expect("utf-8"),
+    ]);
+    let guard = Unmount(&s, point.clone());
+    assert_eq!(privileges_left(&point), want);
+    drop(guard);
+    // What was dropped stays dropped.
+    s.ok(&["mount", "home", point.to_str().expect("utf-8")]);
+    let _guard = Unmount(&s, point.clone());
+    let after = sh(
+        "for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr; do echo \"$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')\"; done",
+        &point,
+    );
+    assert_eq!(after, want);
+}
