@@ -28,31 +28,24 @@ fn file(fs: &Fs, name: &str, mode: u32, gid: u32) -> Ino {
         .expect("create");
     fs.write(fh, 0, b"x", &root()).expect("write");
     fs.release(fh).expect("release");
-    set(
-        fs,
-        a.ino,
-        &root(),
-        SetAttr {
-            mode: Some(mode),
-            gid: Some(gid),
-            ..SetAttr::default()
-        },
-    )
-    .expect("chmod");
-    // chown drops setuid and capabilities: set them again.
-    set(
-        fs,
-        a.ino,
-        &root(),
-        SetAttr {
-            mode: Some(mode),
-            ..SetAttr::default()
-        },
-    )
-    .expect("chmod");
+    let chgrp = SetAttr {
+        gid: Some(gid),
+        ..SetAttr::default()
+    };
+    set(fs, a.ino, &root(), chgrp).expect("chgrp");
+    // After the chown, which drops setuid and capabilities.
+    set(fs, a.ino, &root(), chmod(mode)).expect("chmod");
     fs.setxattr(a.ino, CAPABILITY, CAP_NET_RAW, 0, &root())
         .expect("set caps");
     a.ino
+}
+
+/// A mode change to `mode`.
+fn chmod(mode: u32) -> SetAttr {
+    SetAttr {
+        mode: Some(mode),
+        ..SetAttr::default()
+    }
 }
 
 fn set(fs: &Fs, ino: Ino, c: &Caller, s: SetAttr) -> Result<(), i32> {
@@ -145,58 +138,16 @@ fn a_writer_may_drop_what_its_kernel_drops_and_nothing_more() {
     // setuid with a chmod as the writer, and capabilities with a
     // removexattr as the writer.
     let f = file(&fs, "writable", 0o4777, 0);
-    set(
-        &fs,
-        f,
-        &alice,
-        SetAttr {
-            mode: Some(0o777),
-            ..SetAttr::default()
-        },
-    )
-    .expect("a writer clears setuid");
+    set(&fs, f, &alice, chmod(0o777)).expect("a writer clears setuid");
     fs.removexattr(f, CAPABILITY, &alice)
         .expect("a writer drops capabilities");
     assert_eq!(left(&fs, f), (0o777, false));
     // Any other change stays the owner's.
-    assert_eq!(
-        set(
-            &fs,
-            f,
-            &alice,
-            SetAttr {
-                mode: Some(0o775),
-                ..SetAttr::default()
-            }
-        ),
-        Err(libc::EPERM)
-    );
-    assert_eq!(
-        set(
-            &fs,
-            f,
-            &alice,
-            SetAttr {
-                mode: Some(0o4777),
-                ..SetAttr::default()
-            }
-        ),
-        Err(libc::EPERM)
-    );
+    assert_eq!(set(&fs, f, &alice, chmod(0o775)), Err(libc::EPERM));
+    assert_eq!(set(&fs, f, &alice, chmod(0o4777)), Err(libc::EPERM));
     // Without write permission, nothing.
     let f = file(&fs, "read-only", 0o4755, 0);
-    assert_eq!(
-        set(
-            &fs,
-            f,
-            &alice,
-            SetAttr {
-                mode: Some(0o755),
-                ..SetAttr::default()
-            }
-        ),
-        Err(libc::EPERM)
-    );
+    assert_eq!(set(&fs, f, &alice, chmod(0o755)), Err(libc::EPERM));
     assert_eq!(
         fs.removexattr(f, CAPABILITY, &alice).map_err(errno),
         Err(libc::EPERM)
