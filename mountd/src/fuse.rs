@@ -351,6 +351,8 @@ impl Filesystem for HydraFuse {
         // `Fs` drops setuid, setgid and capabilities on write, truncate and
         // chown itself, so the kernel need not ask for `security.capability`
         // before every write nor refresh and rewrite the mode around it.
+        // `Fs` takes root for the holder of CAP_FSETID: a root process that
+        // dropped that capability keeps setuid on its writes.
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         Ok(())
     }
