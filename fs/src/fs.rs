@@ -175,8 +175,8 @@ fn writer_drops_ids(meta: &Meta, kind: Kind, perm: u32, c: &Caller) -> bool {
 }
 
 /// What a change of a file's content takes away, as Linux does: setuid and
-/// group-executable setgid unless the writer is root, and capabilities
-/// always.
+/// setgid as [`clear_suid`] says unless the writer is root, and
+/// capabilities always.
 fn drop_privileges(meta: &mut Meta, c: &Caller) {
     if !c.is_root() {
         clear_suid(meta, c);
