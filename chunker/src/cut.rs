@@ -109,7 +109,8 @@ impl Cutter {
         end: usize,
         masks: Masks,
     ) -> Option<usize> {
-        let (gear, gear_ls): (&[u64; 256], &[u64; 256]) = (&gear().0, &gear().1);
+        let (gear, gear_ls) = gear();
+        let (gear, gear_ls): (&[u64; 256], &[u64; 256]) = (gear, gear_ls);
         let fixed = self.fixed;
         let data = &data[..end * 2];
         let mut h = *hash;

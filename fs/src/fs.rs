@@ -879,6 +879,14 @@ impl Fs {
         Ok(())
     }
 
+    /// Closes a file's last descriptor: stores what [`Fs::flush`] stores,
+    /// then releases the handle (which goes even when storing fails).
+    pub fn close_file(&self, fh: Fh) -> FsResult<()> {
+        let stored = self.flush(fh);
+        self.release(fh)?;
+        stored
+    }
+
     /// Closes a handle.
     pub fn release(&self, fh: Fh) -> FsResult<()> {
         let handle = lock(&self.inner.handles)

@@ -12,14 +12,6 @@ const CAPABILITY: &[u8] = b"security.capability";
 const CAP_NET_RAW: &[u8] =
     b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 
-fn user(uid: u32, gid: u32, groups: &[u32]) -> Caller {
-    Caller {
-        uid,
-        gid,
-        groups: groups.to_vec(),
-    }
-}
-
 /// A root-owned file of `mode` in group `gid` holding capabilities, with
 /// one byte in it.
 fn file(fs: &Fs, name: &str, mode: u32, gid: u32) -> Ino {
@@ -67,8 +59,11 @@ fn left(fs: &Fs, ino: Ino) -> (u32, bool) {
 #[test]
 fn writes_drop_setuid_setgid_and_capabilities_like_linux() {
     let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
-    let alice = user(1000, 1000, &[]);
-    let in_group = user(1001, 1001, &[50]);
+    let alice = Caller::user(1000, 1000);
+    let in_group = Caller {
+        groups: vec![50],
+        ..Caller::user(1001, 1001)
+    };
 
     let f = file(&fs, "suid", 0o4777, 0);
     assert_eq!(left(&fs, f), (0o4777, true));
@@ -133,7 +128,7 @@ fn writes_drop_setuid_setgid_and_capabilities_like_linux() {
 #[test]
 fn a_writer_may_drop_what_its_kernel_drops_and_nothing_more() {
     let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
-    let alice = user(1000, 1000, &[]);
+    let alice = Caller::user(1000, 1000);
     // A client kernel that does not leave it to the server (9P) clears
     // setuid with a chmod as the writer, and capabilities with a
     // removexattr as the writer.

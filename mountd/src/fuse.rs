@@ -692,10 +692,8 @@ impl Filesystem for HydraFuse {
         // is stored here, once the last descriptor is closed.
         empty(
             reply,
-            self.target(fh.0).and_then(|(fs, h, _)| {
-                let stored = fs.flush(Fh(h.0));
-                fs.release(Fh(h.0)).and(stored)
-            }),
+            self.target(fh.0)
+                .and_then(|(fs, h, _)| fs.close_file(Fh(h.0))),
         );
     }
 

@@ -940,11 +940,7 @@ fn remove(f: &Fid) -> NpResult<()> {
 /// Closes what a fid has open; an attribute being written is set now.
 fn release(f: &Fid) -> NpResult<()> {
     match &f.opened {
-        Opened::File(fh, _) => {
-            let flushed = f.fs.flush(*fh);
-            f.fs.release(*fh)?;
-            flushed?;
-        }
+        Opened::File(fh, _) => f.fs.close_file(*fh)?,
         Opened::Dir(fh) => f.fs.release(*fh)?,
         Opened::XattrWrite(x) => {
             if x.data.len() as u64 != x.size {
