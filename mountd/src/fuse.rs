@@ -24,10 +24,29 @@ use hydra_fs::{
 
 use crate::ops::{FUSE_OPS, op_index};
 
-/// How long the kernel may cache attributes and entries. Changes through
-/// this mount the kernel invalidates itself; others (9P, followed commits)
-/// are invalidated explicitly.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache the attributes and names of the live fs,
+/// snapshots and git views. Changes through this mount the kernel
+/// invalidates itself; all others (9P, the gateway, other writers' commits
+/// followed) are invalidated explicitly, and snapshots never change.
+const TTL: Duration = Duration::from_secs(3600);
+/// How long the kernel may cache what the made-up directories hold: new
+/// snapshots appear in `.snapshots` and branches move in `.git-views`
+/// without a notice to the kernel.
+const SYNTHETIC_TTL: Duration = Duration::from_secs(1);
+
+/// How long the kernel may cache the attributes of kernel inode `n`.
+fn attr_ttl(n: u64) -> &'static Duration {
+    if synthetic(n) { &SYNTHETIC_TTL } else { &TTL }
+}
+
+/// How long the kernel may cache the name of `child` in `parent`.
+fn entry_ttl(parent: u64, child: u64) -> &'static Duration {
+    if synthetic(parent) || synthetic(child) {
+        &SYNTHETIC_TTL
+    } else {
+        &TTL
+    }
+}
 /// Keep the file's cached pages across opens.
 const KEEP_CACHE: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 /// No FLUSH request on every close: `release` stores what a flush would.
@@ -320,9 +339,9 @@ macro_rules! live {
     };
 }
 
-fn entry(reply: ReplyEntry, result: Result<Attr, FsError>) {
+fn entry(reply: ReplyEntry, parent: INodeNo, result: Result<Attr, FsError>) {
     match result {
-        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Ok(a) => reply.entry(entry_ttl(parent.0, a.ino.0), &file_attr(&a), Generation(0)),
         Err(e) => reply.error(errno(&e)),
     }
 }
@@ -389,7 +408,7 @@ impl Filesystem for HydraFuse {
                 .target(parent.0)
                 .and_then(|(fs, i, view)| Ok(global(fs.lookup(i, name, &caller(req))?, view))),
         };
-        entry(reply, result);
+        entry(reply, parent, result);
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -406,7 +425,7 @@ impl Filesystem for HydraFuse {
                 .and_then(|(fs, i, view)| Ok(global(fs.getattr(i)?, view))),
         };
         match result {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(attr_ttl(i.0), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -476,6 +495,7 @@ impl Filesystem for HydraFuse {
         let mode = mode & !(umask & 0o7777);
         entry(
             reply,
+            parent,
             self.fs.mknod(
                 parent_live,
                 name.as_bytes(),
@@ -500,6 +520,7 @@ impl Filesystem for HydraFuse {
         let mode = mode & !umask & 0o7777;
         entry(
             reply,
+            parent,
             self.fs
                 .mkdir(parent_live, name.as_bytes(), mode, &caller(req)),
         );
@@ -535,6 +556,7 @@ impl Filesystem for HydraFuse {
         let parent_live = live!(parent, reply);
         entry(
             reply,
+            parent,
             self.fs.symlink(
                 parent_live,
                 name.as_bytes(),
@@ -591,6 +613,7 @@ impl Filesystem for HydraFuse {
         let newparent_live = live!(newparent, reply);
         entry(
             reply,
+            newparent,
             self.fs
                 .link(i_live, newparent_live, newname.as_bytes(), &caller(req)),
         );
@@ -767,7 +790,7 @@ impl Filesystem for HydraFuse {
                         INodeNo(e.ino.0),
                         e.cookie,
                         OsStr::from_bytes(&e.name),
-                        &TTL,
+                        entry_ttl(i.0, e.ino.0),
                         &attr,
                         Generation(0),
                     ) {

@@ -769,6 +769,19 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
         before,
         "a cached file was read from the daemon again"
     );
+    // Names and attributes stay cached past a second (every change that
+    // does not come through the mount is invalidated explicitly): a stat a
+    // while later costs the daemon no lookup and no getattr.
+    let asks = || {
+        let text = String::from_utf8(get(port, "/metrics").body).expect("utf-8");
+        metric(&text, "hydra_fuse_ops_total{op=\"lookup\"}")
+            + metric(&text, "hydra_fuse_ops_total{op=\"getattr\"}")
+    };
+    sh("stat f.txt > /dev/null", &point);
+    let before = asks();
+    std::thread::sleep(Duration::from_millis(1500));
+    sh("stat f.txt > /dev/null", &point);
+    assert_eq!(asks(), before, "a cached name or attribute was asked again");
     // A PUT through the gateway reaches the mount (its next refresh).
     let auth = ("Authorization", "Bearer a-token-of-enough-length");
     assert_eq!(
@@ -798,6 +811,22 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
     );
     hydra_tests::eventually("the mount shows the new bytes", || {
         std::fs::read(point.join("f.txt")).unwrap_or_default() == b"over the web\n"
+    });
+    // A longer one: the cached size is dropped too.
+    assert_eq!(
+        request(
+            port,
+            "PUT",
+            "/fs/home/f.txt",
+            &[auth],
+            b"over the web, longer\n"
+        )
+        .status,
+        201
+    );
+    hydra_tests::eventually("the mount shows the new size", || {
+        std::fs::metadata(point.join("f.txt")).map(|m| m.len()).ok() == Some(21)
+            && std::fs::read(point.join("f.txt")).unwrap_or_default() == b"over the web, longer\n"
     });
     // One 9P session: version, attach, walk, clunk.
     let mut c =
