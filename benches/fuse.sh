@@ -8,7 +8,8 @@
 # Workloads: sequential write of a 2 GiB file of random bytes (dd
 # conv=fsync), reading it back (cat, page cache dropped, then warm), random
 # writes into it, copying it with cp, sparse files (a 1 TiB hole), tar -x of 30,000
-# small files, git clone of a generated repository; and the daemon's peak
+# small files and a stat of them all 2 s later, git clone of a generated
+# repository; and the daemon's peak
 # RSS. Every run starts from an empty target (hydra: a new daemon on an
 # empty store) and each write run writes new random bytes, so no run finds
 # its blocks already stored by an earlier one. Needs bindfs, git, python3 (installed with apt-get when missing).
@@ -124,6 +125,12 @@ bench "1 TiB hole + 1 MiB in it, fsync" \
 bench "1000 random 512 B writes in 16 GiB hole" "python3 $W/rw.py TARGET/hole 1000 512 $((16 << 30))" true keep
 rm -f "$W/big.bin"
 bench "tar -x of 30,000 small files" "tar -xf $W/small.tar -C TARGET"
+# What a shell, an editor or `git status` does a moment later: stat
+# everything. The kernel answers from its caches what it may still
+# trust (bindfs: for a second; hydra: everything, as it invalidates what
+# changes behind the kernel's back), caches not dropped.
+bench "stat of the 30,000 files, 2 s later" "find TARGET -type f -exec stat -c %s {} + > /dev/null" \
+  "sleep 2" keep warm
 bench "git clone --no-hardlinks" "git clone -q --no-hardlinks $W/repo TARGET/clone"
 note_rss
 echo "hydra daemon peak RSS: $((peak / 1024)) MiB"
