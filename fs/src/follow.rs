@@ -45,7 +45,13 @@ impl State {
                     if self.get(ino)?.kind == record.kind {
                         self.update(ino, record, &mut out)?;
                     }
-                    self.get_mut(ino)?.nlink = nlink;
+                    let inode = self.get_mut(ino)?;
+                    if inode.nlink != nlink {
+                        // Even with its metadata the same, the kernel holds
+                        // the count.
+                        inode.nlink = nlink;
+                        out.push(Changed::Inode(ino));
+                    }
                 }
                 None => {
                     self.groups.remove(&group);

@@ -309,3 +309,34 @@ fn writers_racing_on_one_filesystem_lose_no_update() {
     }
     assert_eq!(commits(&bucket), 1 + WRITERS * COMMITS);
 }
+
+#[test]
+fn a_refresh_tells_of_link_counts_another_writer_changed() {
+    let bucket = Bucket::in_memory();
+    let a = open(&bucket, OnConflict::Refuse);
+    put(&a, "/p", b"p");
+    let p = ino_of(&a, "/p").expect("p");
+    a.link(p, Ino::ROOT, b"p2", &root()).expect("link");
+    a.commit("base").expect("commit");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    a.set_watcher(Arc::new(move |changes: Vec<Changed>| {
+        sink.lock().expect("lock").extend(changes);
+    }));
+
+    let b = open(&bucket, OnConflict::Refuse);
+    let bp = ino_of(&b, "/p").expect("p");
+    b.link(bp, Ino::ROOT, b"p3", &root()).expect("link");
+    b.commit("b links").expect("b");
+    assert!(a.refresh().expect("refresh"));
+    assert_eq!(a.getattr(p).expect("attr").nlink, 3);
+    assert!(seen.lock().expect("lock").contains(&Changed::Inode(p)));
+
+    seen.lock().expect("lock").clear();
+    b.unlink(Ino::ROOT, b"p2", &root()).expect("unlink");
+    b.commit("b unlinks").expect("b");
+    assert!(a.refresh().expect("refresh"));
+    assert_eq!(a.getattr(p).expect("attr").nlink, 2);
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.contains(&Changed::Inode(p)), "{seen:?}");
+}

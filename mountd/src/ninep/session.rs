@@ -343,6 +343,13 @@ impl Session {
         let entry = |dfid: u32, name: &[u8]| {
             live(dfid).map(|d| vec![Change::Entry(d.ino, name.to_vec()), Change::Inode(d.ino)])
         };
+        // The inode a name names before the request: an unlink or a rename
+        // changes its link count or ctime, which the kernel may hold.
+        let named = |dfid: u32, name: &[u8]| {
+            live(dfid)
+                .and_then(|d| d.fs.lookup(d.ino, name, &Caller::root()).ok())
+                .map(|a| Change::Inode(a.ino))
+        };
         match msg {
             Tmsg::Write { fid, .. } | Tmsg::Setattr { fid, .. } => {
                 live(*fid).map(|f| vec![Change::Inode(f.ino)])
@@ -362,7 +369,16 @@ impl Session {
             Tmsg::Clunk { fid } => live(*fid)
                 .filter(|f| matches!(f.opened, Opened::XattrWrite(_)))
                 .map(|f| vec![Change::Inode(f.ino)]),
-            Tmsg::Unlinkat { dfid, name, .. } | Tmsg::Link { dfid, name, .. } => entry(*dfid, name),
+            Tmsg::Unlinkat { dfid, name, .. } => {
+                let mut c = entry(*dfid, name)?;
+                c.extend(named(*dfid, name));
+                Some(c)
+            }
+            Tmsg::Link { dfid, fid, name } => {
+                let mut c = entry(*dfid, name)?;
+                c.extend(live(*fid).map(|f| Change::Inode(f.ino)));
+                Some(c)
+            }
             Tmsg::Renameat {
                 olddir,
                 oldname,
@@ -371,6 +387,8 @@ impl Session {
             } => {
                 let mut c = entry(*olddir, oldname)?;
                 c.extend(entry(*newdir, newname)?);
+                c.extend(named(*olddir, oldname));
+                c.extend(named(*newdir, newname));
                 Some(c)
             }
             Tmsg::Remove { fid } => {
@@ -379,13 +397,19 @@ impl Session {
                 Some(vec![
                     Change::Entry(parent, old.to_vec()),
                     Change::Inode(parent),
+                    Change::Inode(f.ino),
                 ])
             }
             Tmsg::Rename { fid, dfid, name } => {
                 let f = live(*fid)?;
                 let (parent, old) = f.place?;
-                let mut c = vec![Change::Entry(parent, old.to_vec()), Change::Inode(parent)];
+                let mut c = vec![
+                    Change::Entry(parent, old.to_vec()),
+                    Change::Inode(parent),
+                    Change::Inode(f.ino),
+                ];
                 c.extend(entry(*dfid, name)?);
+                c.extend(named(*dfid, name));
                 Some(c)
             }
             _ => None,

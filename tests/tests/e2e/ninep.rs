@@ -769,6 +769,40 @@ fn fuse_and_9p_see_each_others_writes_at_once() {
     });
     assert!(!point.join("from-9p").exists());
     assert_eq!(std::fs::read(point.join("renamed")).expect("read"), b"9p");
+    // Link counts FUSE holds follow 9P's links, unlinks and renames over a
+    // name at once.
+    use std::os::unix::fs::MetadataExt;
+    let nlink = |name: &str| std::fs::metadata(point.join(name)).expect("stat").nlink();
+    assert_eq!(nlink("renamed"), 1);
+    let (target, _) = c.walk(root, "renamed").expect("walk");
+    c.ok(&Tmsg::Link {
+        dfid: root,
+        fid: target,
+        name: b"second".to_vec(),
+    });
+    assert_eq!(nlink("renamed"), 2, "FUSE missed a 9P link");
+    c.ok(&Tmsg::Unlinkat {
+        dfid: root,
+        name: b"second".to_vec(),
+        flags: 0,
+    });
+    assert_eq!(nlink("renamed"), 1, "FUSE missed a 9P unlink");
+    c.ok(&Tmsg::Link {
+        dfid: root,
+        fid: target,
+        name: b"third".to_vec(),
+    });
+    assert_eq!(nlink("third"), 2);
+    c.clunk(target);
+    std::fs::write(point.join("other"), b"other").expect("write");
+    c.ok(&Tmsg::Renameat {
+        olddir: root,
+        oldname: b"other".to_vec(),
+        newdir: root,
+        newname: b"third".to_vec(),
+    });
+    assert_eq!(nlink("renamed"), 1, "FUSE missed a rename over a link");
+    assert_eq!(std::fs::read(point.join("third")).expect("read"), b"other");
     let status = s.ok(&["status"]);
     assert!(status.contains("9p tcp:"), "{status}");
     drop(c);
