@@ -740,8 +740,17 @@ impl Filesystem for HydraFuse {
                 .target(i.0)
                 .and_then(|(fs, i, _)| fs.access(i, 4, &caller(req))),
         };
+        // The kernel may keep a listing from one open to the next, as it
+        // keeps names: changes through the mount drop it, and every other
+        // change to a directory invalidates its inode. The made-up
+        // directories change without a notice, so are listed anew.
+        let flags = if synthetic(i.0) {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_CACHE_DIR | KEEP_CACHE
+        };
         match result {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(()) => reply.opened(FileHandle(0), flags),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -782,7 +782,17 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
     std::thread::sleep(Duration::from_millis(1500));
     sh("stat f.txt > /dev/null", &point);
     assert_eq!(asks(), before, "a cached name or attribute was asked again");
-    // A PUT through the gateway reaches the mount (its next refresh).
+    // A PUT through the gateway reaches the mount (its next refresh), and
+    // its listing, which the kernel keeps from one `ls` to the next.
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&point)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listing(), ["f.txt"]);
     let auth = ("Authorization", "Bearer a-token-of-enough-length");
     assert_eq!(
         request(
@@ -803,6 +813,7 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(listing(), ["f.txt", "from-http.txt"]);
     // A PUT over a file whose pages the kernel holds, same length: the
     // followed commit drops them.
     assert_eq!(

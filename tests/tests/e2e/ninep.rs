@@ -754,10 +754,26 @@ fn fuse_and_9p_see_each_others_writes_at_once() {
         b"",
         "FUSE still shows what 9P truncated"
     );
+    // FUSE lists the root (and the kernel keeps the listing); names 9P
+    // adds and renames show in the next listing at once.
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&point)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listing(), ["from-fuse"]);
     let (d, _) = c.walk(root, "").expect("clone");
     c.create(d, "from-9p", 0o644).expect("create");
     c.write_all(d, 0, b"9p");
     c.clunk(d);
+    assert_eq!(
+        listing(),
+        ["from-9p", "from-fuse"],
+        "FUSE listed a stale root"
+    );
     assert_eq!(std::fs::read(point.join("from-9p")).expect("read"), b"9p");
     // A rename over 9P is seen by FUSE at once (its entry cache dropped).
     assert!(point.join("from-9p").exists());
@@ -769,6 +785,7 @@ fn fuse_and_9p_see_each_others_writes_at_once() {
     });
     assert!(!point.join("from-9p").exists());
     assert_eq!(std::fs::read(point.join("renamed")).expect("read"), b"9p");
+    assert_eq!(listing(), ["from-fuse", "renamed"]);
     // Link counts FUSE holds follow 9P's links, unlinks and renames over a
     // name at once.
     use std::os::unix::fs::MetadataExt;
