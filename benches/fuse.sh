@@ -9,7 +9,7 @@
 # conv=fsync), reading it back (cat, page cache dropped, then warm), random
 # writes into it, copying it with cp, sparse files (a 1 TiB hole), tar -x of 30,000
 # small files and a stat of them all 2 s later, git clone of a generated
-# repository; and the daemon's peak
+# repository, git status in a 20,000-file one 2 s later; and the daemon's peak
 # RSS. Every run starts from an empty target (hydra: a new daemon on an
 # empty store) and each write run writes new random bytes, so no run finds
 # its blocks already stored by an earlier one. Needs bindfs, git, python3 (installed with apt-get when missing).
@@ -48,6 +48,16 @@ PY
 tar -cf "$W/small.tar" -C "$W/small" . && rm -rf "$W/small"
 git init -q -b main "$W/repo" && (cd "$W/repo" && git config user.email b@x && git config user.name b &&
   for c in $(seq 1 200); do mkdir -p "d$((c % 20))"; head -c $((c * 500)) /dev/urandom | base64 > "d$((c % 20))/f$c"; git add -A; git commit -q -m "c$c"; done)
+# A larger repository for `git status`: 20,000 files in 1,000 directories.
+python3 - "$W/big-repo" <<'PY'
+import os, random, sys
+random.seed(2); w = sys.argv[1]
+for d in range(1000):
+    p = f"{w}/m{d // 50}/d{d}"; os.makedirs(p, exist_ok=True)
+    for f in range(20):
+        with open(f"{p}/f{f}.c", "w") as fh: fh.write("x" * random.randint(10, 3000))
+PY
+(cd "$W/big-repo" && git init -q -b main && git add -A && git -c user.email=b@x -c user.name=b commit -qm init)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timed() { local s e; s=$(date +%s.%N); bash -c "$1" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
@@ -132,5 +142,10 @@ bench "tar -x of 30,000 small files" "tar -xf $W/small.tar -C TARGET"
 bench "stat of the 30,000 files, 2 s later" "find TARGET -type f -exec stat -c %s {} + > /dev/null" \
   "sleep 2" keep warm
 bench "git clone --no-hardlinks" "git clone -q --no-hardlinks $W/repo TARGET/clone"
+# One untimed status each first: the first after a clone refreshes the index.
+for target in tmpfs bind hydra; do
+  git clone -q --no-hardlinks "$W/big-repo" "$W/$target/big" && git -C "$W/$target/big" status >/dev/null
+done
+bench "git status, 20,000 files, 2 s later" "git -C TARGET/big status --porcelain" "sleep 2" keep warm
 note_rss
 echo "hydra daemon peak RSS: $((peak / 1024)) MiB"
