@@ -157,7 +157,7 @@ pub(crate) const CAPABILITY: &[u8] = b"security.capability";
 /// is outside the file's group (a write, truncate or chown, as Linux does).
 fn clear_suid(meta: &mut Meta, c: &Caller) {
     meta.perm &= !libc::S_ISUID;
-    if meta.perm & 0o010 != 0 || !(c.is_root() || c.in_group(meta.gid)) {
+    if meta.perm & 0o010 != 0 || !(c.fsetid || c.in_group(meta.gid)) {
         meta.perm &= !libc::S_ISGID;
     }
 }
@@ -175,10 +175,10 @@ fn writer_drops_ids(meta: &Meta, kind: Kind, perm: u32, c: &Caller) -> bool {
 }
 
 /// What a change of a file's content takes away, as Linux does: setuid and
-/// setgid as [`clear_suid`] says unless the writer is root, and
+/// setgid as [`clear_suid`] says unless the writer holds CAP_FSETID, and
 /// capabilities always.
 fn drop_privileges(meta: &mut Meta, c: &Caller) {
-    if !c.is_root() {
+    if !c.fsetid {
         clear_suid(meta, c);
     }
     meta.xattrs.remove(CAPABILITY);
@@ -390,7 +390,7 @@ impl Fs {
             if !c.owns(&inode.meta) && !writer_drops_ids(&inode.meta, inode.kind, perm, c) {
                 return Err(FsError::NotPermitted);
             }
-            if !c.is_root() && !c.in_group(inode.meta.gid) {
+            if !c.fsetid && !c.in_group(inode.meta.gid) {
                 perm &= !libc::S_ISGID;
             }
             inode.meta.perm = perm;

@@ -93,7 +93,7 @@ impl Fs {
         } else {
             c.gid
         };
-        if kind != Kind::Dir && perm & libc::S_ISGID != 0 && !c.is_root() && !c.in_group(gid) {
+        if kind != Kind::Dir && perm & libc::S_ISGID != 0 && !c.fsetid && !c.in_group(gid) {
             perm &= !libc::S_ISGID;
         }
         let inode = Inode {

@@ -19,6 +19,9 @@ pub struct Caller {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Whether the caller holds CAP_FSETID: keeps setuid and setgid on
+    /// what it writes, truncates or chowns.
+    pub fsetid: bool,
 }
 
 impl Caller {
@@ -28,15 +31,17 @@ impl Caller {
             uid: 0,
             gid: 0,
             groups: Vec::new(),
+            fsetid: true,
         }
     }
 
-    /// An ordinary user with no supplementary groups.
+    /// A user with no supplementary groups (uid 0 with root's CAP_FSETID).
     pub fn user(uid: u32, gid: u32) -> Caller {
         Caller {
             uid,
             gid,
             groups: Vec::new(),
+            fsetid: uid == 0,
         }
     }
 

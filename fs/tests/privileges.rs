@@ -77,6 +77,13 @@ fn writes_drop_setuid_setgid_and_capabilities_like_linux() {
         (0o6777, false),
         "root keeps the ids, not the capabilities"
     );
+    let f = file(&fs, "root-without-fsetid", 0o6777, 50);
+    let capless = Caller {
+        fsetid: false,
+        ..root()
+    };
+    append(&fs, f, &capless);
+    assert_eq!(left(&fs, f).0, 0o777, "root without CAP_FSETID keeps none");
 
     // Setgid without group execute is kept for a writer in the group only.
     let f = file(&fs, "sgid", 0o2767, 50);

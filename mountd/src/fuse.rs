@@ -370,8 +370,9 @@ impl Filesystem for HydraFuse {
         // `Fs` drops setuid, setgid and capabilities on write, truncate and
         // chown itself, so the kernel need not ask for `security.capability`
         // before every write nor refresh and rewrite the mode around it.
-        // `Fs` takes root for the holder of CAP_FSETID: a root process that
-        // dropped that capability keeps setuid on its writes.
+        // `Fs` takes root for the holder of CAP_FSETID but where the kernel
+        // says otherwise (a write's FUSE_WRITE_KILL_SUIDGID; `fuser` does
+        // not pass on the like flags of truncates and truncating opens).
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         Ok(())
     }
@@ -669,7 +670,7 @@ impl Filesystem for HydraFuse {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: fuser::OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -679,7 +680,12 @@ impl Filesystem for HydraFuse {
             reply.error(Errno::from_i32(libc::EROFS));
             return;
         }
-        match self.fs.write(Fh(fh.0), offset, data, &caller(req)) {
+        let mut c = caller(req);
+        // The writer lacks CAP_FSETID (root too, when it dropped it).
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            c.fsetid = false;
+        }
+        match self.fs.write(Fh(fh.0), offset, data, &c) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }

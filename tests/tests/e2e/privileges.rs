@@ -9,13 +9,14 @@ use hydra_tests::{TestStore, Unmount, sh};
 /// directory, has `nobody` and root write, truncate and chown them, and
 /// prints what each is left with.
 const SCRIPT: &str = r#"
-for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr; do echo x > $f; done
+for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs; do echo x > $f; done
 chmod 4777 suid rootw tr; chmod 2777 sgidx; chmod 2767 sgid; chmod 4755 ch; chmod 4666 trr otr
 setcap cap_net_raw+ep cap; chmod 666 cap; setcap cap_net_raw+ep capr; setcap cap_net_raw+ep chcap
 runuser -u nobody -- sh -c 'echo y >> suid && echo y >> sgidx && echo y >> sgid && echo y >> cap && truncate -s 1 tr && : > otr'
 echo y >> rootw; echo y >> capr; truncate -s 1 trr
+chmod 4755 nofs; capsh --drop=cap_fsetid -- -c 'echo y >> nofs'
 chown nobody ch chcap
-for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr; do
+for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs; do
   echo "$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')"
 done
 "#;
@@ -28,7 +29,7 @@ fn privileges_left(dir: &Path) -> String {
 
 #[test]
 fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
-    for tool in ["setcap", "getcap", "runuser"] {
+    for tool in ["setcap", "getcap", "capsh", "runuser"] {
         assert!(
             std::process::Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -40,7 +41,7 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     let tmpfs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
     let want = privileges_left(tmpfs.path());
     assert!(
-        want.contains("suid 777 root 4"),
+        want.contains("suid 777 root 4") && want.contains("nofs 755 root 4"),
         "tmpfs as expected: {want}"
     );
 
@@ -62,7 +63,7 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     s.ok(&["mount", "home", point.to_str().expect("utf-8")]);
     let _guard = Unmount(&s, point.clone());
     let after = sh(
-        "for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr; do echo \"$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')\"; done",
+        "for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs; do echo \"$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')\"; done",
         &point,
     );
     assert_eq!(after, want);
