@@ -192,6 +192,16 @@ pub fn git_history(work: &Path, commits: u32) -> PathBuf {
     dest
 }
 
+/// The names in directory `dir`, sorted (what `ls -A` lists).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The last line of some output.
 pub fn last_line(s: &str) -> &str {
     s.trim_end().lines().last().unwrap_or("")

@@ -784,14 +784,7 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
     assert_eq!(asks(), before, "a cached name or attribute was asked again");
     // A PUT through the gateway reaches the mount (its next refresh), and
     // its listing, which the kernel keeps from one `ls` to the next.
-    let listing = || {
-        let mut names: Vec<String> = std::fs::read_dir(&point)
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
+    let listing = || hydra_tests::names_in(&point);
     assert_eq!(listing(), ["f.txt"]);
     let auth = ("Authorization", "Bearer a-token-of-enough-length");
     assert_eq!(

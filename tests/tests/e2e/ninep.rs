@@ -756,14 +756,7 @@ fn fuse_and_9p_see_each_others_writes_at_once() {
     );
     // FUSE lists the root (and the kernel keeps the listing); names 9P
     // adds and renames show in the next listing at once.
-    let listing = || {
-        let mut names: Vec<String> = std::fs::read_dir(&point)
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
+    let listing = || hydra_tests::names_in(&point);
     assert_eq!(listing(), ["from-fuse"]);
     let (d, _) = c.walk(root, "").expect("clone");
     c.create(d, "from-9p", 0o644).expect("create");
