@@ -374,6 +374,11 @@ impl Filesystem for HydraFuse {
         // says otherwise (a write's FUSE_WRITE_KILL_SUIDGID; `fuser` does
         // not pass on the like flags of truncates and truncating opens).
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        // Listings carry each entry's attributes when the kernel judges
+        // they will be used (`ls -l`, `tar -c`, `git status`), saving a
+        // LOOKUP per name.
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         Ok(())
     }
 

@@ -850,6 +850,11 @@ fn a_mount_serves_the_gateway_and_counts_fuse_and_9p_requests() {
         metric(&text, "hydra_fuse_ops_total{op=\"lookup\"}") >= 1,
         "{text}"
     );
+    // Listings come with attributes (READDIRPLUS), saving a LOOKUP a name.
+    assert!(
+        metric(&text, "hydra_fuse_ops_total{op=\"readdirplus\"}") >= 1,
+        "{text}"
+    );
     assert!(
         metric(&text, "hydra_9p_ops_total{op=\"attach\"}") >= 1,
         "{text}"
