@@ -109,8 +109,9 @@ impl Cutter {
         end: usize,
         masks: Masks,
     ) -> Option<usize> {
-        let (gear, gear_ls) = gear();
-        let (gear, gear_ls): (&[u64; 256], &[u64; 256]) = (gear, gear_ls);
+        // The tables as plain arrays: the loop indexes them directly.
+        let tables = gear();
+        let (gear, gear_ls): (&[u64; 256], &[u64; 256]) = (&tables.0, &tables.1);
         let fixed = self.fixed;
         let data = &data[..end * 2];
         let mut h = *hash;

@@ -47,6 +47,7 @@ fn entry_ttl(parent: u64, child: u64) -> &'static Duration {
         &TTL
     }
 }
+
 /// Keep the file's cached pages across opens.
 const KEEP_CACHE: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 /// No FLUSH request on every close: `release` stores what a flush would.
