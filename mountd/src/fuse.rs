@@ -325,6 +325,19 @@ fn caller(req: &Request) -> Caller {
     c
 }
 
+/// Whether the process `pid` holds CAP_FSETID, from /proc (the FUSE header
+/// does not say; a process already gone is taken not to).
+fn holds_cap_fsetid(pid: u32) -> bool {
+    const CAP_FSETID: u32 = 4;
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_FSETID) != 0)
+}
+
 /// The live inode a kernel number names; anything else (`.snapshots`
 /// and the snapshots in it) is read-only: the calling operation answers
 /// EROFS.
@@ -470,10 +483,15 @@ impl Filesystem for HydraFuse {
             mtime: mtime.map(when),
             ctime: None,
         };
-        match self
-            .fs
-            .setattr(i_live, &set, fh.map(|f| Fh(f.0)), &caller(req))
-        {
+        let mut c = caller(req);
+        // A truncate, and a chmod that sets setgid, keep setuid and setgid
+        // only for a holder of CAP_FSETID. The kernel's flag saying so
+        // (FATTR_KILL_SUIDGID) is not passed on by `fuser`, so a root
+        // caller's capabilities are read where they matter.
+        if c.uid == 0 && (size.is_some() || mode.is_some_and(|m| m & libc::S_ISGID != 0)) {
+            c.fsetid = holds_cap_fsetid(req.pid());
+        }
+        match self.fs.setattr(i_live, &set, fh.map(|f| Fh(f.0)), &c) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }

@@ -9,14 +9,15 @@ use hydra_tests::{TestStore, Unmount, sh};
 /// directory, has `nobody` and root write, truncate and chown them, and
 /// prints what each is left with.
 const SCRIPT: &str = r#"
-for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs; do echo x > $f; done
+for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg; do echo x > $f; done
 chmod 4777 suid rootw tr; chmod 2777 sgidx; chmod 2767 sgid; chmod 4755 ch; chmod 4666 trr otr
 setcap cap_net_raw+ep cap; chmod 666 cap; setcap cap_net_raw+ep capr; setcap cap_net_raw+ep chcap
 runuser -u nobody -- sh -c 'echo y >> suid && echo y >> sgidx && echo y >> sgid && echo y >> cap && truncate -s 1 tr && : > otr'
 echo y >> rootw; echo y >> capr; truncate -s 1 trr
-chmod 4755 nofs; capsh --drop=cap_fsetid -- -c 'echo y >> nofs'
+chmod 4755 nofs notr noot; chgrp nogroup nosg rsg; chmod 2755 rsg
+capsh --drop=cap_fsetid -- -c 'echo y >> nofs; truncate -s 1 notr; : > noot; chmod 2755 nosg'
 chown nobody ch chcap
-for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs; do
+for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg; do
   echo "$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')"
 done
 "#;
@@ -41,7 +42,15 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     let tmpfs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
     let want = privileges_left(tmpfs.path());
     assert!(
-        want.contains("suid 777 root 4") && want.contains("nofs 755 root 4"),
+        [
+            "suid 777 root 4",
+            "nofs 755 root 4",
+            "notr 755 root 1",
+            "nosg 755 root 2",
+            "rsg 2755 root 2"
+        ]
+        .iter()
+        .all(|line| want.contains(line)),
         "tmpfs as expected: {want}"
     );
 
@@ -63,7 +72,7 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     s.ok(&["mount", "home", point.to_str().expect("utf-8")]);
     let _guard = Unmount(&s, point.clone());
     let after = sh(
-        "for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs; do echo \"$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')\"; done",
+        "for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg; do echo \"$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')\"; done",
         &point,
     );
     assert_eq!(after, want);
