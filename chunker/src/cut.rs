@@ -40,6 +40,14 @@ impl Masks {
 }
 
 /// A FastCDC 2020 cutter (normalization level 1) for one set of bounds.
+/// Where a search for a chunk's cut point stopped for want of bytes: the
+/// gear hash and the step reached (0: not begun).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Scanned {
+    hash: u64,
+    index: usize,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cutter {
     min: usize,
@@ -79,7 +87,20 @@ impl Cutter {
 
     /// The length of the chunk that starts `data` (all of it when shorter
     /// than the minimum; at most the maximum).
+    /// The length of the chunk that starts `data` (all of `data` when no
+    /// cut point lies in it).
+    #[cfg(test)]
     pub(crate) fn next(&self, data: &[u8]) -> usize {
+        self.next_after(data, &mut Scanned::default())
+    }
+
+    /// As `next`, going on from where `at` says an earlier search of the
+    /// same chunk's first bytes ran out of them; leaves in `at` where this
+    /// one stopped when it finds no cut point, else a fresh start. The
+    /// decision at a byte does not depend on how many bytes follow it
+    /// (beyond the next), so the result is the same as a search from the
+    /// start.
+    pub(crate) fn next_after(&self, data: &[u8], at: &mut Scanned) -> usize {
         let mut remaining = data.len();
         if remaining <= self.min {
             return remaining;
@@ -90,13 +111,17 @@ impl Cutter {
         } else if remaining < center {
             center = remaining;
         }
-        let mut hash = 0u64;
-        let mut index = self.min / 2;
+        let (mut hash, mut index) = match *at {
+            Scanned { index: 0, .. } => (0u64, self.min / 2),
+            Scanned { hash, index } => (hash, index),
+        };
         for (end, masks) in [(center / 2, self.small), (remaining / 2, self.large)] {
             if let Some(cut) = self.scan(data, &mut hash, &mut index, end, masks) {
+                *at = Scanned::default();
                 return cut;
             }
         }
+        *at = Scanned { hash, index };
         remaining
     }
 

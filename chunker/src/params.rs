@@ -2,7 +2,7 @@
 
 use hydra_dag::ChunkingPolicy;
 
-use crate::cut::Cutter;
+use crate::cut::{Cutter, Scanned};
 use crate::error::{ChunkError, ChunkResult};
 
 /// Validated FastCDC bounds.
@@ -54,10 +54,25 @@ impl ChunkParams {
     /// Cut points in `data`: `(offset, len)` of each whole chunk, and the
     /// offset where the uncut rest begins.
     ///
-    /// Unless `eof`, a tail shorter than `max` stays uncut: more input could
-    /// move its cut point. Cutting a stream in pieces therefore gives the
-    /// same chunks as cutting it whole.
+    /// Unless `eof`, a tail shorter than `max` in which the cutter finds no
+    /// cut point stays uncut: more input could place it. A cut point found
+    /// inside the tail stands, as it depends on no byte past the one after
+    /// it. Cutting a stream in pieces therefore gives the same chunks as
+    /// cutting it whole.
     pub fn split(&self, data: &[u8], eof: bool, out: &mut Vec<(usize, usize)>) -> usize {
+        self.split_after(data, eof, out, &mut Scanned::default())
+    }
+
+    /// As [`ChunkParams::split`], going on from where `at` says the last
+    /// split of the same uncut tail stopped (see [`Scanned`]): feeding a
+    /// chunk's bytes in many small pieces then scans each byte once.
+    pub(crate) fn split_after(
+        &self,
+        data: &[u8],
+        eof: bool,
+        out: &mut Vec<(usize, usize)>,
+        at: &mut Scanned,
+    ) -> usize {
         if data.is_empty() {
             return 0;
         }
@@ -65,10 +80,11 @@ impl ChunkParams {
         let mut start = 0;
         while start < data.len() {
             let remaining = data.len() - start;
-            if !eof && remaining < self.max as usize {
+            let len = cutter.next_after(&data[start..], at);
+            if !eof && remaining < self.max as usize && len == remaining {
                 break;
             }
-            let len = cutter.next(&data[start..]);
+            *at = Scanned::default();
             out.push((start, len));
             start += len;
         }
@@ -107,6 +123,65 @@ mod tests {
         assert_eq!(pieces, whole);
         assert!(whole.iter().all(|(_, l)| *l <= p.max()));
         assert_eq!(whole.iter().map(|(_, l)| l).sum::<usize>(), data.len());
+    }
+
+    /// Cuts of `data` fed to `split` in pieces of the given sizes, each
+    /// split going on from where the last stopped if `resume`.
+    fn cut_in_pieces(
+        p: &ChunkParams,
+        data: &[u8],
+        sizes: &[usize],
+        resume: bool,
+    ) -> Vec<(usize, usize)> {
+        let (mut out, mut buf, mut base, mut at) = (Vec::new(), Vec::new(), 0, 0);
+        let mut scanned = Scanned::default();
+        for &n in sizes.iter().cycle() {
+            if at == data.len() {
+                break;
+            }
+            let end = (at + n).min(data.len());
+            buf.extend_from_slice(&data[at..end]);
+            at = end;
+            let mut cuts = Vec::new();
+            if !resume {
+                scanned = Scanned::default();
+            }
+            let rest = p.split_after(&buf, false, &mut cuts, &mut scanned);
+            out.extend(cuts.iter().map(|(o, l)| (o + base, *l)));
+            buf.drain(..rest);
+            base += rest;
+        }
+        let mut cuts = Vec::new();
+        p.split_after(&buf, true, &mut cuts, &mut scanned);
+        out.extend(cuts.iter().map(|(o, l)| (o + base, *l)));
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Pieces shorter than a chunk, even single bytes, cut where the
+        /// whole does: a cut found in a short tail stands, and a search
+        /// taken up where the last ran out of bytes finds the same cut.
+        #[test]
+        fn small_pieces_cut_as_the_whole(
+            sizes in proptest::collection::vec(1usize..3_000, 1..20),
+            runs in proptest::collection::vec((proptest::bool::ANY, 1usize..4_000), 1..40),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let p = ChunkParams::new(256, 1024, 4096).expect("valid bounds");
+            let mut data = Vec::new();
+            for (k, &(zeros, len)) in runs.iter().enumerate() {
+                if zeros {
+                    data.resize(data.len() + len, 0);
+                } else {
+                    data.extend(crate::test_noise(len, seed ^ k as u64));
+                }
+            }
+            let mut whole = Vec::new();
+            p.split(&data, true, &mut whole);
+            proptest::prop_assert_eq!(&cut_in_pieces(&p, &data, &sizes, false), &whole);
+            proptest::prop_assert_eq!(&cut_in_pieces(&p, &data, &sizes, true), &whole);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use hydra_dag::{Block, Cid, Codec, WriteSession};
 
+use crate::cut::Scanned;
 use crate::error::ChunkResult;
 use crate::params::ChunkParams;
 use crate::tree::{Link, TreeBuilder};
@@ -61,6 +62,8 @@ pub(crate) struct Recut {
     /// The new tree, filled from the left.
     pub tree: TreeBuilder,
     buf: Vec<u8>,
+    /// How far the search for the cut ending `buf`'s first chunk got.
+    scanned: Scanned,
     cuts: Vec<(usize, usize)>,
     /// New-content offset of `buf[0]`, where the next chunk starts.
     new_pos: u64,
@@ -79,6 +82,52 @@ pub(crate) struct Recut {
     /// New blocks not stored yet, and their bytes.
     pending: Vec<Block>,
     pending_bytes: usize,
+    /// New chunks' bytes, not stored yet.
+    arena: Arena,
+}
+
+/// New chunks' bytes gathered in pooled buffers: fresh memory for each
+/// chunk would be mapped, faulted in and cleared, and unmapped once stored.
+struct Arena {
+    /// The buffer being filled, and the chunks in it.
+    buf: Vec<u8>,
+    chunks: Vec<(Cid, std::ops::Range<usize>)>,
+    /// Blocks of the buffers filled before, sharing them.
+    sealed: Vec<Block>,
+    capacity: usize,
+}
+
+impl Arena {
+    /// Copies in the chunk `cid` of bytes `data`.
+    fn push(&mut self, cid: Cid, data: &[u8]) {
+        if self.buf.len() + data.len() > self.buf.capacity() {
+            self.seal();
+            self.buf = crate::pool::take(self.capacity.max(data.len()));
+        }
+        let at = self.buf.len();
+        self.buf.extend_from_slice(data);
+        self.chunks.push((cid, at..at + data.len()));
+    }
+
+    /// Makes the chunks of the buffer being filled blocks sharing it; the
+    /// buffer goes back to the pool once they are all dropped.
+    fn seal(&mut self) {
+        if self.chunks.is_empty() {
+            return;
+        }
+        let shared = crate::pool::share(std::mem::take(&mut self.buf));
+        self.sealed.extend(
+            self.chunks
+                .drain(..)
+                .map(|(cid, range)| Block::trusted(cid, shared.slice(range))),
+        );
+    }
+
+    /// Every chunk copied in, as blocks.
+    fn take(&mut self) -> Vec<Block> {
+        self.seal();
+        std::mem::take(&mut self.sealed)
+    }
 }
 
 impl Recut {
@@ -90,6 +139,7 @@ impl Recut {
             params,
             tree: TreeBuilder::new(),
             buf: Vec::new(),
+            scanned: Scanned::default(),
             cuts: Vec::new(),
             new_pos: 0,
             old_bounds: BTreeSet::new(),
@@ -99,6 +149,12 @@ impl Recut {
             resumed: None,
             pending: Vec::new(),
             pending_bytes: 0,
+            arena: Arena {
+                buf: Vec::new(),
+                chunks: Vec::new(),
+                sealed: Vec::new(),
+                capacity: crate::writer::segment_capacity(params),
+            },
         })
     }
 
@@ -116,6 +172,7 @@ impl Recut {
 
     /// Stores every queued block and every node the tree has made.
     pub fn flush(&mut self) -> ChunkResult<()> {
+        self.pending.extend(self.arena.take());
         self.pending.extend(self.tree.take_blocks());
         if !self.pending.is_empty() {
             self.session
@@ -129,6 +186,7 @@ impl Recut {
     /// and new content (the tree holds everything before it).
     pub fn restart(&mut self, start: u64) {
         self.buf.clear();
+        self.scanned = Scanned::default();
         self.old_bounds.clear();
         self.old_runs.clear();
         self.new_pos = start;
@@ -172,6 +230,7 @@ impl Recut {
     /// offset `to` (a chunk start) another way.
     pub fn skip_to(&mut self, to: u64) {
         self.buf.clear();
+        self.scanned = Scanned::default();
         self.new_pos = to;
     }
 
@@ -225,13 +284,15 @@ impl Recut {
         }
         self.buf.extend_from_slice(data);
         self.cuts.clear();
-        let rest = self.params.split(&self.buf, eof, &mut self.cuts);
-        let mut chunks = Vec::with_capacity(self.cuts.len());
+        let rest = self
+            .params
+            .split_after(&self.buf, eof, &mut self.cuts, &mut self.scanned);
         for &(o, l) in &self.cuts {
-            let data = Bytes::copy_from_slice(&self.buf[o..o + l]);
-            let cid = Cid::hash(Codec::RAW, &data);
+            let data = &self.buf[o..o + l];
+            let cid = Cid::hash(Codec::RAW, data);
             self.tree.push_leaf((cid, l as u64))?;
-            chunks.push(Block::trusted(cid, data));
+            self.arena.push(cid, data);
+            self.pending_bytes += l;
             // A cut past the edit on an old boundary: from here on, old and
             // new content and so their chunks are the same.
             let end_new = self.new_pos + (o + l) as u64;
@@ -245,9 +306,10 @@ impl Recut {
                 }
             }
         }
-        self.store(chunks)?;
+        self.store(Vec::new())?;
         if self.resumed.is_some() {
             self.buf.clear();
+            self.scanned = Scanned::default();
         } else {
             self.buf.drain(..rest);
             self.new_pos += rest as u64;
@@ -279,6 +341,7 @@ impl Recut {
                     self.new_pos += skip;
                     let from_buf = skip.min(self.buf.len() as u64);
                     self.buf.drain(..from_buf as usize);
+                    self.scanned = Scanned::default();
                     n -= skip - from_buf;
                     continue;
                 }

@@ -40,6 +40,13 @@ type Storer = (SyncSender<Vec<Block>>, Vec<JoinHandle<ChunkResult<()>>>);
 const STORERS: usize = 2;
 /// The hashing worker: its queue and what it returns.
 type Worker = (SyncSender<Work>, JoinHandle<ChunkResult<(Blob, BlobStats)>>);
+/// The capacity of a segment buffer: a segment, room for the last one's
+/// uncut tail before it, and a chunk's slack (also the size of the
+/// buffers an edit gathers its new chunks in, so the two share the pool).
+pub(crate) fn segment_capacity(params: ChunkParams) -> usize {
+    SEGMENT + 2 * params.max()
+}
+
 /// A filled segment for the cutter: the buffer, the room left at its
 /// front (for the previous segment's uncut tail) and whether it is the last.
 type Segment = (Vec<u8>, usize, bool);
@@ -352,7 +359,7 @@ impl BlobWriter {
         }
         // The next segment leaves room for this one's uncut tail.
         let room = self.params.max();
-        let mut next = crate::pool::take(room + SEGMENT + self.params.max());
+        let mut next = crate::pool::take(segment_capacity(self.params));
         next.resize(room, 0);
         let segment = std::mem::replace(&mut self.buf, next);
         let segment_room = std::mem::replace(&mut self.room, room);

@@ -63,7 +63,9 @@ impl Volume for MemoryVolume {
             blocks
                 .entry(*block.cid())
                 .and_modify(|(_, stored)| *stored = now)
-                .or_insert_with(|| (block.data().clone(), now));
+                // A copy: a block's bytes may be a slice of a writer's
+                // pooled buffer of megabytes, which a kept slice would pin.
+                .or_insert_with(|| (Bytes::copy_from_slice(block.data()), now));
         }
         Ok(())
     }
