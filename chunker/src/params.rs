@@ -73,22 +73,28 @@ impl ChunkParams {
         out: &mut Vec<(usize, usize)>,
         at: &mut Scanned,
     ) -> usize {
-        if data.is_empty() {
-            return 0;
-        }
-        let cutter = Cutter::new(self.min, self.avg, self.max);
         let mut start = 0;
-        while start < data.len() {
-            let remaining = data.len() - start;
-            let len = cutter.next_after(&data[start..], at);
-            if !eof && remaining < self.max as usize && len == remaining {
-                break;
-            }
-            *at = Scanned::default();
+        while let Some(len) = self.first_chunk(&data[start..], eof, at) {
             out.push((start, len));
             start += len;
         }
         start
+    }
+
+    /// The length of the whole chunk that starts `data`, or `None` when
+    /// `data` is empty or (unless `eof`) its end may still move: one step
+    /// of [`ChunkParams::split_after`], for a caller that may stop early.
+    pub(crate) fn first_chunk(&self, data: &[u8], eof: bool, at: &mut Scanned) -> Option<usize> {
+        if data.is_empty() {
+            return None;
+        }
+        let cutter = Cutter::new(self.min, self.avg, self.max);
+        let len = cutter.next_after(data, at);
+        if !eof && data.len() < self.max as usize && len == data.len() {
+            return None;
+        }
+        *at = Scanned::default();
+        Some(len)
     }
 }
 

@@ -64,7 +64,6 @@ pub(crate) struct Recut {
     buf: Vec<u8>,
     /// How far the search for the cut ending `buf`'s first chunk got.
     scanned: Scanned,
-    cuts: Vec<(usize, usize)>,
     /// New-content offset of `buf[0]`, where the next chunk starts.
     new_pos: u64,
     /// Old leaf boundaries (old offsets) where the old chunks may resume.
@@ -140,7 +139,6 @@ impl Recut {
             tree: TreeBuilder::new(),
             buf: Vec::new(),
             scanned: Scanned::default(),
-            cuts: Vec::new(),
             new_pos: 0,
             old_bounds: BTreeSet::new(),
             old_runs: Vec::new(),
@@ -283,11 +281,15 @@ impl Recut {
             return Ok(());
         }
         self.buf.extend_from_slice(data);
-        self.cuts.clear();
-        let rest = self
+        // Chunk by chunk: once the cuts resume the old chunks, the bytes
+        // after are not scanned.
+        let mut rest = 0;
+        while let Some(l) = self
             .params
-            .split_after(&self.buf, eof, &mut self.cuts, &mut self.scanned);
-        for &(o, l) in &self.cuts {
+            .first_chunk(&self.buf[rest..], eof, &mut self.scanned)
+        {
+            let o = rest;
+            rest += l;
             let data = &self.buf[o..o + l];
             let cid = Cid::hash(Codec::RAW, data);
             self.tree.push_leaf((cid, l as u64))?;
