@@ -40,6 +40,11 @@ impl Masks {
 }
 
 /// A FastCDC 2020 cutter (normalization level 1) for one set of bounds.
+/// How many bytes before it (the byte after a cut point included) decide a
+/// cut point, given the chunk's start: the gear hash shifts one bit a byte,
+/// so a 64-bit hash holds nothing of bytes further back.
+pub(crate) const WINDOW: u64 = 64;
+
 /// Where a search for a chunk's cut point stopped for want of bytes: the
 /// gear hash and the step reached (0: not begun).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -287,6 +287,7 @@ impl BlobEditor {
                 let piece_end = leaf.end().min(limit);
                 if piece_end == leaf.end() && piece_end <= last {
                     recut.bound(piece_end);
+                    recut.old_chunk(leaf.start, piece_end);
                 }
                 feed_old(&mut reader, &mut recut, &mut scratch, old_pos, piece_end)?;
                 old_pos = piece_end;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use hydra_dag::{Block, Cid, Codec, WriteSession};
 
-use crate::cut::Scanned;
+use crate::cut::{Scanned, WINDOW};
 use crate::error::ChunkResult;
 use crate::params::ChunkParams;
 use crate::tree::{Link, TreeBuilder};
@@ -78,6 +78,8 @@ pub(crate) struct Recut {
     edit_end_new: u64,
     /// The old offset from which the old tree is reused, once found.
     pub resumed: Option<u64>,
+    /// The old chunk whose last bytes were fed last, `[start, end)`.
+    old_leaf: Option<(u64, u64)>,
     /// New blocks not stored yet, and their bytes.
     pending: Vec<Block>,
     pending_bytes: usize,
@@ -145,6 +147,7 @@ impl Recut {
             delta: 0,
             edit_end_new: u64::MAX,
             resumed: None,
+            old_leaf: None,
             pending: Vec::new(),
             pending_bytes: 0,
             arena: Arena {
@@ -190,6 +193,7 @@ impl Recut {
         self.new_pos = start;
         self.edit_end_new = u64::MAX;
         self.resumed = None;
+        self.old_leaf = None;
     }
 
     /// Enters a change whose inserted bytes end at new offset
@@ -197,11 +201,18 @@ impl Recut {
     pub fn change(&mut self, edit_end_new: u64, delta: i128) {
         self.edit_end_new = edit_end_new;
         self.delta = delta;
+        self.old_leaf = None;
     }
 
     /// Notes an old leaf boundary.
     pub fn bound(&mut self, old: u64) {
         self.old_bounds.insert(old);
+    }
+
+    /// Notes that the next bytes fed are the rest of the old chunk
+    /// `[start, end)`, unchanged (`end` noted as a boundary).
+    pub fn old_chunk(&mut self, start: u64, end: u64) {
+        self.old_leaf = Some((start, end));
     }
 
     /// Notes an old run of zero chunks over `[start, end)`.
@@ -308,6 +319,9 @@ impl Recut {
                 }
             }
         }
+        if self.resumed.is_none() {
+            self.cut_as_before(rest)?;
+        }
         self.store(Vec::new())?;
         if self.resumed.is_some() {
             self.buf.clear();
@@ -316,6 +330,39 @@ impl Recut {
             self.buf.drain(..rest);
             self.new_pos += rest as u64;
         }
+        Ok(())
+    }
+
+    /// Cuts the bytes waiting from `rest` on as one chunk and resumes the
+    /// old chunks after it when they are the end of an old chunk, unchanged,
+    /// from its start on the same footing: the new chunk starts where the
+    /// old one did (in step with the change so far) and its last
+    /// [`WINDOW`] bytes are old ones. A cut point is decided by its offset
+    /// in the chunk and the bytes just before it, so the old chunk's end
+    /// is a cut point again, and no earlier one appears where the new
+    /// bytes do not reach (the search found none where they do). Without
+    /// this, the next old chunk would be read and verified only for its
+    /// first byte.
+    fn cut_as_before(&mut self, rest: usize) -> ChunkResult<()> {
+        let Some((start, end)) = self.old_leaf else {
+            return Ok(());
+        };
+        let old = |new: u64| i128::from(new) - self.delta;
+        let chunk_start = self.new_pos + rest as u64;
+        let chunk_end = self.new_pos + self.buf.len() as u64;
+        let in_step = old(chunk_start) == i128::from(start) && old(chunk_end) == i128::from(end);
+        if !in_step
+            || chunk_end < self.edit_end_new.saturating_add(WINDOW)
+            || rest == self.buf.len()
+        {
+            return Ok(());
+        }
+        let data = &self.buf[rest..];
+        let cid = Cid::hash(Codec::RAW, data);
+        self.tree.push_leaf((cid, data.len() as u64))?;
+        self.arena.push(cid, data);
+        self.pending_bytes += data.len();
+        self.resumed = Some(end);
         Ok(())
     }
 
