@@ -633,6 +633,34 @@ fn tiny_editor() -> (Bucket, Arc<MemoryVolume>, WriteSession, BlobEditor) {
     (bucket, mem, session, editor)
 }
 
+/// A blob of noise in tiny chunks, with what made it and where it is cut.
+struct TinyBlob {
+    bucket: Bucket,
+    session: WriteSession,
+    editor: BlobEditor,
+    data: Vec<u8>,
+    blob: Blob,
+    /// `(offset, len)` of each chunk.
+    cuts: Vec<(usize, usize)>,
+}
+
+/// `len` bytes of noise from `seed`, stored in tiny chunks.
+fn tiny_blob(len: usize, seed: u64) -> TinyBlob {
+    let (bucket, _, session, editor) = tiny_editor();
+    let data = noise(len, seed);
+    let blob = put_bytes(&session, tiny(), &data).expect("put");
+    let mut cuts = Vec::new();
+    tiny().split(&data, true, &mut cuts);
+    TinyBlob {
+        bucket,
+        session,
+        editor,
+        data,
+        blob,
+        cuts,
+    }
+}
+
 #[test]
 fn edits_of_deep_trees_give_the_fresh_blob() {
     let (bucket, _, session, editor) = tiny_editor();
@@ -874,28 +902,27 @@ fn writes_ending_just_before_a_cut_give_the_fresh_blob() {
     // reading the next chunk when the bytes deciding it are old ones: a
     // write or zeroing ending within that window of the end must still
     // find the cuts that cutting afresh finds.
-    let (bucket, _, session, editor) = tiny_editor();
-    let p = tiny();
-    let data = noise(256 << 10, 82);
-    let blob = put_bytes(&session, p, &data).expect("put");
-    let mut cuts = Vec::new();
-    p.split(&data, true, &mut cuts);
-    let fresh = |model: &[u8]| put_bytes(&session, p, model).expect("put");
-    for (k, &(o, l)) in cuts.iter().enumerate().skip(1).step_by(5).take(30) {
+    let t = tiny_blob(256 << 10, 82);
+    let fresh = |model: &[u8]| put_bytes(&t.session, tiny(), model).expect("put");
+    for (k, &(o, l)) in t.cuts.iter().enumerate().skip(1).step_by(5).take(30) {
         let end = o + l;
         for back in [0, 1, 2, 30, 62, 63, 64, 65, 66, 100] {
             let at = end.saturating_sub(back + 5).max(o);
             let len = (end - back).saturating_sub(at).max(1);
             let bytes = noise(len, (k * 1000 + back) as u64);
-            let mut model = data.clone();
+            let mut model = t.data.clone();
             model[at..at + len].copy_from_slice(&bytes);
-            let written = editor.write_at(&blob, at as u64, &bytes).expect("write");
+            let written = t
+                .editor
+                .write_at(&t.blob, at as u64, &bytes)
+                .expect("write");
             let what = format!("{len} bytes ending {back} before the cut at {end}");
             assert_eq!(written, fresh(&model), "write of {what}");
-            assert_eq!(read_all(&bucket, &written), model, "write of {what}");
+            assert_eq!(read_all(&t.bucket, &written), model, "write of {what}");
             model[at..at + len].fill(0);
-            let zeroed = editor
-                .zero_range(&blob, at as u64, len as u64)
+            let zeroed = t
+                .editor
+                .zero_range(&t.blob, at as u64, len as u64)
                 .expect("zero");
             assert_eq!(zeroed, fresh(&model), "zeroing of {what}");
         }
@@ -906,30 +933,28 @@ fn writes_ending_just_before_a_cut_give_the_fresh_blob() {
 fn writes_at_chunk_boundaries_give_the_fresh_blob() {
     // A cut is decided by the byte after it: a write that starts exactly
     // where a chunk starts moves the cut before it too.
-    let (bucket, _, session, editor) = tiny_editor();
+    let t = tiny_blob(1 << 20, 80);
     let p = tiny();
-    let data = noise(1 << 20, 80);
-    let blob = put_bytes(&session, p, &data).expect("put");
-    let mut cuts = Vec::new();
-    p.split(&data, true, &mut cuts);
-    let starts: Vec<u64> = cuts
+    let starts: Vec<u64> = t
+        .cuts
         .iter()
         .skip(1)
         .step_by(97)
         .map(|&(o, _)| o as u64)
         .collect();
     assert!(starts.len() > 20, "{} boundaries", starts.len());
-    let fresh = |model: &[u8]| put_bytes(&session, p, model).expect("put");
+    let fresh = |model: &[u8]| put_bytes(&t.session, p, model).expect("put");
     for &at in &starts {
-        let mut model = data.clone();
+        let mut model = t.data.clone();
         model[at as usize] ^= 0xff;
-        let one = editor
-            .write_at(&blob, at, &model[at as usize..=at as usize])
+        let one = t
+            .editor
+            .write_at(&t.blob, at, &model[at as usize..=at as usize])
             .expect("write");
         assert_eq!(one, fresh(&model), "one byte at boundary {at}");
     }
     // Many at once, some adjacent: one ends where the next starts.
-    let mut model = data.clone();
+    let mut model = t.data.clone();
     let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
     for (i, &at) in starts.iter().enumerate() {
         let bytes = noise(100 + i, 81 + i as u64);
@@ -942,9 +967,9 @@ fn writes_at_chunk_boundaries_give_the_fresh_blob() {
         model[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
     }
     let list: Vec<(u64, &[u8])> = writes.iter().map(|(a, d)| (*a, d.as_slice())).collect();
-    let many = editor.write_many(&blob, &list).expect("write_many");
+    let many = t.editor.write_many(&t.blob, &list).expect("write_many");
     assert_eq!(many, fresh(&model));
-    assert_eq!(read_all(&bucket, &many), model);
+    assert_eq!(read_all(&t.bucket, &many), model);
 }
 
 #[test]
