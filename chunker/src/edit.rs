@@ -218,7 +218,9 @@ impl BlobEditor {
         let mut pos = 0;
         let mut delta = 0i128;
         let mut next = 0;
+        let mut warmed = 0;
         while let Some(c) = changes.get(next) {
+            warmed = warm_ahead(&mut reader, root, &changes, next, warmed)?;
             // Re-cut from the start of the leaf holding the second byte
             // before the change (a cut depends on the byte after it, and
             // FastCDC, testing two bytes a step, cuts after an even count
@@ -360,6 +362,34 @@ impl BlobEditor {
         }
         Ok(())
     }
+}
+
+/// Changes ahead whose first chunks are warmed while one is re-cut.
+const WARM_AHEAD: usize = 8;
+
+/// Has the reader's prefetch thread read (and verify) the chunks that
+/// the changes after `next`, up to [`WARM_AHEAD`] of them, start in, those
+/// from `warmed` on, so that reading them overlaps re-cutting this one;
+/// returns how many changes are warmed now.
+fn warm_ahead(
+    reader: &mut BlobReader,
+    root: (hydra_dag::Cid, u64),
+    changes: &[&Change<'_>],
+    next: usize,
+    warmed: usize,
+) -> ChunkResult<usize> {
+    let until = (next + 1 + WARM_AHEAD).min(changes.len());
+    let from = warmed.max(next + 1);
+    if from >= until {
+        return Ok(warmed.max(until));
+    }
+    let mut cids = Vec::with_capacity(until - from);
+    for c in &changes[from..until] {
+        let before = c.at.saturating_sub(2).min(root.1.saturating_sub(1));
+        cids.push(walk::leaf_at(reader, root, before)?.link.0);
+    }
+    reader.warm(cids);
+    Ok(until)
 }
 
 /// Feeds old bytes `[from, to)` to `recut` through one reused buffer (a

@@ -321,7 +321,7 @@ impl BlobReader {
     }
 
     /// Asks the prefetch thread to bring `cids` into the block cache.
-    fn warm(&mut self, cids: Vec<Cid>) {
+    pub(crate) fn warm(&mut self, cids: Vec<Cid>) {
         if let Some(tx) = self.start_prefetcher() {
             for cid in cids {
                 if let Err(TrySendError::Disconnected(_)) = tx.try_send(cid) {

@@ -191,7 +191,8 @@ fn edits_read_only_the_chunks_they_cut_again() {
     // reads up to where the cuts fall in step again and no further: the
     // chunk written into, and tree nodes (77 reads when a short tail was
     // not cut until a maximum chunk had gathered, 52 when the next chunk
-    // was read for the byte after the cut).
+    // was read for the byte after the cut). The chunk each write starts
+    // in is warmed ahead too, and both reads count: 53 in all, 34 without.
     let (bucket, _) = memory_bucket();
     let session = bucket.session();
     let p = ChunkParams::default();
@@ -211,7 +212,7 @@ fn edits_read_only_the_chunks_they_cut_again() {
         .expect("edit");
     let reads = bucket.io_stats().reads - before;
     assert!(
-        reads <= 20 * 2,
+        reads <= 20 * 3,
         "{reads} blocks read for 20 writes into {chunks} chunks"
     );
     let mut expected = data;
