@@ -11,6 +11,7 @@ use crate::cut::{Scanned, WINDOW};
 use crate::error::ChunkResult;
 use crate::params::ChunkParams;
 use crate::tree::{Link, TreeBuilder};
+use crate::writer::BatchStore;
 
 /// Zeros are fed in pieces of this size.
 const ZERO_PIECE: usize = 1 << 20;
@@ -57,7 +58,6 @@ pub(crate) fn feed_zeros(
 
 /// The re-cutting state of one edit.
 pub(crate) struct Recut {
-    session: WriteSession,
     params: ChunkParams,
     /// The new tree, filled from the left.
     pub tree: TreeBuilder,
@@ -85,6 +85,10 @@ pub(crate) struct Recut {
     pending_bytes: usize,
     /// New chunks' bytes, not stored yet.
     arena: Arena,
+    /// Where full batches go: straight to the session until the first
+    /// one fills, then to storing threads, so re-cutting goes on while a
+    /// batch is written and synced.
+    batches: BatchStore,
 }
 
 /// New chunks' bytes gathered in pooled buffers: fresh memory for each
@@ -136,7 +140,6 @@ impl Recut {
     pub fn new(session: WriteSession, params: ChunkParams) -> ChunkResult<Recut> {
         Ok(Recut {
             zero: zero_chunk(params)?,
-            session,
             params,
             tree: TreeBuilder::new(),
             buf: Vec::new(),
@@ -156,6 +159,7 @@ impl Recut {
                 sealed: Vec::new(),
                 capacity: crate::writer::segment_capacity(params),
             },
+            batches: BatchStore::Direct(session),
         })
     }
 
@@ -166,21 +170,31 @@ impl Recut {
         self.pending.extend(blocks);
         self.pending.extend(self.tree.take_blocks());
         if self.pending_bytes >= BATCH {
-            self.flush()?;
+            if let BatchStore::Direct(session) = &self.batches {
+                self.batches = BatchStore::threaded(session.clone())?;
+            }
+            self.ship()?;
         }
         Ok(())
     }
 
-    /// Stores every queued block and every node the tree has made.
-    pub fn flush(&mut self) -> ChunkResult<()> {
+    /// Hands every queued block and every node the tree has made to the
+    /// batch store.
+    fn ship(&mut self) -> ChunkResult<()> {
         self.pending.extend(self.arena.take());
         self.pending.extend(self.tree.take_blocks());
         if !self.pending.is_empty() {
-            self.session
-                .put_blocks(&std::mem::take(&mut self.pending))?;
+            self.batches.put(std::mem::take(&mut self.pending))?;
         }
         self.pending_bytes = 0;
         Ok(())
+    }
+
+    /// Stores every queued block and every node the tree has made, and
+    /// waits for every batch to be stored.
+    pub fn flush(&mut self) -> ChunkResult<()> {
+        self.ship()?;
+        self.batches.close()
     }
 
     /// Starts re-cutting at new offset `start`, a chunk start in both old

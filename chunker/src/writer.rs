@@ -59,7 +59,7 @@ type Cutter = (
 /// Where full batches of blocks go: straight to the session, or to a
 /// storing thread.
 #[derive(Debug)]
-enum BatchStore {
+pub(crate) enum BatchStore {
     Direct(WriteSession),
     /// `None` once the thread has been joined.
     Threaded(Option<Storer>),
@@ -68,7 +68,7 @@ enum BatchStore {
 impl BatchStore {
     /// Two storing threads: while one waits for its batch's fsync, the
     /// other writes the next batch (the volume lets batches overlap).
-    fn threaded(session: WriteSession) -> ChunkResult<BatchStore> {
+    pub(crate) fn threaded(session: WriteSession) -> ChunkResult<BatchStore> {
         let (tx, rx) = sync_channel::<Vec<Block>>(BATCH_QUEUE);
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let mut handles = Vec::with_capacity(STORERS);
@@ -94,7 +94,8 @@ impl BatchStore {
         Ok(BatchStore::Threaded(Some((tx, handles))))
     }
 
-    fn put(&mut self, batch: Vec<Block>) -> ChunkResult<()> {
+    /// Stores `batch`, or hands it to the storing threads.
+    pub(crate) fn put(&mut self, batch: Vec<Block>) -> ChunkResult<()> {
         match self {
             BatchStore::Direct(session) => Ok(session.put_blocks(&batch)?),
             BatchStore::Threaded(Some((tx, _))) => {
@@ -110,7 +111,7 @@ impl BatchStore {
     }
 
     /// Waits for every batch to be stored.
-    fn close(&mut self) -> ChunkResult<()> {
+    pub(crate) fn close(&mut self) -> ChunkResult<()> {
         match self {
             BatchStore::Direct(_) | BatchStore::Threaded(None) => Ok(()),
             BatchStore::Threaded(worker) => {
