@@ -53,7 +53,7 @@ impl Cid {
 
     /// Hashes `data` and returns its CID under `codec`.
     pub fn hash(codec: Codec, data: &[u8]) -> Self {
-        let digest = *blake3::hash(data).as_bytes();
+        let digest = crate::digest::blake3(data);
         Cid { codec, digest }
     }
 
@@ -69,7 +69,7 @@ impl Cid {
 
     /// Whether `data` hashes to this CID.
     pub fn matches(&self, data: &[u8]) -> bool {
-        blake3::hash(data).as_bytes() == &self.digest
+        crate::digest::blake3(data) == self.digest
     }
 
     /// Checks `data` against this CID, failing with the integrity error.

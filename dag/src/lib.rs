@@ -23,6 +23,7 @@ mod cache;
 pub mod car;
 pub mod cbor;
 mod cid;
+mod digest;
 mod error;
 mod fsck;
 mod gc;
