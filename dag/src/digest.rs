@@ -112,16 +112,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `len` bytes of BLAKE3's extendable output for `seed`.
     fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        let mut out = vec![0u8; len];
+        Hasher::new()
+            .update(&seed.to_le_bytes())
+            .finalize_xof()
+            .fill(&mut out);
+        out
     }
 
     #[test]
@@ -167,15 +165,15 @@ mod tests {
             cut in 0usize..=crate::MAX_BLOCK_SIZE,
             seed in any::<u64>(),
         ) {
-            let mut data = Vec::new();
-            for (k, &(zeros, len)) in runs.iter().enumerate() {
-                if zeros {
-                    data.resize(data.len() + len, 0);
-                } else {
-                    data.extend(noise(len, seed ^ k as u64));
-                }
-            }
-            data.truncate(cut.min(crate::MAX_BLOCK_SIZE));
+            let data: Vec<u8> = runs
+                .iter()
+                .enumerate()
+                .flat_map(|(k, &(zeros, len))| match zeros {
+                    true => vec![0; len],
+                    false => noise(len, seed ^ k as u64),
+                })
+                .take(cut)
+                .collect();
             prop_assert_eq!(blake3(&data), *blake3::hash(&data).as_bytes());
         }
     }
