@@ -315,11 +315,7 @@ impl Recut {
         {
             let o = rest;
             rest += l;
-            let data = &self.buf[o..o + l];
-            let cid = Cid::hash(Codec::RAW, data);
-            self.tree.push_leaf((cid, l as u64))?;
-            self.arena.push(cid, data);
-            self.pending_bytes += l;
+            self.add_chunk(o, l)?;
             // A cut past the edit on an old boundary: from here on, old and
             // new content and so their chunks are the same.
             let end_new = self.new_pos + (o + l) as u64;
@@ -371,12 +367,19 @@ impl Recut {
         {
             return Ok(());
         }
-        let data = &self.buf[rest..];
-        let cid = Cid::hash(Codec::RAW, data);
-        self.tree.push_leaf((cid, data.len() as u64))?;
-        self.arena.push(cid, data);
-        self.pending_bytes += data.len();
+        self.add_chunk(rest, self.buf.len() - rest)?;
         self.resumed = Some(end);
+        Ok(())
+    }
+
+    /// Makes the `len` bytes waiting at `at` a new chunk: linked in the
+    /// tree and queued for storing.
+    fn add_chunk(&mut self, at: usize, len: usize) -> ChunkResult<()> {
+        let data = &self.buf[at..at + len];
+        let cid = Cid::hash(Codec::RAW, data);
+        self.tree.push_leaf((cid, len as u64))?;
+        self.arena.push(cid, data);
+        self.pending_bytes += len;
         Ok(())
     }
 

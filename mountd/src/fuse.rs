@@ -308,33 +308,37 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The value of field `key` (`Groups`, `CapEff`) in `/proc/<pid>/status`:
+/// what the FUSE header does not carry about a caller.
+fn proc_status(pid: u32, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name == key).then(|| value.trim().to_string())
+    })
+}
+
 /// The caller of a request, with supplementary groups from /proc (the
 /// FUSE header carries only uid and gid; root needs none).
 fn caller(req: &Request) -> Caller {
     let mut c = Caller::user(req.uid(), req.gid());
     if c.uid != 0
-        && let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid()))
-        && let Some(line) = status.lines().find(|l| l.starts_with("Groups:"))
+        && let Some(groups) = proc_status(req.pid(), "Groups")
     {
-        c.groups = line
+        c.groups = groups
             .split_whitespace()
-            .skip(1)
             .filter_map(|g| g.parse().ok())
             .collect();
     }
     c
 }
 
-/// Whether the process `pid` holds CAP_FSETID, from /proc (the FUSE header
-/// does not say; a process already gone is taken not to).
+/// Whether the process `pid` holds CAP_FSETID (a process already gone is
+/// taken not to).
 fn holds_cap_fsetid(pid: u32) -> bool {
     const CAP_FSETID: u32 = 4;
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
-        })
+    proc_status(pid, "CapEff")
+        .and_then(|caps| u64::from_str_radix(&caps, 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_FSETID) != 0)
 }
 

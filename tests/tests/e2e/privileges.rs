@@ -5,11 +5,20 @@ use std::path::Path;
 
 use hydra_tests::{TestStore, Unmount, sh};
 
-/// Makes files with setuid, setgid and capabilities in the current
-/// directory, has `nobody` and root write, truncate and chown them, and
-/// prints what each is left with.
+/// The files [`SCRIPT`] makes.
+const FILES: &str = "suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg";
+
+/// Prints each of [`FILES`] with its mode, owner, size and capabilities.
+const LISTING: &str = r#"
+for f in $FILES; do
+  echo "$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')"
+done
+"#;
+
+/// Makes [`FILES`] with setuid, setgid and capabilities in the current
+/// directory and has `nobody` and root write, truncate and chown them.
 const SCRIPT: &str = r#"
-for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg; do echo x > $f; done
+for f in $FILES; do echo x > $f; done
 chmod 4777 suid rootw tr; chmod 2777 sgidx; chmod 2767 sgid; chmod 4755 ch; chmod 4666 trr otr
 setcap cap_net_raw+ep cap; chmod 666 cap; setcap cap_net_raw+ep capr; setcap cap_net_raw+ep chcap
 runuser -u nobody -- sh -c 'echo y >> suid && echo y >> sgidx && echo y >> sgid && echo y >> cap && truncate -s 1 tr && : > otr'
@@ -17,15 +26,19 @@ echo y >> rootw; echo y >> capr; truncate -s 1 trr
 chmod 4755 nofs notr noot; chgrp nogroup nosg rsg; chmod 2755 rsg
 capsh --drop=cap_fsetid -- -c 'echo y >> nofs; truncate -s 1 notr; : > noot; chmod 2755 nosg'
 chown nobody ch chcap
-for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg; do
-  echo "$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')"
-done
 "#;
 
-/// Runs [`SCRIPT`] in `dir` (made writable by everyone).
+/// What [`LISTING`] prints in `dir`.
+fn listed(dir: &Path) -> String {
+    sh(&format!("FILES='{FILES}'\n{LISTING}"), dir)
+}
+
+/// Runs [`SCRIPT`] in `dir` (made writable by everyone) and lists what
+/// each file is left with.
 fn privileges_left(dir: &Path) -> String {
     sh("chmod 0777 .", dir);
-    sh(SCRIPT, dir)
+    sh(&format!("FILES='{FILES}'\n{SCRIPT}"), dir);
+    listed(dir)
 }
 
 #[test]
@@ -71,9 +84,6 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     // What was dropped stays dropped.
     s.ok(&["mount", "home", point.to_str().expect("utf-8")]);
     let _guard = Unmount(&s, point.clone());
-    let after = sh(
-        "for f in suid sgidx sgid cap capr rootw tr trr ch chcap otr nofs notr noot nosg rsg; do echo \"$f $(stat -c '%a %U %s' $f) $(getcap $f | awk '{print $2}')\"; done",
-        &point,
-    );
+    let after = listed(&point);
     assert_eq!(after, want);
 }
