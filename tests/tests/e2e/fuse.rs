@@ -504,6 +504,43 @@ fn stress_ng_file_stressors_verify_their_data() {
 }
 
 #[test]
+fn fsx_random_file_operations_agree_with_tmpfs() {
+    // `tests/fsx.py`: random writes, mmaps, truncates, fallocates, copies,
+    // renames and cache drops through the mount and on tmpfs give the same
+    // results and bytes, and the same files again after a remount.
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let fsx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fsx.py");
+    let reference = tempfile::Builder::new()
+        .prefix("hydra-fsx-")
+        .tempdir_in("/dev/shm")
+        .expect("tmpfs reference directory");
+    let run = |args: &[&Path], what: &str| {
+        let out = Command::new("python3")
+            .arg(&fsx)
+            .args(args)
+            .output()
+            .expect("python3 (scripts/test.sh installs it)");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "fsx {what}: {text}");
+        eprint!("{text}{}", String::from_utf8_lossy(&out.stdout));
+    };
+    for seed in ["1", "2", "3"] {
+        let dir = reference.path().join(seed);
+        std::fs::create_dir(&dir).expect("mkdir");
+        let m = Mounted::new(&s, "fsx", &point, &[]);
+        let inside = m.path(seed);
+        std::fs::create_dir(&inside).expect("mkdir in the mount");
+        let (run_, ops) = (Path::new("run"), Path::new("600"));
+        run(&[run_, &inside, &dir, Path::new(seed), ops], seed);
+        m.umount();
+        let m = Mounted::new(&s, "fsx", &point, &[]);
+        run(&[Path::new("check"), &m.path(seed), &dir], seed);
+        m.umount();
+    }
+}
+
+#[test]
 fn copies_share_chunks_and_restore_from_snapshots() {
     // `cp` (copy_file_range) shares the source's chunks: copies of large
     // and terabyte sparse files take no time and no space, at any offset,

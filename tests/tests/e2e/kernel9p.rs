@@ -1,7 +1,8 @@
 //! The Linux kernel's 9P client against `hydra serve`: a QEMU guest (built
 //! by `tests/guest/build.sh` from Debian's kernel and busybox) mounts the
 //! server with `mount -t 9p -o trans=tcp` and runs the host's own tar,
-//! git, sqlite3 and fio in it, as the FUSE tests do on the host.
+//! git, sqlite3, fio and `tests/fsx.py` in it, as the FUSE tests do on the
+//! host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +64,7 @@ fn run_guest(image: &Path, script: &Path) -> String {
 }
 
 #[test]
-fn linux_kernel_client_carries_tar_git_sqlite_fio() {
+fn linux_kernel_client_carries_tar_git_sqlite_fio_fsx() {
     let image = guest();
     let s = TestStore::new();
     // The guest sees the host's root read-only, but its /tmp is its own:
@@ -120,14 +121,20 @@ for rw in randwrite write; do
   ! grep -q 'verify: bad' /tmp/fio.out
 done
 echo FIO-OK
+# 9P has no fallocate: the rest of fsx's operations, against the guest's /tmp.
+mkdir /tmp/h/fsx /tmp/fsx
+python3 {fsx} run /tmp/h/fsx /tmp/fsx 7 300 alloc,punch,zero
+echo FSX-OK
 umount /tmp/h
 mnt
+python3 {fsx} check /tmp/h/fsx /tmp/fsx
 test "$(sqlite3 /tmp/h/test.db 'PRAGMA integrity_check; SELECT count(*) FROM t;' | tr '\n' ' ')" = "ok 100000 "
 cd /tmp/h/clone && git fsck --full 2>/dev/null && test -z "$(git status --porcelain)" && cd /
 umount /tmp/h
 echo REMOUNT-OK
 "#,
-            w = w.display()
+            w = w.display(),
+            fsx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fsx.py").display()
         ),
     )
     .expect("write guest script");
@@ -139,6 +146,7 @@ echo REMOUNT-OK
         "GIT-OK",
         "SQLITE-OK",
         "FIO-OK",
+        "FSX-OK",
         "REMOUNT-OK",
         "GUEST-EXIT 0",
     ] {
