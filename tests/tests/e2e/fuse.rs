@@ -504,6 +504,74 @@ fn stress_ng_file_stressors_verify_their_data() {
 }
 
 #[test]
+fn cargo_and_make_build_inside_the_mount() {
+    // Builds in the mount: cargo (its lock file, hard links from deps/ to
+    // the binary, the linker's output) and make -j2 over C files into an
+    // archive. The programs run from the mount; a second build finds
+    // everything up to date, and a touched source rebuilds only its own.
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "build", &point, &[]);
+    let cargo = env!("CARGO");
+    sh(
+        &format!(
+            r#"
+            export CARGO_TARGET_DIR=$PWD/hello/target
+            {cargo} new -q --vcs none hello
+            cd hello
+            main='fn main() {{ println!("{{}}", 0'
+            for i in $(seq 1 20); do
+              echo "pub fn f() -> u64 {{ $i }}" > src/m$i.rs
+              sed -i "1i mod m$i;" src/main.rs
+              main="$main + m$i::f()"
+            done
+            sed -i '/^fn main/,$d' src/main.rs
+            echo "$main); }}" >> src/main.rs
+            {cargo} build -q --offline
+            test "$(./target/debug/hello)" = 210
+            test "$(stat -c %h target/debug/hello)" = 2
+            {cargo} build -v --offline 2>&1 | grep -q 'Fresh hello'
+            sleep 1
+            echo 'pub fn f() -> u64 {{ 1003 }}' > src/m3.rs
+            {cargo} build -v --offline 2>&1 | grep -q 'Running `.*rustc'
+            test "$(./target/debug/hello)" = 1210
+            cd ..
+            mkdir c && cd c && calls=
+            for i in $(seq 1 40); do
+              echo "int f$i(void) {{ return $i; }}" > f$i.c
+              echo "int f$i(void);" >> decl.h
+              calls="$calls + f$i()"
+            done
+            printf '#include <stdio.h>
+#include "decl.h"
+int main(void) {{ printf("%%d", 0%s); return 0; }}
+' "$calls" > main.c
+            printf 'OBJS = $(patsubst %%.c,%%.o,$(wildcard f*.c))
+prog: main.o libf.a
+	cc -o $@ main.o libf.a
+libf.a: $(OBJS)
+	ar rcs $@ $^
+%%.o: %%.c decl.h
+	cc -O1 -c -o $@ $<
+' > Makefile
+            make -s -j2
+            test "$(./prog)" = 820
+            make -q
+            sleep 1
+            echo 'int f7(void) {{ return 1007; }}' > f7.c
+            test "$(make -j2 | grep -c '^cc -O1')" = 1
+            test "$(./prog)" = 1820
+            "#
+        ),
+        &point,
+    );
+    m.umount();
+    // Committed: the built program is in the store.
+    let ls = s.ok(&["fs", "ls", "build", "/c"]);
+    assert!(ls.contains("prog") && ls.contains("libf.a"), "{ls}");
+}
+
+#[test]
 fn fsx_random_file_operations_agree_with_tmpfs() {
     // `tests/fsx.py`: random writes, mmaps, truncates, fallocates, copies,
     // renames and cache drops through the mount and on tmpfs give the same
