@@ -136,6 +136,18 @@ fn show(cid: &Option<Cid>) -> String {
 }
 
 impl DagError {
+    /// Whether the store ran out of space (a full disk or a quota).
+    pub fn is_no_space(&self) -> bool {
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+        match self {
+            DagError::Io { source, .. } | DagError::Stream(source) => {
+                matches!(source.kind(), StorageFull | QuotaExceeded)
+            }
+            DagError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DagError::Io {

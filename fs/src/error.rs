@@ -88,6 +88,9 @@ pub enum FsError {
     /// A file's content was lost by a storage failure.
     #[error("file content lost: {0}")]
     Lost(String),
+    /// A file's content was lost because the store ran out of space.
+    #[error("file content lost, the store is full: {0}")]
+    LostNoSpace(String),
     /// The inode's extended attributes would not fit its record.
     #[error("no space left for extended attributes")]
     NoSpace,
@@ -122,7 +125,11 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::Unsupported(_) => libc::EOPNOTSUPP,
             FsError::Conflict { .. } | FsError::MergeConflict { .. } => libc::EBUSY,
-            FsError::NoSpace => libc::ENOSPC,
+            FsError::NoSpace | FsError::LostNoSpace(_) => libc::ENOSPC,
+            FsError::Dag(e) if e.is_no_space() => libc::ENOSPC,
+            FsError::Chunk(e) if matches!(&**e, ChunkError::Dag(e) if e.is_no_space()) => {
+                libc::ENOSPC
+            }
             FsError::NoData => libc::ENXIO,
             FsError::Corrupt { .. } | FsError::Lost(_) | FsError::Dag(_) | FsError::Chunk(_) => {
                 libc::EIO

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use hydra_chunker::{
-    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, chunk_blocks, put_shared,
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkError, ChunkParams, chunk_blocks, put_shared,
 };
 use hydra_dag::{Block, Bucket, WriteSession};
 
@@ -27,6 +27,32 @@ const REORDER_WINDOW: u64 = 32 << 20;
 
 /// Files up to this size are edited in a memory buffer.
 const BUFFER_MAX: u64 = 4 << 20;
+
+/// Why a file's content was lost.
+#[derive(Clone, Debug)]
+pub struct Loss {
+    why: String,
+    /// The store ran out of space (ENOSPC rather than EIO).
+    no_space: bool,
+}
+
+impl Loss {
+    fn interrupted() -> Loss {
+        Loss {
+            why: "stream interrupted".into(),
+            no_space: false,
+        }
+    }
+
+    /// The error every later read, write and commit of the file reports.
+    pub fn error(&self) -> FsError {
+        if self.no_space {
+            FsError::LostNoSpace(self.why.clone())
+        } else {
+            FsError::Lost(self.why.clone())
+        }
+    }
+}
 
 /// The content of a file.
 #[derive(Debug)]
@@ -50,7 +76,7 @@ pub enum FileData {
     },
     /// Content that a failed stream lost: every read and commit reports it
     /// until the file is truncated or removed.
-    Lost(String),
+    Lost(Loss),
     /// Random writes over a large blob.
     Overlay {
         /// The content under the writes.
@@ -130,7 +156,7 @@ impl FileData {
                 Ok(blob)
             }
             FileData::Stream { .. } => {
-                let state = std::mem::replace(self, FileData::Lost("stream interrupted".into()));
+                let state = std::mem::replace(self, FileData::Lost(Loss::interrupted()));
                 let FileData::Stream { writer, ahead, .. } = state else {
                     return Err(FsError::Lost("stream interrupted".into()));
                 };
@@ -150,7 +176,11 @@ impl FileData {
                         self.plan(cx, blocks)
                     }
                     Err(e) => {
-                        *self = FileData::Lost(e.to_string());
+                        let no_space = matches!(&e, ChunkError::Dag(d) if d.is_no_space());
+                        *self = FileData::Lost(Loss {
+                            why: e.to_string(),
+                            no_space,
+                        });
                         Err(e.into())
                     }
                 }
@@ -168,7 +198,7 @@ impl FileData {
                     extents.iter().map(|(o, d)| (*o, d.as_slice())).collect();
                 Ok(editor.write_many(&base, &writes)?)
             }
-            FileData::Lost(why) => Err(FsError::Lost(why.clone())),
+            FileData::Lost(loss) => Err(loss.error()),
         }
     }
 
@@ -202,7 +232,7 @@ impl FileData {
             FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
             FileData::Planned(data) => Ok(data[offset as usize..end as usize].to_vec()),
             FileData::Stream { .. } => Err(FsError::Lost("stream interrupted".into())),
-            FileData::Lost(why) => Err(FsError::Lost(why.clone())),
+            FileData::Lost(loss) => Err(loss.error()),
             FileData::Overlay { base, extents, .. } => {
                 let mut out = vec![0u8; (end - offset) as usize];
                 if offset < base.size() {
@@ -242,7 +272,7 @@ impl FileData {
         }
         loop {
             match self {
-                FileData::Lost(why) => return Err(FsError::Lost(why.clone())),
+                FileData::Lost(loss) => return Err(loss.error()),
                 // A commit that stored these bytes failed: edit them again.
                 FileData::Planned(data) => *self = FileData::Buffer(data.to_vec()),
                 FileData::Clean(blob) => {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::{Context as _, Result, bail};
 use hydra_fs::{Changed, Fs, Ino};
@@ -46,6 +46,13 @@ pub struct MountRecord {
     /// Where its HTTP gateway listens, if it has one.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// Requests to stop it so far (signals).
+    #[serde(default)]
+    pub stops: u64,
+    /// Why the last request to stop was refused: its commit failed, so it
+    /// stays mounted with the changes in memory.
+    #[serde(default)]
+    pub stop_refused: Option<String>,
 }
 
 /// The registry folder of a store.
@@ -74,8 +81,18 @@ pub fn write_record(store: &Path, record: &MountRecord) -> Result<()> {
     std::fs::create_dir_all(registry(store))?;
     let path = record_path(store, &record_key(record));
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(record)?)?;
-    std::fs::rename(&tmp, &path)?;
+    let bytes = serde_json::to_vec_pretty(record)?;
+    if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+        let _ = std::fs::remove_file(&tmp);
+        // A full disk: rewrite the record in its own space (a reader that
+        // catches it half written skips it, as a record being replaced).
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|_| e)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.set_len(bytes.len() as u64)?;
+    }
     Ok(())
 }
 
@@ -245,6 +262,8 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         dirty_bytes: 0,
         ninep: ninep.as_ref().map(|n| n.server.stats()),
         gateway: gateway_addr,
+        stops: 0,
+        stop_refused: None,
     };
     write_record(store, &record)?;
 
@@ -257,15 +276,31 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
     let handle = signals.handle();
     let target = fronts.mountpoint.clone();
     let (signalled, wait_signal) = std::sync::mpsc::channel::<()>();
+    let stopping = Arc::new(Mutex::new((0u64, None::<String>)));
+    let (commit_fs, stop_state) = (fs.clone(), stopping.clone());
     let signal_thread = std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
             eprintln!("hydra: signal {signal}: committing and stopping");
-            if let Some(target) = target
-                && let Err(e) = unmount(&target)
+            // Commit while still mounted: when that fails (a full disk), the
+            // changes live only in memory, so stay mounted until it works.
+            let committed = commit_fs.fsync(None);
+            let mut state = stop_state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 += 1;
+            if let Err(e) = committed {
+                let why = format!("cannot commit: {e}; still mounted with the changes in memory");
+                eprintln!("hydra: error: {why}");
+                state.1 = Some(why);
+                continue;
+            }
+            state.1 = None;
+            drop(state);
+            if let Some(target) = &target
+                && let Err(e) = unmount(target)
             {
                 eprintln!("hydra: error: unmount of {} failed: {e}", target.display());
             }
             let _ = signalled.send(());
+            break;
         }
     });
     // Refresh the record while serving (for `hydra status`).
@@ -282,6 +317,10 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
             record.dirty = refresh_fs.is_dirty();
             record.dirty_bytes = refresh_fs.pending_bytes();
             record.ninep = server.as_ref().map(|s| s.stats());
+            (record.stops, record.stop_refused) = stopping
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             let _ = write_record(&refresh_store, &record);
         }
     });
@@ -496,6 +535,14 @@ pub fn stop(store: &Path, target: &Path) -> Result<bool> {
     while alive(record.pid) {
         if Instant::now() > deadline {
             bail!("the daemon (pid {}) did not stop within 300 s", record.pid);
+        }
+        // A daemon that cannot commit stays up and says why.
+        let refused = live_mounts(store)
+            .into_iter()
+            .find(|r| r.pid == record.pid && r.stops > record.stops)
+            .and_then(|r| r.stop_refused);
+        if let Some(why) = refused {
+            bail!("cannot unmount {}: {why}", target.display());
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -503,6 +503,73 @@ fn stress_ng_file_stressors_verify_their_data() {
     m.umount();
 }
 
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn new(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).expect("mkdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_store_says_enospc_and_keeps_the_mount_until_a_commit_works() {
+    // The store on a 64 MiB tmpfs: 100 MiB written and fsynced fail with
+    // ENOSPC, not EIO; `hydra umount` then refuses in one line and leaves
+    // the mount and what is only in memory in place. Once there is room
+    // it commits and unmounts, and everything is there after a remount.
+    let s = TestStore::new();
+    let store = s.path();
+    let _tmpfs = Tmpfs::new(&store, "64m");
+    s.ok(&["init"]);
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "full", &point, &[]);
+    sh(
+        r#"
+        echo hello > keep
+        if dd if=/dev/urandom of=big bs=1M count=100 conv=fsync 2> err; then exit 1; fi
+        grep -q 'fsync failed.*No space left on device' err
+        echo again > keep2
+        "#,
+        &point,
+    );
+    let err = s.fails(&["umount", point.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("cannot unmount") && err.contains("still mounted") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(m.path("keep2")).expect("still mounted"),
+        b"again\n"
+    );
+    std::fs::remove_file(m.path("big")).expect("rm big");
+    sh(
+        &format!("mount -o remount,size=256m {}", store.display()),
+        &point,
+    );
+    m.umount();
+    let m = Mounted::new(&s, "full", &point, &[]);
+    sh(
+        "test \"$(cat keep keep2)\" = \"$(printf 'hello\\nagain')\" && test ! -e big",
+        &point,
+    );
+    m.umount();
+    s.ok(&["fsck"]);
+}
+
 #[test]
 fn cargo_and_make_build_inside_the_mount() {
     // Builds in the mount: cargo (its lock file, hard links from deps/ to
