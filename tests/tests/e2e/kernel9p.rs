@@ -76,6 +76,9 @@ fn linux_kernel_client_carries_tar_git_sqlite_fio_fsx() {
     let w = work.path();
     hydra_tests::awkward_tar(w, 40, 8);
     hydra_tests::git_origin(w, 20);
+    // (Under /var/tmp too: the checkout may live in the host's /tmp.)
+    let fsx = w.join("fsx.py");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("fsx.py"), &fsx).expect("copy fsx.py");
     let srv = Served::serve(&s, "k", &[]);
     let port = srv.addr.rsplit(':').next().expect("port");
     let script = w.join("guest.sh");
@@ -134,7 +137,7 @@ umount /tmp/h
 echo REMOUNT-OK
 "#,
             w = w.display(),
-            fsx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fsx.py").display()
+            fsx = fsx.display()
         ),
     )
     .expect("write guest script");
