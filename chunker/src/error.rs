@@ -38,6 +38,13 @@ pub enum ChunkError {
     Worker(String),
 }
 
+impl ChunkError {
+    /// Whether the store ran out of space (a full disk or a quota).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, ChunkError::Dag(e) if e.is_no_space())
+    }
+}
+
 impl From<ChunkError> for std::io::Error {
     fn from(e: ChunkError) -> Self {
         match e {

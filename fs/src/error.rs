@@ -127,9 +127,7 @@ impl FsError {
             FsError::Conflict { .. } | FsError::MergeConflict { .. } => libc::EBUSY,
             FsError::NoSpace | FsError::LostNoSpace(_) => libc::ENOSPC,
             FsError::Dag(e) if e.is_no_space() => libc::ENOSPC,
-            FsError::Chunk(e) if matches!(&**e, ChunkError::Dag(e) if e.is_no_space()) => {
-                libc::ENOSPC
-            }
+            FsError::Chunk(e) if e.is_no_space() => libc::ENOSPC,
             FsError::NoData => libc::ENXIO,
             FsError::Corrupt { .. } | FsError::Lost(_) | FsError::Dag(_) | FsError::Chunk(_) => {
                 libc::EIO

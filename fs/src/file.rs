@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use hydra_chunker::{
-    Blob, BlobEditor, BlobReader, BlobWriter, ChunkError, ChunkParams, chunk_blocks, put_shared,
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, chunk_blocks, put_shared,
 };
 use hydra_dag::{Block, Bucket, WriteSession};
 
@@ -158,7 +158,7 @@ impl FileData {
             FileData::Stream { .. } => {
                 let state = std::mem::replace(self, FileData::Lost(Loss::interrupted()));
                 let FileData::Stream { writer, ahead, .. } = state else {
-                    return Err(FsError::Lost("stream interrupted".into()));
+                    return Err(Loss::interrupted().error());
                 };
                 match writer.finish() {
                     Ok((blob, _)) if ahead.is_empty() => {
@@ -176,10 +176,9 @@ impl FileData {
                         self.plan(cx, blocks)
                     }
                     Err(e) => {
-                        let no_space = matches!(&e, ChunkError::Dag(d) if d.is_no_space());
                         *self = FileData::Lost(Loss {
                             why: e.to_string(),
-                            no_space,
+                            no_space: e.is_no_space(),
                         });
                         Err(e.into())
                     }
@@ -231,7 +230,7 @@ impl FileData {
                 .read_at(offset, (end - offset) as usize)?),
             FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
             FileData::Planned(data) => Ok(data[offset as usize..end as usize].to_vec()),
-            FileData::Stream { .. } => Err(FsError::Lost("stream interrupted".into())),
+            FileData::Stream { .. } => Err(Loss::interrupted().error()),
             FileData::Lost(loss) => Err(loss.error()),
             FileData::Overlay { base, extents, .. } => {
                 let mut out = vec![0u8; (end - offset) as usize];
