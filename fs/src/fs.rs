@@ -23,6 +23,7 @@ use crate::merge::{OnConflict, merge_roots};
 use crate::node::{Kind, Meta};
 use crate::perm::{Caller, R, W, X};
 use crate::state::{Content, FIRST_COOKIE, State, clean_blob};
+use crate::trim::{Holds, MAX_INODES};
 
 /// Switches for opening a filesystem.
 #[derive(Clone, Debug)]
@@ -45,6 +46,8 @@ pub struct FsOptions {
     pub refresh_interval: Option<Duration>,
     /// What a commit does when another writer changed the same things.
     pub on_conflict: OnConflict,
+    /// Inodes kept in memory before unused directories are unloaded.
+    pub max_inodes: usize,
 }
 
 impl Default for FsOptions {
@@ -58,6 +61,7 @@ impl Default for FsOptions {
             commit_on_pressure: true,
             refresh_interval: Some(Duration::from_secs(1)),
             on_conflict: OnConflict::Refuse,
+            max_inodes: MAX_INODES,
         }
     }
 }
@@ -235,7 +239,8 @@ impl Fs {
         Ok(Fs::start(bucket, None, state, options))
     }
 
-    fn start(bucket: Bucket, name: Option<RefName>, state: State, options: FsOptions) -> Fs {
+    fn start(bucket: Bucket, name: Option<RefName>, mut state: State, options: FsOptions) -> Fs {
+        state.set_holds(None, options.max_inodes);
         let commit = options.commit_interval.filter(|_| !options.read_only);
         let tick = [commit, options.refresh_interval]
             .into_iter()
@@ -275,7 +280,7 @@ impl Fs {
     /// for content kept inline the CID of its bytes as one raw block);
     /// `None` while it has changes not yet stored.
     pub fn content_id(&self, ino: Ino) -> FsResult<Option<Cid>> {
-        let s = self.state();
+        let s = self.state_at(&[ino])?;
         Ok(match crate::state::clean_blob(s.get(ino)?) {
             Some(hydra_chunker::Blob::Stored { root, .. }) => Some(root),
             Some(hydra_chunker::Blob::Inline(data)) => {
@@ -292,6 +297,35 @@ impl Fs {
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.inner.state)
+    }
+
+    /// The state, with `inos` (numbers the caller holds from before) in
+    /// memory: the one place unloading runs and unloaded inodes come back.
+    pub(crate) fn state_at(&self, inos: &[Ino]) -> FsResult<MutexGuard<'_, State>> {
+        let mut s = self.state();
+        s.maybe_trim();
+        for ino in inos {
+            s.resolve(*ino)?;
+        }
+        Ok(s)
+    }
+
+    /// Tells the filesystem who holds inodes, so it unloads only others.
+    pub fn set_holds(&self, holds: Arc<dyn Holds>) {
+        self.state()
+            .set_holds(Some(holds), self.inner.options.max_inodes);
+    }
+
+    /// Unloads now every directory nobody uses (it comes back unchanged
+    /// when next used); returns how many inodes left memory.
+    pub fn unload_unused(&self) -> usize {
+        self.state().trim()
+    }
+
+    /// Inodes in memory and inodes unloaded (numbers kept).
+    pub fn inode_counts(&self) -> (usize, usize) {
+        let s = self.state();
+        (s.inodes.len(), s.unloaded())
     }
 
     pub(crate) fn writable(&self) -> FsResult<()> {
@@ -321,7 +355,7 @@ impl Fs {
 
     /// Looks up `name` in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8], c: &Caller) -> FsResult<Attr> {
-        let mut s = self.state();
+        let mut s = self.state_at(&[parent])?;
         let dir = s.get(parent)?;
         if dir.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -340,13 +374,13 @@ impl Fs {
 
     /// The attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
-        self.state().attr(ino)
+        self.state_at(&[ino])?.attr(ino)
     }
 
     /// Changes mode, owner, size or times.
     pub fn setattr(&self, ino: Ino, set: &SetAttr, fh: Option<Fh>, c: &Caller) -> FsResult<Attr> {
         self.writable()?;
-        let mut s = self.state();
+        let mut s = self.state_at(&[ino])?;
         let now = now_ns();
         if let Some(size) = set.size {
             let inode = s.get(ino)?;
@@ -452,7 +486,7 @@ impl Fs {
 
     /// The target of a symlink.
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
-        match &self.state().get(ino)?.content {
+        match &self.state_at(&[ino])?.get(ino)?.content {
             Content::Symlink(target) => Ok(target.clone()),
             _ => Err(FsError::Invalid("not a symlink")),
         }
@@ -460,7 +494,7 @@ impl Fs {
 
     /// Checks `mask` (`R_OK`/`W_OK`/`X_OK` bits, or 0 for existence).
     pub fn access(&self, ino: Ino, mask: u32, c: &Caller) -> FsResult<()> {
-        let s = self.state();
+        let s = self.state_at(&[ino])?;
         let inode = s.get(ino)?;
         if mask & W != 0 && self.inner.options.read_only {
             return Err(FsError::ReadOnly);
@@ -484,7 +518,7 @@ impl Fs {
         cookie: u64,
         c: &Caller,
     ) -> FsResult<Vec<(DirEntry, Attr)>> {
-        let mut s = self.state();
+        let mut s = self.state_at(&[ino])?;
         let dir = s.get(ino)?;
         if dir.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -566,7 +600,7 @@ impl Fs {
         if flags.write || flags.truncate {
             self.writable()?;
         }
-        let mut s = self.state();
+        let mut s = self.state_at(&[ino])?;
         let inode = s.get(ino)?;
         if inode.kind == Kind::Dir {
             if flags.write {
@@ -1077,6 +1111,8 @@ fn commit_timer(
         }
         let Some(inner) = fs.upgrade() else { return };
         let fs = Fs { inner };
+        // Unloads what the front ends stopped holding while nothing ran.
+        fs.state().maybe_trim();
         // A failed background commit leaves the changes in memory; the next
         // commit (timer, fsync or close) tries again and reports.
         if let Some(interval) = commit

@@ -42,6 +42,7 @@ mod perm;
 mod proof;
 mod snapshot;
 mod state;
+mod trim;
 mod xattr;
 
 pub use archive::{ArchiveReport, decompress, export_tar, import_tar};
@@ -56,4 +57,5 @@ pub use path::{PATH_MAX, components, split_last};
 pub use perm::Caller;
 pub use proof::{PathProof, blob_blocks, entry_tree_blocks, prove_path};
 pub use snapshot::{Change, ChangeKind, diff_roots, walk};
+pub use trim::{Holds, MAX_INODES};
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE};

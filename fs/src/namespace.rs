@@ -75,7 +75,7 @@ impl Fs {
             content,
         } = node;
         self.writable()?;
-        let mut s = self.state();
+        let mut s = self.state_at(&[parent])?;
         writable_dir(&mut s, parent, c)?;
         free_name(&mut s, parent, name)?;
         if matches!(kind, Kind::CharDev | Kind::BlockDev) && !c.is_root() {
@@ -126,7 +126,7 @@ impl Fs {
     /// filesystem without copying its content.
     pub fn graft(&self, parent: Ino, name: &[u8], record: Record, c: &Caller) -> FsResult<Attr> {
         self.writable()?;
-        let mut s = self.state();
+        let mut s = self.state_at(&[parent])?;
         writable_dir(&mut s, parent, c)?;
         free_name(&mut s, parent, name)?;
         if matches!(record.kind, Kind::CharDev | Kind::BlockDev) && !c.is_root() {
@@ -158,7 +158,7 @@ impl Fs {
             },
             c,
         )?;
-        self.state().attr(ino)
+        self.state_at(&[ino])?.attr(ino)
     }
 
     /// Creates a file, fifo, socket or device node from a `mode` with type bits.
@@ -193,7 +193,7 @@ impl Fs {
             },
             c,
         )?;
-        self.state().attr(ino)
+        self.state_at(&[ino])?.attr(ino)
     }
 
     /// Creates and opens a regular file.
@@ -218,7 +218,7 @@ impl Fs {
             c,
         )?;
         let attr = {
-            let mut s = self.state();
+            let mut s = self.state_at(&[ino])?;
             s.get_mut(ino)?.opens += 1;
             s.attr(ino)?
         };
@@ -249,13 +249,13 @@ impl Fs {
             },
             c,
         )?;
-        self.state().attr(ino)
+        self.state_at(&[ino])?.attr(ino)
     }
 
     /// Gives `ino` another name: a real hard link.
     pub fn link(&self, ino: Ino, parent: Ino, name: &[u8], c: &Caller) -> FsResult<Attr> {
         self.writable()?;
-        let mut s = self.state();
+        let mut s = self.state_at(&[ino, parent])?;
         s.get(ino)?;
         // The destination first, as Linux reports it.
         writable_dir(&mut s, parent, c)?;
@@ -287,7 +287,7 @@ impl Fs {
     /// Removes a non-directory entry.
     pub fn unlink(&self, parent: Ino, name: &[u8], c: &Caller) -> FsResult<()> {
         self.writable()?;
-        let mut s = self.state();
+        let mut s = self.state_at(&[parent])?;
         writable_dir(&mut s, parent, c)?;
         check_name(name)?;
         let child = s.child(parent, name)?.ok_or(FsError::NotFound)?;
@@ -307,7 +307,7 @@ impl Fs {
             b".." => return Err(FsError::NotEmpty),
             _ => {}
         }
-        let mut s = self.state();
+        let mut s = self.state_at(&[parent])?;
         writable_dir(&mut s, parent, c)?;
         check_name(name)?;
         let child = s.child(parent, name)?.ok_or(FsError::NotFound)?;
@@ -337,7 +337,7 @@ impl Fs {
         // Checks in the order Linux reports them: the directories, the
         // source, the new name, the target's presence, then the moves
         // that cannot be.
-        let mut s = self.state();
+        let mut s = self.state_at(&[parent, new_parent])?;
         writable_dir(&mut s, parent, c)?;
         writable_dir(&mut s, new_parent, c)?;
         for n in [name, new_name] {

@@ -15,6 +15,7 @@ use crate::attr::{Attr, Ino};
 use crate::error::{FsError, FsResult};
 use crate::file::{FileData, WriteContext};
 use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_dir, write_entries};
+use crate::trim::{Ghosts, Unloading};
 
 /// A change to make in memory once a commit's blocks are stored.
 #[derive(Debug)]
@@ -100,6 +101,26 @@ impl Entries {
         self.by_name.insert(name, (ino, cookie));
     }
 
+    /// Adds a name (which must be free) at a cookie it had before.
+    pub fn insert_at(&mut self, name: Vec<u8>, ino: Ino, cookie: u64) {
+        self.next_cookie = self.next_cookie.max(cookie + 1);
+        self.by_cookie.insert(cookie, name.clone());
+        self.by_name.insert(name, (ino, cookie));
+    }
+
+    /// An empty list whose first new name gets `cookie`.
+    pub fn starting_at(cookie: u64) -> Entries {
+        Entries {
+            next_cookie: cookie.max(FIRST_COOKIE),
+            ..Entries::default()
+        }
+    }
+
+    /// The cookie the next new name gets.
+    pub fn next_cookie(&self) -> u64 {
+        self.next_cookie.max(FIRST_COOKIE)
+    }
+
     /// Removes a name; returns the child.
     pub fn remove(&mut self, name: &[u8]) -> Option<Ino> {
         let (ino, cookie) = self.by_name.remove(name)?;
@@ -143,6 +164,8 @@ pub struct State {
     pub written_since_settle: u64,
     /// Bytes outside holes of large blobs, by root (see [`State::attr`]).
     data_bytes: HashMap<Cid, u64>,
+    /// What unloaded directories remember (see [`crate::trim`]).
+    pub(crate) ghosts: Ghosts,
 }
 
 /// Files at least this large count only the bytes outside their holes as
@@ -196,6 +219,7 @@ impl State {
             written_root: None,
             written_since_settle: 0,
             data_bytes: HashMap::new(),
+            ghosts: Ghosts::default(),
         };
         let mut root = inode_from_record(
             Record {
@@ -289,25 +313,60 @@ impl State {
             _ => return Err(FsError::NotDir),
         };
         let listed: Vec<(Vec<u8>, Entry)> = read_dir(&self.bucket, stored)?;
-        let mut entries = Entries::default();
-        let mut subdirs = 0;
-        for (name, entry) in listed {
-            let child = match entry {
-                Entry::Inode(record) => {
-                    if record.kind == Kind::Dir {
-                        subdirs += 1;
-                    }
-                    self.add_inode(inode_from_record(record, ino, 1, None))
+        // Children of an unloaded directory come back as they were.
+        let kept = self.take_unloaded(ino);
+        let (entries, subdirs) = match self.materialize(ino, listed, kept.as_ref()) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                if let Some(kept) = kept {
+                    self.untake_unloaded(ino, kept);
                 }
-                Entry::Link(group) => self.group_inode(group, ino)?,
-            };
-            entries.insert(name, child);
-        }
+                return Err(e);
+            }
+        };
         if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
             dir.entries = Some(entries);
             dir.subdirs = subdirs;
         }
         Ok(())
+    }
+
+    /// Inodes for a directory's listed entries, numbered as `kept` says;
+    /// returns its entries and subdirectory count.
+    fn materialize(
+        &mut self,
+        dir: Ino,
+        listed: Vec<(Vec<u8>, Entry)>,
+        kept: Option<&Unloading>,
+    ) -> FsResult<(Entries, u32)> {
+        let mut entries = kept.map(Unloading::entries).unwrap_or_default();
+        let mut subdirs = 0;
+        for (name, entry) in listed {
+            let before = kept
+                .and_then(|k| k.kept(&name))
+                .filter(|(ino, _)| !self.inodes.contains_key(ino));
+            let child = match entry {
+                Entry::Inode(record) => {
+                    if record.kind == Kind::Dir {
+                        subdirs += 1;
+                    }
+                    let inode = inode_from_record(record, dir, 1, None);
+                    match before {
+                        Some((ino, _)) => {
+                            self.inodes.insert(ino, inode);
+                            ino
+                        }
+                        None => self.add_inode(inode),
+                    }
+                }
+                Entry::Link(group) => self.group_inode(group, dir)?,
+            };
+            match before.or_else(|| kept.and_then(|k| k.kept(&name))) {
+                Some((_, cookie)) => entries.insert_at(name, child, cookie),
+                None => entries.insert(name, child),
+            }
+        }
+        Ok((entries, subdirs))
     }
 
     /// The inode of hard-link group `group`, materializing it if needed.
@@ -364,6 +423,15 @@ impl State {
         let inode = self.get(ino)?;
         if inode.kind != Kind::Dir || inode.nlink == 0 {
             return Ok(inode.nlink);
+        }
+        if let Content::Dir(Dir {
+            entries: None,
+            stored,
+            ..
+        }) = &inode.content
+            && let Some(subdirs) = self.unloaded_subdirs(ino, *stored)
+        {
+            return Ok(2 + subdirs);
         }
         self.load_dir(ino)?;
         match &self.get(ino)?.content {
@@ -453,6 +521,7 @@ impl State {
                 self.links_dirty = true;
             }
             self.inodes.remove(&ino);
+            self.forget_unloaded(ino);
         }
     }
 
@@ -621,6 +690,7 @@ impl State {
         self.links_dirty = false;
         self.written_since_settle = 0;
         self.written_root = Some(*root_block.cid());
+        self.trim_after_commit();
         Ok(*root_block.cid())
     }
 

@@ -104,7 +104,7 @@ fn acl_mode(value: &[u8]) -> Option<(u32, bool)> {
 impl Fs {
     /// The value of attribute `name`.
     pub fn getxattr(&self, ino: Ino, name: &[u8], c: &Caller) -> FsResult<Vec<u8>> {
-        let s = self.state();
+        let s = self.state_at(&[ino])?;
         let inode = s.get(ino)?;
         check_xattr(name, &inode.meta, inode.kind, c, R)?;
         inode
@@ -128,7 +128,7 @@ impl Fs {
         if value.len() > VALUE_MAX {
             return Err(FsError::Range);
         }
-        let mut s = self.state();
+        let mut s = self.state_at(&[ino])?;
         let inode = s.get_mut(ino)?;
         check_xattr(name, &inode.meta, inode.kind, c, W)?;
         let exists = inode.meta.xattrs.contains_key(name);
@@ -171,7 +171,7 @@ impl Fs {
 
     /// Every attribute name the caller may see.
     pub fn listxattr(&self, ino: Ino, c: &Caller) -> FsResult<Vec<Vec<u8>>> {
-        let s = self.state();
+        let s = self.state_at(&[ino])?;
         let inode = s.get(ino)?;
         Ok(inode
             .meta
@@ -185,7 +185,7 @@ impl Fs {
     /// Removes attribute `name`.
     pub fn removexattr(&self, ino: Ino, name: &[u8], c: &Caller) -> FsResult<()> {
         self.writable()?;
-        let mut s = self.state();
+        let mut s = self.state_at(&[ino])?;
         let inode = s.get_mut(ino)?;
         // Whoever may write a file may take its capabilities away: a write
         // does (the kernel asks for it as the writer).

@@ -1251,8 +1251,15 @@ impl World {
 /// Runs `ops` on both sides. With `lazy`, the trees are compared only at
 /// the end: comparing loads every directory, and directories a reopened
 /// filesystem has not loaded yet take other paths through commit.
-fn run_model(pressure: Option<bool>, lazy: bool, ops: &[Op]) {
-    let mut world = World::new(model_opts(pressure));
+/// Runs `ops`; with `unload`, the filesystem keeps a single inode in
+/// memory, so every clean directory nobody has open is unloaded between
+/// operations and must come back unchanged.
+fn run_model(pressure: Option<bool>, lazy: bool, unload: bool, ops: &[Op]) {
+    let mut options = model_opts(pressure);
+    if unload {
+        options.max_inodes = 1;
+    }
+    let mut world = World::new(options);
     let mut tolerated = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         world.last.clear();
@@ -1298,9 +1305,10 @@ proptest! {
     fn model_matches_the_kernel(
         pressure in prop_oneof![2 => Just(None), 1 => Just(Some(true)), 1 => Just(Some(false))],
         lazy in prop::bool::weighted(0.3),
+        unload in prop::bool::weighted(0.4),
         ops in prop::collection::vec(op_strategy(), 1..80),
     ) {
-        run_model(pressure, lazy, &ops);
+        run_model(pressure, lazy, unload, &ops);
     }
 }
 

@@ -40,6 +40,12 @@ pub struct MountRecord {
     /// Bytes written and not yet stored.
     #[serde(default)]
     pub dirty_bytes: u64,
+    /// Inodes in memory.
+    #[serde(default)]
+    pub inodes: usize,
+    /// Inodes unloaded (their numbers kept, see `hydra mount --max-inodes`).
+    #[serde(default)]
+    pub unloaded: usize,
     /// What the 9P server holds (when it serves 9P).
     #[serde(default)]
     pub ninep: Option<ninep::server::Stats>,
@@ -260,6 +266,8 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         root: fs.base().map(|c| c.to_string()),
         dirty: false,
         dirty_bytes: 0,
+        inodes: 0,
+        unloaded: 0,
         ninep: ninep.as_ref().map(|n| n.server.stats()),
         gateway: gateway_addr,
         stops: 0,
@@ -316,6 +324,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
             record.root = refresh_fs.base().map(|c| c.to_string());
             record.dirty = refresh_fs.is_dirty();
             record.dirty_bytes = refresh_fs.pending_bytes();
+            (record.inodes, record.unloaded) = refresh_fs.inode_counts();
             record.ninep = server.as_ref().map(|s| s.stats());
             (record.stops, record.stop_refused) = stopping
                 .lock()

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::gitviews::{GIT_VIEWS_NAME, GitViews};
+use crate::kernelrefs::KernelRefs;
 use crate::snapdir::{
     GIT_VIEW_BASE, GIT_VIEWS_INO, Place, SNAPSHOTS_NAME, Snapshots, attr_in, git_repo_ino, join,
     place, synthetic_dir_attr,
@@ -70,6 +71,8 @@ pub struct HydraFuse {
     notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
     /// Requests served, by operation.
     ops: std::sync::Arc<crate::ops::OpCounts>,
+    /// The kernel's lookup counts.
+    refs: std::sync::Arc<KernelRefs>,
 }
 
 impl HydraFuse {
@@ -82,12 +85,26 @@ impl HydraFuse {
         notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
         ops: std::sync::Arc<crate::ops::OpCounts>,
     ) -> Self {
+        let refs = std::sync::Arc::new(KernelRefs::default());
+        fs.set_holds(refs.clone());
         HydraFuse {
             fs,
             snapshots,
             git,
             notifier,
             ops,
+            refs,
+        }
+    }
+
+    /// Replies with an entry, which the kernel then holds until it forgets.
+    fn entry(&self, reply: ReplyEntry, parent: INodeNo, result: Result<Attr, FsError>) {
+        match result {
+            Ok(a) => {
+                self.refs.add(a.ino.0);
+                reply.entry(entry_ttl(parent.0, a.ino.0), &file_attr(&a), Generation(0))
+            }
+            Err(e) => reply.error(errno(&e)),
         }
     }
 
@@ -357,13 +374,6 @@ macro_rules! live {
     };
 }
 
-fn entry(reply: ReplyEntry, parent: INodeNo, result: Result<Attr, FsError>) {
-    match result {
-        Ok(a) => reply.entry(entry_ttl(parent.0, a.ino.0), &file_attr(&a), Generation(0)),
-        Err(e) => reply.error(errno(&e)),
-    }
-}
-
 fn empty(reply: ReplyEmpty, result: Result<(), FsError>) {
     match result {
         Ok(()) => reply.ok(),
@@ -405,6 +415,12 @@ impl Filesystem for HydraFuse {
         let _ = self.fs.close();
     }
 
+    // BATCH_FORGET comes here too (fuser's default splits it).
+    fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
+        self.ops.hit(const { op_index(FUSE_OPS, "forget") });
+        self.refs.forget(i.0, nlookup);
+    }
+
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.ops.hit(const { op_index(FUSE_OPS, "lookup") });
         let name = name.as_bytes();
@@ -432,7 +448,7 @@ impl Filesystem for HydraFuse {
                 .target(parent.0)
                 .and_then(|(fs, i, view)| Ok(global(fs.lookup(i, name, &caller(req))?, view))),
         };
-        entry(reply, parent, result);
+        self.entry(reply, parent, result);
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -522,7 +538,7 @@ impl Filesystem for HydraFuse {
         self.ops.hit(const { op_index(FUSE_OPS, "mknod") });
         let parent_live = live!(parent, reply);
         let mode = mode & !(umask & 0o7777);
-        entry(
+        self.entry(
             reply,
             parent,
             self.fs.mknod(
@@ -547,7 +563,7 @@ impl Filesystem for HydraFuse {
         self.ops.hit(const { op_index(FUSE_OPS, "mkdir") });
         let parent_live = live!(parent, reply);
         let mode = mode & !umask & 0o7777;
-        entry(
+        self.entry(
             reply,
             parent,
             self.fs
@@ -583,7 +599,7 @@ impl Filesystem for HydraFuse {
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "symlink") });
         let parent_live = live!(parent, reply);
-        entry(
+        self.entry(
             reply,
             parent,
             self.fs.symlink(
@@ -640,7 +656,7 @@ impl Filesystem for HydraFuse {
         self.ops.hit(const { op_index(FUSE_OPS, "link") });
         let i_live = live!(i, reply);
         let newparent_live = live!(newparent, reply);
-        entry(
+        self.entry(
             reply,
             newparent,
             self.fs
@@ -839,6 +855,11 @@ impl Filesystem for HydraFuse {
                     ) {
                         break;
                     }
+                    // The kernel takes a lookup of every entry but `.`
+                    // and `..`.
+                    if e.name != b"." && e.name != b".." {
+                        self.refs.add(e.ino.0);
+                    }
                 }
                 reply.ok();
             }
@@ -979,13 +1000,16 @@ impl Filesystem for HydraFuse {
             OpenFlags::from_libc(flags),
             &caller(req),
         ) {
-            Ok((a, fh)) => reply.created(
-                &TTL,
-                &file_attr(&a),
-                Generation(0),
-                FileHandle(fh.0),
-                NO_FLUSH,
-            ),
+            Ok((a, fh)) => {
+                self.refs.add(a.ino.0);
+                reply.created(
+                    &TTL,
+                    &file_attr(&a),
+                    Generation(0),
+                    FileHandle(fh.0),
+                    NO_FLUSH,
+                )
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

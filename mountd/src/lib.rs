@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod fuse;
 pub mod gateway;
 pub mod gitviews;
+pub mod kernelrefs;
 pub mod ninep;
 pub mod ops;
 pub mod snapdir;

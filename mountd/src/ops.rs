@@ -38,6 +38,7 @@ impl OpCounts {
 /// The FUSE operations counted.
 pub const FUSE_OPS: &[&str] = &[
     "lookup",
+    "forget",
     "getattr",
     "setattr",
     "readlink",

@@ -137,7 +137,8 @@ pub(super) fn open_store(cx: &Context, read_only: bool) -> Result<Store> {
     cx.open(mode, &options)
 }
 
-/// How often a daemon commits and looks for other writers' commits.
+/// How often a daemon commits and looks for other writers' commits, and
+/// how many inodes it keeps in memory.
 #[derive(Debug, Args)]
 pub struct IntervalArgs {
     /// Commit this often while there are changes.
@@ -147,6 +148,10 @@ pub struct IntervalArgs {
     /// (another daemon on a shared volume); 0: never.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     refresh_interval: f64,
+    /// Inodes kept in memory before directories nobody uses are unloaded
+    /// (they come back, with the same numbers, when next used).
+    #[arg(long, value_name = "N", default_value_t = hydra_fs::MAX_INODES)]
+    max_inodes: usize,
 }
 
 impl IntervalArgs {
@@ -161,6 +166,7 @@ impl IntervalArgs {
         Ok(Intervals {
             commit: Duration::from_secs(self.commit_interval.max(1)),
             refresh: Some(refresh).filter(|r| !r.is_zero()),
+            max_inodes: self.max_inodes.max(1),
         })
     }
 }
@@ -172,6 +178,8 @@ pub(super) struct Intervals {
     pub commit: Duration,
     /// Look for other writers' commits this often (`None`: never).
     pub refresh: Option<Duration>,
+    /// Inodes kept in memory before unused ones are unloaded.
+    pub max_inodes: usize,
 }
 
 /// Opens filesystem `name` (or its snapshot) for a daemon, creating it
@@ -209,6 +217,7 @@ pub(super) fn open(
         on_conflict: OnConflict::KeepBoth,
         statfs_path: Some(store.path().to_path_buf()),
         dirty_limit: DAEMON_DIRTY_LIMIT,
+        max_inodes: intervals.max_inodes,
         ..FsOptions::default()
     };
     let fs = Fs::open(bucket, name, &owner, options)?;
@@ -346,12 +355,14 @@ pub fn status(cx: &Context) -> Result<()> {
         at.extend(m.listen.iter().map(|l| format!("9p {l}")));
         at.extend(m.gateway.iter().map(|g| format!("http {g}")));
         println!(
-            "{}\t{}\tpid {}\t{}{}\troot {}",
+            "{}\t{}\tpid {}\t{}{}\t{} inodes ({} unloaded)\troot {}",
             at.join(", "),
             m.fs,
             m.pid,
             if m.read_only { "ro" } else { "rw" },
             pending,
+            m.inodes,
+            m.unloaded,
             m.root.as_deref().unwrap_or("-")
         );
     }
