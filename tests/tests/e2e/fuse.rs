@@ -983,3 +983,81 @@ fn git_views_show_every_revision_read_only() {
     assert_eq!(copies, "ok\nok\nok\n");
     m.umount();
 }
+
+/// The daemon's inode counts from `hydra status`: (in memory, unloaded).
+fn inode_counts(s: &TestStore) -> (u64, u64, bool) {
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
+    let m = &status[0];
+    (
+        m["inodes"].as_u64().expect("inodes"),
+        m["unloaded"].as_u64().expect("unloaded"),
+        m["dirty"].as_bool().expect("dirty"),
+    )
+}
+
+#[test]
+fn forgotten_directories_unload_and_come_back_unchanged() {
+    let s = TestStore::new();
+    let work = s.scratch("work");
+    std::fs::create_dir_all(work.join("ref")).expect("mkdir");
+    hydra_tests::awkward_tar(&work, 40, 1);
+    hydra_tests::git_origin(&work, 12);
+    let m = Mounted::new(
+        &s,
+        "u",
+        &s.scratch("mnt"),
+        &["--max-inodes", "32", "--commit-interval", "1"],
+    );
+    let point = m.point.display().to_string();
+    let tar = "tar --xattrs --xattrs-include='*' -xpf t.tar -C";
+    sh(&format!("{tar} ref && {tar} {point}/"), &work);
+    sh(
+        &format!("git clone -q --no-hardlinks origin {point}/clone"),
+        &work,
+    );
+    // Inode numbers included: they must not change when inodes unload.
+    let listing = r#"find . -mindepth 1 -printf '%i|%p|%y|%m|%U:%G|%s|%T@|%n|%l\n' | LC_ALL=C sort -t'|' -k2 | awk -F'|' -v OFS='|' '$3=="d"{$6="-"}1'"#;
+    let before = sh(listing, &m.point);
+    assert!(before.lines().count() > 200, "{before}");
+    hydra_tests::eventually("the changes committed", || !inode_counts(&s).2);
+    // The kernel forgets its unused inodes; the daemon then unloads them.
+    std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches");
+    hydra_tests::eventually("the forgotten directories unloaded", || {
+        let (inodes, unloaded, _) = inode_counts(&s);
+        inodes <= 64 && unloaded >= 200
+    });
+    eprintln!("after drop_caches: {:?}", inode_counts(&s));
+    // Everything comes back as it was: names, numbers, counts and bytes.
+    assert_eq!(sh(listing, &m.point), before);
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference", "-x", "clone"])
+        .arg(work.join("ref"))
+        .arg(&m.point)
+        .output()
+        .expect("diff");
+    let report = String::from_utf8_lossy(&diff.stdout);
+    let real: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.contains("fifo") && !l.contains("character special"))
+        .collect();
+    assert!(real.is_empty(), "bytes differ: {real:?}");
+    std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches");
+    sh(
+        &format!(
+            "cd {point}/clone && test -z \"$(git status --porcelain)\" && git fsck --full && \
+             echo more >> README && git commit -qam more && git gc -q && git fsck --full"
+        ),
+        &work,
+    );
+    m.umount();
+    let m = Mounted::new(&s, "u", &s.scratch("mnt"), &[]);
+    let strip = |t: &str| {
+        t.lines()
+            .filter(|l| !l.contains("/clone"))
+            .map(|l| l.split_once('|').map_or(l, |(_, rest)| rest).to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&sh(listing, &m.point)), strip(&before));
+    m.umount();
+}
