@@ -183,7 +183,9 @@ fn version_auth_attach_and_walks_stay_inside() {
 #[test]
 fn every_operation_through_the_protocol() {
     let s = TestStore::new();
-    let srv = Served::serve(&s, "ops", &[]);
+    // One inode kept in memory: everything clean and closed unloads
+    // between requests, and fids must still name what they named.
+    let srv = Served::serve(&s, "ops", &["--max-inodes", "1", "--commit-interval", "1"]);
     let mut c = srv.client();
     let (root, _) = c.attach("ops", 0).expect("attach");
     // Create, write past msize, read back, getattr.
@@ -418,6 +420,12 @@ fn every_operation_through_the_protocol() {
         libc::EACCES,
         "mode 0600, owned by root"
     );
+    // What was walked to and closed did leave memory on the way.
+    hydra_tests::eventually("the server unloaded inodes", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
+        status[0]["unloaded"].as_u64().expect("unloaded") > 0
+    });
     srv.stop();
     // Committed on stop: the CLI sees the result.
     assert_eq!(s.ok(&["fs", "cat", "ops", "/data"]).as_bytes(), &data[..10]);
