@@ -243,6 +243,10 @@ impl State {
                 self.unload(dir);
             }
         }
+        // A table sized for what left gives its memory back.
+        if self.inodes.capacity() > 4 * self.inodes.len().max(1024) {
+            self.inodes.shrink_to(2 * self.inodes.len());
+        }
         before - self.inodes.len()
     }
 

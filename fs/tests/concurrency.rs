@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hydra_dag::Bucket;
-use hydra_fs::{Fs, FsError, Ino, Kind, RenameMode};
+use hydra_fs::{Fs, FsError, FsOptions, Ino, Kind, RenameMode};
 
 mod support;
 use support::*;
@@ -220,7 +220,13 @@ fn check_snapshot(bucket: &Bucket, fs: &Fs, errors: &Errors) {
 #[test]
 fn threads_share_one_filesystem() {
     let bucket = Bucket::in_memory();
-    let fs = Fs::open(bucket.clone(), "c", &root(), opts()).expect("open");
+    // Few inodes kept: directories unload and come back between the
+    // workers' operations while the committer makes them clean.
+    let options = FsOptions {
+        max_inodes: 8,
+        ..opts()
+    };
+    let fs = Fs::open(bucket.clone(), "c", &root(), options).expect("open");
     let shared = fs
         .mkdir(Ino::ROOT, b"shared", 0o777, &root())
         .expect("mkdir")
@@ -235,18 +241,23 @@ fn threads_share_one_filesystem() {
     let errors: Errors = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let commits = Arc::new(AtomicUsize::new(0));
+    let unloads_seen = Arc::new(AtomicUsize::new(0));
 
     let committer = {
-        let (fs, bucket, errors, stop, commits) = (
+        let (fs, bucket, errors, stop, commits, unloads_seen) = (
             fs.clone(),
             bucket.clone(),
             errors.clone(),
             stop.clone(),
             commits.clone(),
+            unloads_seen.clone(),
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(3));
+                if fs.inode_counts().1 > 0 {
+                    unloads_seen.fetch_add(1, Ordering::SeqCst);
+                }
                 match fs.commit("periodic") {
                     Ok(Some(_)) => {
                         let n = commits.fetch_add(1, Ordering::SeqCst);
@@ -272,6 +283,10 @@ fn threads_share_one_filesystem() {
         .collect();
     stop.store(true, Ordering::SeqCst);
     committer.join().expect("committer panicked");
+    assert!(
+        unloads_seen.load(Ordering::SeqCst) > 0,
+        "nothing was unloaded on the way"
+    );
 
     let errors = errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(
