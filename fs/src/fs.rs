@@ -573,7 +573,10 @@ impl Fs {
 
     /// Free space and counts.
     pub fn statfs(&self) -> FsResult<StatFs> {
-        let files = self.state().inodes.len() as u64;
+        let files = {
+            let s = self.state();
+            (s.inodes.len() + s.unloaded()) as u64
+        };
         let mut out = StatFs {
             block_size: 4096,
             blocks: 1 << 40,

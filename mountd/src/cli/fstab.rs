@@ -4,8 +4,8 @@
 //! `hydra --store STORE mount FS MOUNTPOINT …`.
 //!
 //! Options: `store=PATH` (else `$HYDRA_STORE`, else the default store),
-//! `ro`, `allow_other`, `commit_interval=SECS`, `serve_9p=ADDR`,
-//! `snapshot=SNAP`; the generic ones mount(8) passes (`rw`, `defaults`,
+//! `ro`, `allow_other`, `commit_interval=SECS`, `max_inodes=N`,
+//! `serve_9p=ADDR`, `snapshot=SNAP`; the generic ones mount(8) passes (`rw`, `defaults`,
 //! `auto`, `noauto`, `user`, `nofail`, `_netdev`, `x-…`, …) are ignored.
 
 use std::ffi::OsString;
@@ -59,6 +59,7 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
             ("commit_interval", Some(v)) => {
                 rest.extend(["--commit-interval".into(), v.into()]);
             }
+            ("max_inodes", Some(v)) => rest.extend(["--max-inodes".into(), v.into()]),
             ("serve_9p", Some(v)) => rest.extend(["--serve-9p".into(), v.into()]),
             ("snapshot", Some(v)) => rest.extend(["--snapshot".into(), v.into()]),
             (k, _) if GENERIC.contains(&k) || k.starts_with("x-") => {}
@@ -89,7 +90,7 @@ mod tests {
             "home",
             "/mnt/h",
             "-o",
-            "rw,noauto,store=/var/lib/hydra,allow_other,commit_interval=9,x-systemd.automount",
+            "rw,noauto,store=/var/lib/hydra,allow_other,commit_interval=9,max_inodes=500,x-systemd.automount",
         ]))
         .expect("translates");
         assert_eq!(
@@ -103,7 +104,9 @@ mod tests {
                 "/mnt/h",
                 "--allow-other",
                 "--commit-interval",
-                "9"
+                "9",
+                "--max-inodes",
+                "500"
             ])
         );
         assert!(translate(&os(&[HELPER_NAME, "home"])).is_err());
