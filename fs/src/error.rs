@@ -91,6 +91,14 @@ pub enum FsError {
     /// A file's content was lost because the store ran out of space.
     #[error("file content lost, the store is full: {0}")]
     LostNoSpace(String),
+    /// A commit met a file whose content was lost: it names the file.
+    #[error("{path}: {source}; remove or truncate it, and the rest commits")]
+    LostFile {
+        /// The file's path in the filesystem.
+        path: String,
+        /// How its content was lost.
+        source: Box<FsError>,
+    },
     /// The inode's extended attributes would not fit its record.
     #[error("no space left for extended attributes")]
     NoSpace,
@@ -129,10 +137,30 @@ impl FsError {
             FsError::Dag(e) if e.is_no_space() => libc::ENOSPC,
             FsError::Chunk(e) if e.is_no_space() => libc::ENOSPC,
             FsError::NoData => libc::ENXIO,
+            FsError::LostFile { source, .. } => return source.errno(),
             FsError::Corrupt { .. } | FsError::Lost(_) | FsError::Dag(_) | FsError::Chunk(_) => {
                 libc::EIO
             }
         })
+    }
+}
+
+impl FsError {
+    /// This error of the entry `name` as its directory reports it: a lost
+    /// file's path grows by the name, other errors pass unchanged.
+    pub(crate) fn within(self, name: &[u8]) -> FsError {
+        let name = String::from_utf8_lossy(name);
+        match self {
+            FsError::LostFile { path, source } => FsError::LostFile {
+                path: format!("/{name}{path}"),
+                source,
+            },
+            lost @ (FsError::Lost(_) | FsError::LostNoSpace(_)) => FsError::LostFile {
+                path: format!("/{name}"),
+                source: Box::new(lost),
+            },
+            other => other,
+        }
     }
 }
 
@@ -159,5 +187,29 @@ impl From<hydra_kv::KvError> for FsError {
 impl From<ChunkError> for FsError {
     fn from(e: ChunkError) -> Self {
         FsError::Chunk(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_file_is_named_by_its_path_and_keeps_its_errno() {
+        let lost = FsError::LostNoSpace("disk full".into())
+            .within(b"big")
+            .within(b"dir");
+        assert_eq!(lost.errno(), Errno(libc::ENOSPC));
+        assert_eq!(
+            lost.to_string(),
+            "/dir/big: file content lost, the store is full: disk full; \
+             remove or truncate it, and the rest commits"
+        );
+        let other = FsError::NotFound.within(b"x");
+        assert_eq!(other.errno(), Errno(libc::ENOENT));
+        assert_eq!(
+            FsError::Lost("gone".into()).within(b"f").errno(),
+            Errno(libc::EIO)
+        );
     }
 }

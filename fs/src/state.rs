@@ -598,7 +598,10 @@ impl State {
             for (name, child) in children {
                 let entry = match self.get(child)?.group {
                     Some(group) => Entry::Link(group),
-                    None => Entry::Inode(self.record(child, blocks, updates)?),
+                    None => Entry::Inode(
+                        self.record(child, blocks, updates)
+                            .map_err(|e| e.within(&name))?,
+                    ),
                 };
                 listed.push((name, entry.to_ipld()));
             }

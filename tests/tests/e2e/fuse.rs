@@ -548,7 +548,10 @@ fn a_full_store_says_enospc_and_keeps_the_mount_until_a_commit_works() {
     );
     let err = s.fails(&["umount", point.to_str().expect("utf-8")]);
     assert!(
-        err.contains("cannot unmount") && err.contains("still mounted") && err.lines().count() == 1,
+        err.contains("cannot unmount")
+            && err.contains("/big: file content lost, the store is full")
+            && err.contains("still mounted")
+            && err.lines().count() == 1,
         "{err}"
     );
     assert_eq!(
