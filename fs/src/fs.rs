@@ -322,6 +322,11 @@ impl Fs {
         self.state().trim()
     }
 
+    /// Inodes unloaded so far, counting each time one leaves memory.
+    pub fn unloads(&self) -> u64 {
+        self.state().unloads()
+    }
+
     /// Inodes in memory and inodes unloaded (numbers kept).
     pub fn inode_counts(&self) -> (usize, usize) {
         let s = self.state();

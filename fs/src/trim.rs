@@ -78,6 +78,8 @@ pub struct Ghosts {
     trim_at: usize,
     /// [`Holds::ended`] when last looked at.
     ended_seen: u64,
+    /// Inodes unloaded so far (only grows).
+    unloads: u64,
 }
 
 impl Default for Ghosts {
@@ -89,6 +91,7 @@ impl Default for Ghosts {
             max: MAX_INODES,
             trim_at: MAX_INODES,
             ended_seen: 0,
+            unloads: 0,
         }
     }
 }
@@ -121,6 +124,11 @@ impl State {
     /// Inodes unloaded and remembered.
     pub fn unloaded(&self) -> usize {
         self.ghosts.parent.len()
+    }
+
+    /// Inodes unloaded so far, counting each time (only grows).
+    pub fn unloads(&self) -> u64 {
+        self.ghosts.unloads
     }
 
     /// Brings an unloaded inode back (loading its directories again);
@@ -303,6 +311,7 @@ impl State {
             if self.inodes.get(&child).is_some_and(|c| c.group.is_none()) {
                 self.inodes.remove(&child);
                 self.ghosts.parent.insert(child, dir);
+                self.ghosts.unloads += 1;
             }
         }
         children.sort_unstable();

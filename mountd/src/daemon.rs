@@ -46,6 +46,9 @@ pub struct MountRecord {
     /// Inodes unloaded (their numbers kept, see `hydra mount --max-inodes`).
     #[serde(default)]
     pub unloaded: usize,
+    /// Inodes unloaded so far, counting each time.
+    #[serde(default)]
+    pub unloads: u64,
     /// What the 9P server holds (when it serves 9P).
     #[serde(default)]
     pub ninep: Option<ninep::server::Stats>,
@@ -268,6 +271,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         dirty_bytes: 0,
         inodes: 0,
         unloaded: 0,
+        unloads: 0,
         ninep: ninep.as_ref().map(|n| n.server.stats()),
         gateway: gateway_addr,
         stops: 0,
@@ -325,6 +329,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
             record.dirty = refresh_fs.is_dirty();
             record.dirty_bytes = refresh_fs.pending_bytes();
             (record.inodes, record.unloaded) = refresh_fs.inode_counts();
+            record.unloads = refresh_fs.unloads();
             record.ninep = server.as_ref().map(|s| s.stats());
             (record.stops, record.stop_refused) = stopping
                 .lock()

@@ -79,7 +79,9 @@ fn linux_kernel_client_carries_tar_git_sqlite_fio_fsx() {
     // (Under /var/tmp too: the checkout may live in the host's /tmp.)
     let fsx = w.join("fsx.py");
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("fsx.py"), &fsx).expect("copy fsx.py");
-    let srv = Served::serve(&s, "k", &[]);
+    // Few inodes kept: what the guest walked and closed unloads once
+    // committed, and its fids and cached qids must still name it.
+    let srv = Served::serve(&s, "k", &["--max-inodes", "64", "--commit-interval", "1"]);
     let port = srv.addr.rsplit(':').next().expect("port");
     let script = w.join("guest.sh");
     std::fs::write(
@@ -158,6 +160,12 @@ echo REMOUNT-OK
             "guest did not reach {marker}:\n{console}"
         );
     }
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
+    assert!(
+        status[0]["unloads"].as_u64().expect("unloads") > 0,
+        "nothing unloaded: {status}"
+    );
     srv.stop();
     // Everything the guest wrote is committed in the store.
     let ls = s.ok(&["fs", "ls", "k", "/"]);

@@ -424,7 +424,7 @@ fn every_operation_through_the_protocol() {
     hydra_tests::eventually("the server unloaded inodes", || {
         let status: serde_json::Value =
             serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
-        status[0]["unloaded"].as_u64().expect("unloaded") > 0
+        status[0]["unloads"].as_u64().expect("unloads") > 0
     });
     srv.stop();
     // Committed on stop: the CLI sees the result.
