@@ -118,8 +118,8 @@ impl State {
             .entries(dir)?
             .by_name
             .iter()
-            .filter(|(name, _)| !listed.contains_key(*name))
-            .map(|(name, (ino, _))| (name.clone(), *ino))
+            .filter(|(name, _)| !listed.contains_key(&***name))
+            .map(|(name, (ino, _))| (name.to_vec(), *ino))
             .collect();
         for (name, child) in gone {
             self.entries_mut(dir)?.remove(&name);

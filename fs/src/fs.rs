@@ -558,7 +558,7 @@ impl Fs {
             let e = s.entries(ino)?;
             e.by_cookie
                 .range(cookie.max(FIRST_COOKIE - 1) + 1..)
-                .filter_map(|(ck, name)| e.get(name).map(|child| (*ck, name.clone(), child)))
+                .filter_map(|(ck, name)| e.get(name).map(|child| (*ck, name.to_vec(), child)))
                 .collect()
         };
         for (ck, name, child) in entries {

@@ -9,7 +9,7 @@ use crate::file::FileData;
 use crate::fs::{Fs, check_name};
 use crate::node::{Kind, Meta, Record};
 use crate::perm::{Caller, W, X};
-use crate::state::{Content, Dir, Entries, Inode, State, inode_from_record};
+use crate::state::{Content, Dir, Inode, State, inode_from_record};
 
 /// What a new inode is to be.
 struct NewNode {
@@ -142,7 +142,7 @@ impl Fs {
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, c: &Caller) -> FsResult<Attr> {
         let content = Content::Dir(Dir {
             stored: None,
-            entries: Some(Entries::default()),
+            entries: Some(Box::default()),
             subdirs: 0,
         });
         let ino = self.make_node(

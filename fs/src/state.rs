@@ -73,19 +73,22 @@ pub struct Dir {
     /// The committed entry list (meaningful while not dirty).
     pub stored: Option<Cid>,
     /// The entries, once loaded.
-    pub entries: Option<Entries>,
+    pub entries: Option<Box<Entries>>,
     /// Subdirectories (valid once loaded).
     pub subdirs: u32,
 }
+
+/// A name in a directory, held once by both of its maps.
+pub type Name = std::sync::Arc<[u8]>;
 
 /// Loaded directory entries, by name and in readdir order.
 #[derive(Debug, Default)]
 pub struct Entries {
     /// Name → (child, cookie).
-    pub by_name: BTreeMap<Vec<u8>, (Ino, u64)>,
+    pub by_name: BTreeMap<Name, (Ino, u64)>,
     /// Cookie → name. Cookies only grow, so a readdir position stays valid
     /// while entries come and go.
-    pub by_cookie: BTreeMap<u64, Vec<u8>>,
+    pub by_cookie: BTreeMap<u64, Name>,
     next_cookie: u64,
 }
 
@@ -97,6 +100,7 @@ impl Entries {
         }
         let cookie = self.next_cookie;
         self.next_cookie += 1;
+        let name = Name::from(name);
         self.by_cookie.insert(cookie, name.clone());
         self.by_name.insert(name, (ino, cookie));
     }
@@ -104,6 +108,7 @@ impl Entries {
     /// Adds a name (which must be free) at a cookie it had before.
     pub fn insert_at(&mut self, name: Vec<u8>, ino: Ino, cookie: u64) {
         self.next_cookie = self.next_cookie.max(cookie + 1);
+        let name = Name::from(name);
         self.by_cookie.insert(cookie, name.clone());
         self.by_name.insert(name, (ino, cookie));
     }
@@ -232,7 +237,7 @@ impl State {
             None,
         );
         if let Content::Dir(dir) = &mut root.content {
-            dir.entries = Some(Entries::default());
+            dir.entries = Some(Box::default());
         }
         root.dirty = true;
         state.inodes.insert(Ino::ROOT, root);
@@ -325,7 +330,7 @@ impl State {
             }
         };
         if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
-            dir.entries = Some(entries);
+            dir.entries = Some(Box::new(entries));
             dir.subdirs = subdirs;
         }
         Ok(())
@@ -592,7 +597,7 @@ impl State {
                 .entries(ino)?
                 .by_name
                 .iter()
-                .map(|(name, (child, _))| (name.clone(), *child))
+                .map(|(name, (child, _))| (name.to_vec(), *child))
                 .collect();
             let mut listed = Vec::with_capacity(children.len());
             for (name, child) in children {
