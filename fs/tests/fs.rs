@@ -6,15 +6,6 @@ use hydra_fs::{Caller, Fs, Ino, Kind, OpenFlags, RenameMode, Seek, SetAttr, Time
 mod support;
 use support::*;
 
-fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
-    let (attr, fh) = fs
-        .create(parent, name.as_bytes(), 0o644, rw(), &root())
-        .expect("create");
-    fs.write(fh, 0, data, &root()).expect("write");
-    fs.release(fh).expect("release");
-    attr.ino
-}
-
 fn read_file(fs: &Fs, ino: Ino) -> Vec<u8> {
     let fh = fs
         .open_file(

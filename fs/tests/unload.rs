@@ -33,15 +33,6 @@ fn open(bucket: &Bucket, max_inodes: usize) -> Fs {
     Fs::open(bucket.clone(), "t", &root(), options).expect("open")
 }
 
-fn put(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
-    let (attr, fh) = fs
-        .create(parent, name.as_bytes(), 0o644, rw(), &root())
-        .expect("create");
-    fs.write(fh, 0, data, &root()).expect("write");
-    fs.release(fh).expect("release");
-    attr.ino
-}
-
 fn mkdir(fs: &Fs, parent: Ino, name: &str) -> Ino {
     fs.mkdir(parent, name.as_bytes(), 0o755, &root())
         .expect("mkdir")
@@ -80,7 +71,7 @@ fn build(fs: &Fs) -> Vec<Ino> {
     for d in 1..=4 {
         let dir = mkdir(fs, Ino::ROOT, &format!("d{d}"));
         for f in 1..=3 {
-            put(
+            write_file(
                 fs,
                 dir,
                 &format!("f{f}"),
@@ -89,7 +80,7 @@ fn build(fs: &Fs) -> Vec<Ino> {
         }
         let sub = mkdir(fs, dir, &format!("s{d}"));
         for f in 1..=3 {
-            put(fs, sub, &format!("g{f}"), &bytes(d * 100 + f, 5000));
+            write_file(fs, sub, &format!("g{f}"), &bytes(d * 100 + f, 5000));
         }
         dirs.push(dir);
     }
@@ -104,8 +95,8 @@ fn unloaded_directories_come_back_with_the_same_numbers_cookies_and_bytes() {
     let dirs = build(&fs);
     // Cookies out of name order: a name removed, two added after load.
     fs.unlink(dirs[0], b"f2", &root()).expect("unlink");
-    put(&fs, dirs[0], "a0", b"new first");
-    put(&fs, dirs[0], "zz", b"new last");
+    write_file(&fs, dirs[0], "a0", b"new first");
+    write_file(&fs, dirs[0], "zz", b"new last");
     let link = lookup(&fs, dirs[1], "f1").ino;
     fs.link(link, dirs[2], b"hard", &root()).expect("link");
     fs.commit("changes").expect("commit");
@@ -161,7 +152,7 @@ fn open_changed_and_held_inodes_stay_loaded() {
     let open_fh = fs
         .open_file(lookup(&fs, dirs[0], "f1").ino, ro(), &root())
         .expect("open");
-    put(&fs, dirs[1], "new", b"changed");
+    write_file(&fs, dirs[1], "new", b"changed");
     held.0
         .lock()
         .expect("lock")

@@ -4,7 +4,7 @@
 
 use std::borrow::Borrow;
 
-use hydra_fs::{Caller, FsError, FsOptions, OpenFlags};
+use hydra_fs::{Caller, Fs, FsError, FsOptions, Ino, OpenFlags};
 
 /// Options with no background commits: tests commit when they mean to.
 pub fn opts() -> FsOptions {
@@ -12,6 +12,16 @@ pub fn opts() -> FsOptions {
         commit_interval: None,
         ..FsOptions::default()
     }
+}
+
+/// Creates `name` in `parent` holding `data`, as root; returns its inode.
+pub fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
+    let (attr, fh) = fs
+        .create(parent, name.as_bytes(), 0o644, rw(), &root())
+        .expect("create");
+    fs.write(fh, 0, data, &root()).expect("write");
+    fs.release(fh).expect("release");
+    attr.ino
 }
 
 /// The superuser.

@@ -44,6 +44,24 @@ impl Drop for Mounted<'_> {
     }
 }
 
+/// Asserts `diff -r` finds the same bytes under `a` and `b` (`extra`: more
+/// of diff's arguments); fifos and devices, which diff cannot compare, aside.
+fn assert_same_bytes(a: &Path, b: &Path, extra: &[&str]) {
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .args(extra)
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("diff");
+    let report = String::from_utf8_lossy(&diff.stdout);
+    let real: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.contains("fifo") && !l.contains("character special"))
+        .collect();
+    assert!(real.is_empty(), "bytes differ: {real:?}");
+}
+
 /// Mounts `fs` at `point`, runs `script` there, then checks with `check`
 /// once more after a remount.
 fn script_then_check_after_remount(
@@ -112,18 +130,7 @@ fn tar_extract_into_the_mount_matches_tmpfs() {
     let expected = sh(listing, &work.join("ref"));
     let got = sh(listing, &m.point);
     assert_eq!(got, expected, "listing through the mount");
-    let diff = Command::new("diff")
-        .args(["-r", "--no-dereference"])
-        .arg(work.join("ref"))
-        .arg(&m.point)
-        .output()
-        .expect("diff");
-    let report = String::from_utf8_lossy(&diff.stdout);
-    let real: Vec<&str> = report
-        .lines()
-        .filter(|l| !l.contains("fifo") && !l.contains("character special"))
-        .collect();
-    assert!(real.is_empty(), "bytes differ: {real:?}");
+    assert_same_bytes(&work.join("ref"), &m.point, &[]);
     // cp -a keeps modes (it sets them through an ACL xattr, which must land
     // in the mode bits) and everything else; mv between directories.
     sh(
@@ -1033,18 +1040,7 @@ fn forgotten_directories_unload_and_come_back_unchanged() {
     eprintln!("after drop_caches: {:?}", inode_counts(&s));
     // Everything comes back as it was: names, numbers, counts and bytes.
     assert_eq!(sh(listing, &m.point), before);
-    let diff = Command::new("diff")
-        .args(["-r", "--no-dereference", "-x", "clone"])
-        .arg(work.join("ref"))
-        .arg(&m.point)
-        .output()
-        .expect("diff");
-    let report = String::from_utf8_lossy(&diff.stdout);
-    let real: Vec<&str> = report
-        .lines()
-        .filter(|l| !l.contains("fifo") && !l.contains("character special"))
-        .collect();
-    assert!(real.is_empty(), "bytes differ: {real:?}");
+    assert_same_bytes(&work.join("ref"), &m.point, &["-x", "clone"]);
     std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches");
     sh(
         &format!(
