@@ -8,21 +8,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hydra_chunker::{Blob, BlobReader, ChunkParams};
-use hydra_dag::{Bucket, Cid, LogEntry, RefName, RefNote, now_ns};
+use hydra_chunker::{BlobReader, ChunkParams};
+use hydra_dag::{Bucket, Cid, RefName, RefNote, now_ns};
 
 use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
 use crate::error::{FsError, FsResult};
-use crate::file::{FileData, WriteContext};
 use crate::follow::Changed;
-use crate::merge::{OnConflict, merge_roots};
+use crate::merge::OnConflict;
 use crate::node::{Kind, Meta};
 use crate::perm::{Caller, R, W, X};
-use crate::state::{Content, FIRST_COOKIE, State, clean_blob};
+use crate::state::{Content, FIRST_COOKIE, State};
 use crate::trim::{Holds, MAX_INODES};
 
 /// Switches for opening a filesystem.
@@ -66,10 +65,6 @@ impl Default for FsOptions {
     }
 }
 
-/// How long a commit keeps merging onto other writers' commits before it
-/// reports a conflict.
-const MERGE_DEADLINE: Duration = Duration::from_secs(30);
-
 /// Whether a read warms the blocks after it when it continues a sequential
 /// stream of reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,45 +88,46 @@ pub enum Seek {
 }
 
 /// Readers a handle keeps (streams of reads served at once).
-const READERS_PER_HANDLE: usize = 4;
+pub(crate) const READERS_PER_HANDLE: usize = 4;
 
 /// An open file handle's state.
 #[derive(Debug)]
-struct Handle {
-    ino: Ino,
-    flags: OpenFlags,
+pub(crate) struct Handle {
+    pub(crate) ino: Ino,
+    pub(crate) flags: OpenFlags,
     /// Readers of the blob last read through this handle: one per stream
     /// of reads (the kernel's read-ahead sends several at once), each
     /// keeping its decoded tree nodes and seeing its reads as sequential.
-    readers: Vec<(hydra_chunker::Blob, BlobReader)>,
+    pub(crate) readers: Vec<(hydra_chunker::Blob, BlobReader)>,
 }
 
 /// A mounted-or-not filesystem: every POSIX operation over the block DAG.
 #[derive(Debug, Clone)]
 pub struct Fs {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
+/// What every clone of an [`Fs`] shares.
 #[derive(Debug)]
-struct Inner {
-    bucket: Bucket,
+pub(crate) struct Inner {
+    pub(crate) bucket: Bucket,
     /// `None` for a snapshot view, which never commits.
-    name: Option<RefName>,
-    options: FsOptions,
-    state: Mutex<State>,
-    handles: Mutex<HashMap<Fh, Arc<Mutex<Handle>>>>,
-    next_fh: AtomicU64,
+    pub(crate) name: Option<RefName>,
+    pub(crate) options: FsOptions,
+    pub(crate) state: Mutex<State>,
+    pub(crate) handles: Mutex<HashMap<Fh, Arc<Mutex<Handle>>>>,
+    pub(crate) next_fh: AtomicU64,
     /// Commits made, and their total time in nanoseconds.
-    commits: AtomicU64,
-    commit_ns: AtomicU64,
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    pub(crate) commits: AtomicU64,
+    pub(crate) commit_ns: AtomicU64,
+    pub(crate) stop: Arc<(Mutex<bool>, Condvar)>,
     /// Told what changed when another writer's commit is taken in.
-    watcher: WatcherSlot,
+    pub(crate) watcher: WatcherSlot,
 }
 
 /// Where the watcher is kept.
 #[derive(Default)]
-struct WatcherSlot(Mutex<Option<Watcher>>);
+pub(crate) struct WatcherSlot(pub(crate) Mutex<Option<Watcher>>);
 
 impl std::fmt::Debug for WatcherSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,7 +146,7 @@ impl Drop for Inner {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -181,7 +177,7 @@ fn writer_drops_ids(meta: &Meta, kind: Kind, perm: u32, c: &Caller) -> bool {
 /// What a change of a file's content takes away, as Linux does: setuid and
 /// setgid as [`clear_suid`] says unless the writer holds CAP_FSETID, and
 /// capabilities always.
-fn drop_privileges(meta: &mut Meta, c: &Caller) {
+pub(crate) fn drop_privileges(meta: &mut Meta, c: &Caller) {
     if !c.fsetid {
         clear_suid(meta, c);
     }
@@ -266,7 +262,7 @@ impl Fs {
             let stop = fs.inner.stop.clone();
             let _ = std::thread::Builder::new()
                 .name("hydra-fs-commit".into())
-                .spawn(move || commit_timer(weak, stop, tick, commit));
+                .spawn(move || crate::commit::commit_timer(weak, stop, tick, commit));
         }
         fs
     }
@@ -601,541 +597,5 @@ impl Fs {
             out.blocks_available = v.f_bavail * scale;
         }
         Ok(out)
-    }
-
-    /// Opens a file; returns a handle.
-    pub fn open_file(&self, ino: Ino, flags: OpenFlags, c: &Caller) -> FsResult<Fh> {
-        if flags.write || flags.truncate {
-            self.writable()?;
-        }
-        let mut s = self.state_at(&[ino])?;
-        let inode = s.get(ino)?;
-        if inode.kind == Kind::Dir {
-            if flags.write {
-                return Err(FsError::IsDir);
-            }
-        } else {
-            let mut want = 0;
-            if flags.read {
-                want |= R;
-            }
-            if flags.write || flags.truncate {
-                want |= W;
-            }
-            c.check(&inode.meta, inode.kind, want)?;
-        }
-        if flags.truncate && inode.kind == Kind::File {
-            let cx = s.write_context();
-            let now = now_ns();
-            let inode = s.get_mut(ino)?;
-            if let Content::File(data) = &mut inode.content
-                && data.size() > 0
-            {
-                data.truncate(&cx, 0)?;
-                inode.meta.mtime = now;
-                inode.meta.ctime = now;
-                drop_privileges(&mut inode.meta, c);
-                s.mark_dirty(ino);
-            }
-        }
-        s.get_mut(ino)?.opens += 1;
-        drop(s);
-        Ok(self.new_handle(ino, flags))
-    }
-
-    pub(crate) fn new_handle(&self, ino: Ino, flags: OpenFlags) -> Fh {
-        let fh = Fh(self.inner.next_fh.fetch_add(1, Ordering::Relaxed));
-        let handle = Handle {
-            ino,
-            flags,
-            readers: Vec::new(),
-        };
-        lock(&self.inner.handles).insert(fh, Arc::new(Mutex::new(handle)));
-        fh
-    }
-
-    fn handle(&self, fh: Fh) -> FsResult<Arc<Mutex<Handle>>> {
-        lock(&self.inner.handles)
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)
-    }
-
-    /// Reads up to `size` bytes at `offset`.
-    pub fn read(&self, fh: Fh, offset: u64, size: usize) -> FsResult<Vec<u8>> {
-        let mut out = Vec::new();
-        let n = self.read_into(fh, offset, size, ReadAhead::Warm, &mut out)?;
-        out.truncate(n);
-        Ok(out)
-    }
-
-    /// Writes up to `size` bytes at `offset` over the start of `out` and
-    /// returns how many; bytes of `out` past them are left as they were, so
-    /// a front end can reuse one buffer for every read without clearing it.
-    pub fn read_into(
-        &self,
-        fh: Fh,
-        offset: u64,
-        size: usize,
-        ahead: ReadAhead,
-        out: &mut Vec<u8>,
-    ) -> FsResult<usize> {
-        let handle = self.handle(fh)?;
-        let mut h = lock(&handle);
-        if !h.flags.read {
-            return Err(FsError::BadHandle);
-        }
-        let mut s = self.state();
-        let inode = s.get(h.ino)?;
-        if inode.kind == Kind::Dir {
-            return Err(FsError::IsDir);
-        }
-        if let Some(blob) = clean_blob(inode) {
-            drop(s);
-            // Take a reader of the handle and read with no lock held, so
-            // the kernel's parallel read-ahead requests overlap: the one
-            // whose last read ended here (a sequential stream), else any.
-            h.readers.retain(|(cached, _)| *cached == blob);
-            let pick = h
-                .readers
-                .iter()
-                .position(|(_, r)| r.next_offset() == Some(offset))
-                .or(h.readers.len().checked_sub(1));
-            let cached = pick.map(|i| h.readers.swap_remove(i));
-            drop(h);
-            let mut reader = match cached {
-                Some((_, reader)) => reader,
-                None => BlobReader::new(self.inner.bucket.clone(), blob.clone()),
-            };
-            reader.set_read_ahead(ahead == ReadAhead::Warm);
-            let result = if offset >= reader.size() {
-                Ok(0)
-            } else {
-                reader
-                    .read_at_over(offset, size, out)
-                    .map_err(FsError::from)
-            };
-            let mut h = lock(&handle);
-            if h.readers.len() < READERS_PER_HANDLE {
-                h.readers.push((blob, reader));
-            }
-            return result;
-        }
-        let cx = s.write_context();
-        let bucket = s.bucket.clone();
-        let ino = h.ino;
-        match &mut s.get_mut(ino)?.content {
-            Content::File(data) => {
-                let read = data.read_dirty(&bucket, &cx, offset, size)?;
-                if out.len() < read.len() {
-                    out.resize(read.len(), 0);
-                }
-                out[..read.len()].copy_from_slice(&read);
-                Ok(read.len())
-            }
-            _ => Err(FsError::Invalid("not a regular file")),
-        }
-    }
-
-    /// The file behind `fh` and whether it appends, when the fs is
-    /// writable and `fh` is open for writing.
-    fn write_handle(&self, fh: Fh) -> FsResult<(Ino, bool)> {
-        self.writable()?;
-        let handle = self.handle(fh)?;
-        let h = lock(&handle);
-        if !h.flags.write {
-            return Err(FsError::BadHandle);
-        }
-        Ok((h.ino, h.flags.append))
-    }
-
-    /// Writes `data` at `offset` (at the end for append handles); returns
-    /// the bytes written.
-    pub fn write(&self, fh: Fh, offset: u64, data: &[u8], c: &Caller) -> FsResult<usize> {
-        let (ino, append) = self.write_handle(fh)?;
-        let over_limit = {
-            let mut s = self.state();
-            let cx = s.write_context();
-            let bucket = s.bucket.clone();
-            let now = now_ns();
-            let inode = s.get_mut(ino)?;
-            let Content::File(file) = &mut inode.content else {
-                return Err(FsError::Invalid("not a regular file"));
-            };
-            let at = if append { file.size() } else { offset };
-            let held = file.write(&bucket, &cx, at, data)?;
-            inode.meta.mtime = now;
-            inode.meta.ctime = now;
-            drop_privileges(&mut inode.meta, c);
-            s.mark_dirty(ino);
-            s.written_since_settle += held;
-            s.written_since_settle > self.inner.options.dirty_limit
-        };
-        if over_limit {
-            if self.inner.options.commit_on_pressure && self.inner.name.is_some() {
-                self.commit("memory threshold")?;
-            } else {
-                self.state().settle_files()?;
-            }
-        }
-        Ok(data.len())
-    }
-
-    /// Grows the file open as `fh` to cover `len` bytes at `offset`, never
-    /// shrinking it (`fallocate`'s default mode; content-addressed storage
-    /// has no space to reserve ahead).
-    pub fn allocate(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
-        let end = offset.saturating_add(len);
-        self.change_file(fh, c, |file, cx| {
-            if end <= file.size() {
-                return Ok(false);
-            }
-            file.truncate(cx, end)?;
-            Ok(true)
-        })
-    }
-
-    /// Zeros `len` bytes at `offset` of the file open as `fh`, keeping
-    /// its size (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`).
-    pub fn punch_hole(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
-        self.change_file(fh, c, |file, cx| {
-            file.zero_range(cx, offset, len)?;
-            Ok(true)
-        })
-    }
-
-    /// The content of the file open for reading as `fh`, as a blob (its
-    /// pending changes are stored first): what a copy shares.
-    pub fn content(&self, fh: Fh) -> FsResult<Blob> {
-        let handle = self.handle(fh)?;
-        let h = lock(&handle);
-        if !h.flags.read {
-            return Err(FsError::BadHandle);
-        }
-        let ino = h.ino;
-        drop(h);
-        self.settled(ino)
-    }
-
-    /// The content of file `ino` as a blob, its pending changes stored.
-    fn settled(&self, ino: Ino) -> FsResult<Blob> {
-        let mut s = self.state();
-        if let Some(blob) = clean_blob(s.get(ino)?) {
-            return Ok(blob);
-        }
-        let cx = s.write_context();
-        match &mut s.get_mut(ino)?.content {
-            Content::File(data) => data.settle(&cx),
-            Content::Dir(_) => Err(FsError::IsDir),
-            _ => Err(FsError::Invalid("not a regular file")),
-        }
-    }
-
-    /// Where the next data (`SEEK_DATA`) or hole (`SEEK_HOLE`) at or after
-    /// `offset` starts in the file open as `fh`; holes are runs of zero
-    /// chunks, and the end of the file is one.
-    pub fn seek(&self, fh: Fh, offset: u64, to: Seek) -> FsResult<u64> {
-        let handle = self.handle(fh)?;
-        let ino = lock(&handle).ino;
-        let blob = self.settled(ino)?;
-        if offset >= blob.size() {
-            return Err(FsError::NoData);
-        }
-        let params = self.state().params;
-        let mut reader = BlobReader::new(self.inner.bucket.clone(), blob);
-        match to {
-            Seek::Data => reader.next_data(offset, params)?.ok_or(FsError::NoData),
-            Seek::Hole => Ok(reader.next_hole(offset, params)?),
-        }
-    }
-
-    /// Overwrites the file open for writing as `fh` from `at` on with up
-    /// to `len` bytes of `src` (content of this filesystem's bucket, see
-    /// [`Fs::content`]) from `from`; returns how many bytes were copied.
-    /// The copy shares `src`'s chunks (`copy_file_range`).
-    pub fn copy_into(
-        &self,
-        fh: Fh,
-        at: u64,
-        src: &Blob,
-        from: u64,
-        len: u64,
-        c: &Caller,
-    ) -> FsResult<u64> {
-        let (_, append) = self.write_handle(fh)?;
-        if append {
-            return Err(FsError::BadHandle);
-        }
-        let mut copied = 0;
-        self.change_file(fh, c, |file, cx| {
-            copied = file.copy_from(cx, at, src, from, len)?;
-            Ok(copied > 0)
-        })?;
-        Ok(copied)
-    }
-
-    /// Applies `change` to the content of the file open for writing as
-    /// `fh`, under one hold of the state; when it says it changed
-    /// something, the file's times move and it is marked dirty.
-    fn change_file(
-        &self,
-        fh: Fh,
-        c: &Caller,
-        change: impl FnOnce(&mut FileData, &WriteContext) -> FsResult<bool>,
-    ) -> FsResult<()> {
-        let (ino, _) = self.write_handle(fh)?;
-        let mut s = self.state();
-        let cx = s.write_context();
-        let now = now_ns();
-        let inode = s.get_mut(ino)?;
-        let Content::File(file) = &mut inode.content else {
-            return Err(FsError::Invalid("not a regular file"));
-        };
-        if !change(file, &cx)? {
-            return Ok(());
-        }
-        inode.meta.mtime = now;
-        inode.meta.ctime = now;
-        drop_privileges(&mut inode.meta, c);
-        s.mark_dirty(ino);
-        Ok(())
-    }
-
-    /// Called on every close of a file descriptor: stores the file's
-    /// buffered content (without committing), so a large write-back does
-    /// not wait for the next commit. Errors surface to the closer.
-    pub fn flush(&self, fh: Fh) -> FsResult<()> {
-        let handle = self.handle(fh)?;
-        let ino = lock(&handle).ino;
-        if self.inner.options.read_only {
-            return Ok(());
-        }
-        let mut s = self.state();
-        let cx = s.write_context();
-        if let Content::File(data) = &mut s.get_mut(ino)?.content
-            && data.is_dirty()
-            && data.size() > crate::file::FLUSH_SETTLE_MIN
-        {
-            data.settle(&cx)?;
-        }
-        Ok(())
-    }
-
-    /// Closes a file's last descriptor: stores what [`Fs::flush`] stores,
-    /// then releases the handle (which goes even when storing fails).
-    pub fn close_file(&self, fh: Fh) -> FsResult<()> {
-        let stored = self.flush(fh);
-        self.release(fh)?;
-        stored
-    }
-
-    /// Closes a handle.
-    pub fn release(&self, fh: Fh) -> FsResult<()> {
-        let handle = lock(&self.inner.handles)
-            .remove(&fh)
-            .ok_or(FsError::BadHandle)?;
-        let ino = lock(&handle).ino;
-        let mut s = self.state();
-        if let Ok(inode) = s.get_mut(ino) {
-            inode.opens = inode.opens.saturating_sub(1);
-        }
-        s.forget_if_orphan(ino);
-        Ok(())
-    }
-
-    /// Makes everything written so far durable: commits the filesystem.
-    pub fn fsync(&self, _fh: Option<Fh>) -> FsResult<()> {
-        if self.inner.options.read_only || self.inner.name.is_none() {
-            return Ok(());
-        }
-        self.commit("fsync").map(|_| ())
-    }
-
-    /// Stores every change and moves `fs/<name>`; returns the changelog
-    /// entry, or `None` when nothing changed. When another writer committed
-    /// meanwhile, both sides' changes are merged (see [`OnConflict`]).
-    pub fn commit(&self, message: &str) -> FsResult<Option<LogEntry>> {
-        let started = std::time::Instant::now();
-        let committed = self.commit_now(message);
-        if let Ok(Some(_)) = &committed {
-            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.inner.commits.fetch_add(1, Ordering::Relaxed);
-            self.inner.commit_ns.fetch_add(ns, Ordering::Relaxed);
-        }
-        committed
-    }
-
-    /// Commits made through this filesystem object and their total time.
-    pub fn commit_stats(&self) -> (u64, Duration) {
-        (
-            self.inner.commits.load(Ordering::Relaxed),
-            Duration::from_nanos(self.inner.commit_ns.load(Ordering::Relaxed)),
-        )
-    }
-
-    fn commit_now(&self, message: &str) -> FsResult<Option<LogEntry>> {
-        let Some(name) = &self.inner.name else {
-            return Err(FsError::ReadOnly);
-        };
-        self.writable()?;
-        let mut s = self.state();
-        if !s.is_dirty() {
-            return Ok(None);
-        }
-        let root = s.write_root()?;
-        let note = RefNote {
-            author: self.inner.options.author.clone(),
-            message: message.to_string(),
-            ..RefNote::default()
-        };
-        let bucket = &self.inner.bucket;
-        let mut target = root;
-        let mut merged_from = None;
-        // Each round merges onto the newest root. A writer that keeps
-        // losing the race backs off a random while, up to a deadline.
-        let deadline = std::time::Instant::now() + MERGE_DEADLINE;
-        for round in 0u32.. {
-            if round >= 3 {
-                if std::time::Instant::now() > deadline {
-                    break;
-                }
-                let cap_ms = 1u64 << round.min(7);
-                let jitter =
-                    (now_ns() as u64 ^ u64::from(round).wrapping_mul(0x9E37_79B9)) % cap_ms;
-                std::thread::sleep(Duration::from_millis(jitter + 1));
-            }
-            let expected = merged_from.or(s.base);
-            match bucket.cas_ref(name, expected.as_ref(), Some(&target), &note) {
-                Ok(entry) => {
-                    // Memory holds ours, clean; after a merge it is brought
-                    // to the merged root.
-                    s.base = Some(root);
-                    let changes = match merged_from {
-                        Some(_) => s.follow(target)?,
-                        None => Vec::new(),
-                    };
-                    s.renew_session();
-                    drop(s);
-                    self.tell(changes);
-                    return Ok(Some(entry));
-                }
-                Err(hydra_dag::DagError::RefConflict { .. }) => {
-                    let Some(theirs) = bucket.get_ref(name)? else {
-                        break;
-                    };
-                    let merged = merge_roots(
-                        bucket,
-                        s.base.as_ref(),
-                        &root,
-                        &theirs,
-                        self.inner.options.on_conflict,
-                    )?;
-                    s.session.put_blocks(&merged.blocks)?;
-                    for path in &merged.conflicts {
-                        eprintln!(
-                            "hydra: {name}: {path} was changed by another writer too; both kept"
-                        );
-                    }
-                    target = merged.root;
-                    merged_from = Some(theirs);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(FsError::Conflict {
-            name: name.to_string(),
-        })
-    }
-
-    /// Takes in commits of other writers when there are no changes here;
-    /// returns whether the filesystem moved.
-    pub fn refresh(&self) -> FsResult<bool> {
-        let Some(name) = &self.inner.name else {
-            return Ok(false);
-        };
-        let mut s = self.state();
-        if s.is_dirty() {
-            return Ok(false);
-        }
-        let Some(current) = self.inner.bucket.get_ref(name)? else {
-            return Ok(false);
-        };
-        if Some(current) == s.base {
-            return Ok(false);
-        }
-        let changes = s.follow(current)?;
-        drop(s);
-        self.tell(changes);
-        Ok(true)
-    }
-
-    /// Sets who is told what changed when another writer's commit is
-    /// taken in (called from the thread that took it in).
-    pub fn set_watcher(&self, watcher: Watcher) {
-        *lock(&self.inner.watcher.0) = Some(watcher);
-    }
-
-    fn tell(&self, changes: Vec<Changed>) {
-        if changes.is_empty() {
-            return;
-        }
-        let watcher = lock(&self.inner.watcher.0).clone();
-        if let Some(watcher) = watcher {
-            watcher(changes);
-        }
-    }
-
-    /// Commits and stops the background committer.
-    pub fn close(&self) -> FsResult<()> {
-        {
-            let (stopped, cv) = &*self.inner.stop;
-            *lock(stopped) = true;
-            cv.notify_all();
-        }
-        if self.inner.name.is_some() && !self.inner.options.read_only {
-            self.commit("close")?;
-        }
-        Ok(())
-    }
-}
-
-fn commit_timer(
-    fs: Weak<Inner>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    tick: Duration,
-    commit: Option<Duration>,
-) {
-    let mut last_commit = std::time::Instant::now();
-    loop {
-        {
-            let (stopped, cv) = &*stop;
-            let guard = lock(stopped);
-            let (guard, _) = cv
-                .wait_timeout_while(guard, tick, |stopped| !*stopped)
-                .unwrap_or_else(|e| e.into_inner());
-            if *guard {
-                return;
-            }
-        }
-        let Some(inner) = fs.upgrade() else { return };
-        let fs = Fs { inner };
-        // Unloads what the front ends stopped holding while nothing ran.
-        fs.state().maybe_trim();
-        // A failed background commit leaves the changes in memory; the next
-        // commit (timer, fsync or close) tries again and reports.
-        if let Some(interval) = commit
-            && fs.is_dirty()
-        {
-            if last_commit.elapsed() >= interval {
-                if let Err(e) = fs.commit("auto") {
-                    eprintln!("hydra: background commit failed: {e}");
-                }
-                last_commit = std::time::Instant::now();
-            }
-        } else if fs.inner.options.refresh_interval.is_some()
-            && let Err(e) = fs.refresh()
-        {
-            eprintln!("hydra: refresh failed: {e}");
-        }
     }
 }

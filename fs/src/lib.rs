@@ -29,11 +29,13 @@
 
 mod archive;
 mod attr;
+mod commit;
 mod error;
 mod file;
 mod follow;
 mod fs;
 mod import_dir;
+mod io;
 mod merge;
 mod namespace;
 pub mod node;

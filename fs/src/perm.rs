@@ -60,7 +60,8 @@ impl Caller {
         self.is_root() || self.uid == meta.uid
     }
 
-    /// Checks `want` (a mix of [`R`], [`W`], [`X`]) against the bits.
+    /// Checks `want` (a mix of the read, write and execute bits 4, 2, 1)
+    /// against the bits.
     ///
     /// Root may read and write anything, and execute anything with at
     /// least one execute bit set (and search any directory).

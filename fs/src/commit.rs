@@ -1,0 +1,218 @@
+//! Commits: storing every change and moving the ref, merging other
+//! writers' commits, following them while clean, and the background timer.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use hydra_dag::{LogEntry, RefNote, now_ns};
+
+use crate::attr::Fh;
+use crate::error::{FsError, FsResult};
+use crate::follow::Changed;
+use crate::fs::{Fs, Inner, Watcher, lock};
+use crate::merge::merge_roots;
+
+/// How long a commit keeps merging onto other writers' commits before it
+/// reports a conflict.
+const MERGE_DEADLINE: Duration = Duration::from_secs(30);
+
+impl Fs {
+    /// Makes everything written so far durable: commits the filesystem.
+    pub fn fsync(&self, _fh: Option<Fh>) -> FsResult<()> {
+        if self.inner.options.read_only || self.inner.name.is_none() {
+            return Ok(());
+        }
+        self.commit("fsync").map(|_| ())
+    }
+
+    /// Stores every change and moves `fs/<name>`; returns the changelog
+    /// entry, or `None` when nothing changed. When another writer committed
+    /// meanwhile, both sides' changes are merged (see [`crate::OnConflict`]).
+    pub fn commit(&self, message: &str) -> FsResult<Option<LogEntry>> {
+        let started = std::time::Instant::now();
+        let committed = self.commit_now(message);
+        if let Ok(Some(_)) = &committed {
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.inner.commits.fetch_add(1, Ordering::Relaxed);
+            self.inner.commit_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        committed
+    }
+
+    /// Commits made through this filesystem object and their total time.
+    pub fn commit_stats(&self) -> (u64, Duration) {
+        (
+            self.inner.commits.load(Ordering::Relaxed),
+            Duration::from_nanos(self.inner.commit_ns.load(Ordering::Relaxed)),
+        )
+    }
+
+    fn commit_now(&self, message: &str) -> FsResult<Option<LogEntry>> {
+        let Some(name) = &self.inner.name else {
+            return Err(FsError::ReadOnly);
+        };
+        self.writable()?;
+        let mut s = self.state();
+        if !s.is_dirty() {
+            return Ok(None);
+        }
+        let root = s.write_root()?;
+        let note = RefNote {
+            author: self.inner.options.author.clone(),
+            message: message.to_string(),
+            ..RefNote::default()
+        };
+        let bucket = &self.inner.bucket;
+        let mut target = root;
+        let mut merged_from = None;
+        // Each round merges onto the newest root. A writer that keeps
+        // losing the race backs off a random while, up to a deadline.
+        let deadline = std::time::Instant::now() + MERGE_DEADLINE;
+        for round in 0u32.. {
+            if round >= 3 {
+                if std::time::Instant::now() > deadline {
+                    break;
+                }
+                let cap_ms = 1u64 << round.min(7);
+                let jitter =
+                    (now_ns() as u64 ^ u64::from(round).wrapping_mul(0x9E37_79B9)) % cap_ms;
+                std::thread::sleep(Duration::from_millis(jitter + 1));
+            }
+            let expected = merged_from.or(s.base);
+            match bucket.cas_ref(name, expected.as_ref(), Some(&target), &note) {
+                Ok(entry) => {
+                    // Memory holds ours, clean; after a merge it is brought
+                    // to the merged root.
+                    s.base = Some(root);
+                    let changes = match merged_from {
+                        Some(_) => s.follow(target)?,
+                        None => Vec::new(),
+                    };
+                    s.renew_session();
+                    drop(s);
+                    self.tell(changes);
+                    return Ok(Some(entry));
+                }
+                Err(hydra_dag::DagError::RefConflict { .. }) => {
+                    let Some(theirs) = bucket.get_ref(name)? else {
+                        break;
+                    };
+                    let merged = merge_roots(
+                        bucket,
+                        s.base.as_ref(),
+                        &root,
+                        &theirs,
+                        self.inner.options.on_conflict,
+                    )?;
+                    s.session.put_blocks(&merged.blocks)?;
+                    for path in &merged.conflicts {
+                        eprintln!(
+                            "hydra: {name}: {path} was changed by another writer too; both kept"
+                        );
+                    }
+                    target = merged.root;
+                    merged_from = Some(theirs);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(FsError::Conflict {
+            name: name.to_string(),
+        })
+    }
+
+    /// Takes in commits of other writers when there are no changes here;
+    /// returns whether the filesystem moved.
+    pub fn refresh(&self) -> FsResult<bool> {
+        let Some(name) = &self.inner.name else {
+            return Ok(false);
+        };
+        let mut s = self.state();
+        if s.is_dirty() {
+            return Ok(false);
+        }
+        let Some(current) = self.inner.bucket.get_ref(name)? else {
+            return Ok(false);
+        };
+        if Some(current) == s.base {
+            return Ok(false);
+        }
+        let changes = s.follow(current)?;
+        drop(s);
+        self.tell(changes);
+        Ok(true)
+    }
+
+    /// Sets who is told what changed when another writer's commit is
+    /// taken in (called from the thread that took it in).
+    pub fn set_watcher(&self, watcher: Watcher) {
+        *lock(&self.inner.watcher.0) = Some(watcher);
+    }
+
+    fn tell(&self, changes: Vec<Changed>) {
+        if changes.is_empty() {
+            return;
+        }
+        let watcher = lock(&self.inner.watcher.0).clone();
+        if let Some(watcher) = watcher {
+            watcher(changes);
+        }
+    }
+
+    /// Commits and stops the background committer.
+    pub fn close(&self) -> FsResult<()> {
+        {
+            let (stopped, cv) = &*self.inner.stop;
+            *lock(stopped) = true;
+            cv.notify_all();
+        }
+        if self.inner.name.is_some() && !self.inner.options.read_only {
+            self.commit("close")?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits (and looks for other writers' commits) every `tick` until
+/// `stop` is set or the filesystem is gone.
+pub(crate) fn commit_timer(
+    fs: Weak<Inner>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    tick: Duration,
+    commit: Option<Duration>,
+) {
+    let mut last_commit = std::time::Instant::now();
+    loop {
+        {
+            let (stopped, cv) = &*stop;
+            let guard = lock(stopped);
+            let (guard, _) = cv
+                .wait_timeout_while(guard, tick, |stopped| !*stopped)
+                .unwrap_or_else(|e| e.into_inner());
+            if *guard {
+                return;
+            }
+        }
+        let Some(inner) = fs.upgrade() else { return };
+        let fs = Fs { inner };
+        // Unloads what the front ends stopped holding while nothing ran.
+        fs.state().maybe_trim();
+        // A failed background commit leaves the changes in memory; the next
+        // commit (timer, fsync or close) tries again and reports.
+        if let Some(interval) = commit
+            && fs.is_dirty()
+        {
+            if last_commit.elapsed() >= interval {
+                if let Err(e) = fs.commit("auto") {
+                    eprintln!("hydra: background commit failed: {e}");
+                }
+                last_commit = std::time::Instant::now();
+            }
+        } else if fs.inner.options.refresh_interval.is_some()
+            && let Err(e) = fs.refresh()
+        {
+            eprintln!("hydra: refresh failed: {e}");
+        }
+    }
+}
