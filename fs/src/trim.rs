@@ -197,6 +197,11 @@ impl State {
         }
     }
 
+    /// Whether some change in memory is not stored yet.
+    fn has_unstored_changes(&self) -> bool {
+        self.links_dirty || self.inodes.get(&Ino::ROOT).is_some_and(|r| r.dirty)
+    }
+
     /// A commit made changed inodes clean: they may be unloaded now.
     pub(crate) fn trim_after_commit(&mut self) {
         self.ghosts.trim_at = self.ghosts.max;
@@ -217,6 +222,15 @@ impl State {
             return;
         }
         self.trim();
+        if self.inodes.len() > self.ghosts.max && self.has_unstored_changes() {
+            // Changed inodes cannot leave memory: store them as a commit
+            // would, without moving the ref (the next commit does), and
+            // unload what that made clean. A failure here changes nothing;
+            // the commit reports it.
+            if self.write_root().is_ok() {
+                self.trim();
+            }
+        }
         // What is still in memory is held: look again after it grew by
         // half the budget, or after holds ended or a commit.
         self.ghosts.trim_at = self.ghosts.max.max(self.inodes.len() + self.ghosts.max / 2);

