@@ -197,7 +197,11 @@ pub(crate) fn commit_timer(
         let Some(inner) = fs.upgrade() else { return };
         let fs = Fs { inner };
         // Unloads what the front ends stopped holding while nothing ran.
-        fs.state().maybe_trim();
+        {
+            let mut s = fs.state();
+            s.next_round();
+            s.maybe_trim();
+        }
         // A failed background commit leaves the changes in memory; the next
         // commit (timer, fsync or close) tries again and reports.
         if let Some(interval) = commit

@@ -144,6 +144,7 @@ impl Fs {
             stored: None,
             entries: Some(Box::default()),
             subdirs: 0,
+            used_in: 0,
         });
         let ino = self.make_node(
             parent,

@@ -76,6 +76,10 @@ pub struct Dir {
     pub entries: Option<Box<Entries>>,
     /// Subdirectories (valid once loaded).
     pub subdirs: u32,
+    /// The unloading round it was last looked into in (see
+    /// [`State::maybe_trim`]): a directory used in this round or the one
+    /// before stays, so one in use is not loaded again and again.
+    pub used_in: u32,
 }
 
 /// A name in a directory, held once by both of its maps.
@@ -191,6 +195,7 @@ pub(crate) fn inode_from_record(
             stored,
             entries: None,
             subdirs: 0,
+            used_in: 0,
         }),
         Stored::Symlink(target) => Content::Symlink(target),
         Stored::Special => Content::Special,
@@ -276,6 +281,7 @@ impl State {
         let ino = Ino(self.next_ino);
         self.next_ino += 1;
         self.inodes.insert(ino, inode);
+        self.count_materialized();
         ino
     }
 
@@ -311,9 +317,13 @@ impl State {
 
     /// Loads a directory's entries (materializing its children).
     pub fn load_dir(&mut self, ino: Ino) -> FsResult<()> {
-        let inode = self.get(ino)?;
-        let stored = match &inode.content {
-            Content::Dir(dir) if dir.entries.is_some() => return Ok(()),
+        let round = self.trim_round();
+        let inode = self.get_mut(ino)?;
+        let stored = match &mut inode.content {
+            Content::Dir(dir) if dir.entries.is_some() => {
+                dir.used_in = round;
+                return Ok(());
+            }
             Content::Dir(dir) => dir.stored,
             _ => return Err(FsError::NotDir),
         };
@@ -332,6 +342,7 @@ impl State {
         if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
             dir.entries = Some(Box::new(entries));
             dir.subdirs = subdirs;
+            dir.used_in = round;
         }
         Ok(())
     }
@@ -359,6 +370,7 @@ impl State {
                     match before {
                         Some((ino, _)) => {
                             self.inodes.insert(ino, inode);
+                            self.count_materialized();
                             ino
                         }
                         None => self.add_inode(inode),

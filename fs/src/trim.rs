@@ -80,6 +80,18 @@ pub struct Ghosts {
     ended_seen: u64,
     /// Inodes unloaded so far (only grows).
     unloads: u64,
+    /// The current unloading round (see [`Dir::used_in`]): the next
+    /// starts at each tick of the commit timer, or once an eighth of the
+    /// budget of inodes came into memory in this one.
+    round: u32,
+    /// Inodes that came into memory in this round.
+    round_loads: usize,
+    /// The round of the last unloading that spared directories for being
+    /// in use lately: unloading may run again two rounds later.
+    spared_in: Option<u32>,
+    /// Store changes to unload them only past this many inodes: raised
+    /// when storing them freed little (they sit in a directory in use).
+    settle_at: usize,
 }
 
 impl Default for Ghosts {
@@ -92,6 +104,11 @@ impl Default for Ghosts {
             trim_at: MAX_INODES,
             ended_seen: 0,
             unloads: 0,
+            // Past 1, so that directories never used are not recent.
+            round: 2,
+            round_loads: 0,
+            spared_in: None,
+            settle_at: 0,
         }
     }
 }
@@ -197,6 +214,22 @@ impl State {
         }
     }
 
+    /// The current unloading round.
+    pub(crate) fn trim_round(&self) -> u32 {
+        self.ghosts.round
+    }
+
+    /// Counts an inode come into memory (the rounds' clock).
+    pub(crate) fn count_materialized(&mut self) {
+        self.ghosts.round_loads += 1;
+    }
+
+    /// Starts the next unloading round: what was loaded before may go.
+    pub fn next_round(&mut self) {
+        self.ghosts.round = self.ghosts.round.wrapping_add(1).max(2);
+        self.ghosts.round_loads = 0;
+    }
+
     /// Whether some change in memory is not stored yet.
     fn has_unstored_changes(&self) -> bool {
         self.links_dirty || self.inodes.get(&Ino::ROOT).is_some_and(|r| r.dirty)
@@ -218,18 +251,36 @@ impl State {
                 g.trim_at = g.max;
             }
         }
+        if self.ghosts.round_loads >= (self.ghosts.max / 8).max(1) {
+            self.next_round();
+        }
+        if let Some(spared) = self.ghosts.spared_in
+            && self.ghosts.round.wrapping_sub(spared) >= 2
+        {
+            // What was spared for being in use may have fallen out of use.
+            self.ghosts.spared_in = None;
+            self.ghosts.trim_at = self.ghosts.max;
+        }
         if self.inodes.len() <= self.ghosts.trim_at {
             return;
         }
-        self.trim();
-        if self.inodes.len() > self.ghosts.max && self.has_unstored_changes() {
+        // Directories used in this round or the one before stay.
+        self.trim_unused(true);
+        let len = self.inodes.len();
+        if len > self.ghosts.max.max(self.ghosts.settle_at) && self.has_unstored_changes() {
             // Changed inodes cannot leave memory: store them as a commit
             // would, without moving the ref (the next commit does), and
             // unload what that made clean. A failure here changes nothing;
             // the commit reports it.
-            if self.write_root().is_ok() {
-                self.trim();
-            }
+            let freed = match self.write_root() {
+                Ok(_) => self.trim_unused(true),
+                Err(_) => 0,
+            };
+            // Storing a directory in use again and again would only cost.
+            self.ghosts.settle_at = match freed < self.ghosts.max / 4 {
+                true => len.saturating_mul(2),
+                false => 0,
+            };
         }
         // What is still in memory is held: look again after it grew by
         // half the budget, or after holds ended or a commit.
@@ -239,6 +290,12 @@ impl State {
     /// Unloads every directory nobody uses, deepest first; returns how
     /// many inodes left memory.
     pub fn trim(&mut self) -> usize {
+        self.trim_unused(false)
+    }
+
+    /// [`State::trim`], sparing with `recent` the directories loaded in
+    /// this round.
+    fn trim_unused(&mut self, recent: bool) -> usize {
         let holds = self.ghosts.holds.clone();
         let held = |ino: Ino| holds.as_ref().is_some_and(|h| h.held(ino));
         let mut order = Vec::new();
@@ -258,12 +315,20 @@ impl State {
             }
         }
         let before = self.inodes.len();
+        let mut spared = false;
         // Children come after their directory in `order`: backwards, a
         // directory is looked at once its subdirectories were unloaded.
         for dir in order.into_iter().rev() {
             if self.unloadable(dir, &held) {
+                if recent && self.used_lately(dir) {
+                    spared = true;
+                    continue;
+                }
                 self.unload(dir);
             }
+        }
+        if spared {
+            self.ghosts.spared_in = Some(self.ghosts.round);
         }
         // A table sized for what left gives its memory back.
         if self.inodes.capacity() > 4 * self.inodes.len().max(1024) {
@@ -304,6 +369,14 @@ impl State {
                     Content::Symlink(_) | Content::Special => true,
                 }
         })
+    }
+
+    /// Whether a directory was looked into in this round or the one before.
+    fn used_lately(&self, dir: Ino) -> bool {
+        match self.inodes.get(&dir).map(|i| &i.content) {
+            Some(Content::Dir(d)) => self.ghosts.round.wrapping_sub(d.used_in) <= 1,
+            _ => false,
+        }
     }
 
     /// Unloads a directory's entries (see [`State::unloadable`]).
