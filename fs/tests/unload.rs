@@ -274,3 +274,22 @@ fn changes_past_the_budget_are_stored_and_unloaded_but_not_committed() {
     tree(&again, Ino::ROOT, "", &mut seen);
     assert_eq!(seen.len(), 20 + 200);
 }
+
+#[test]
+fn a_directory_in_use_larger_than_the_budget_is_not_reloaded_each_time() {
+    let bucket = Bucket::in_memory();
+    let fs = open(&bucket, 16);
+    let dir = mkdir(&fs, Ino::ROOT, "big");
+    for f in 0..100 {
+        write_file(&fs, dir, &format!("f{f}"), b"x");
+    }
+    fs.commit("big").expect("commit");
+    let before = fs.unloads();
+    // 300 lookups in a directory of 100 with 16 inodes kept: reloading it
+    // for each would unload 30,000 inodes.
+    for i in 0..300 {
+        lookup(&fs, dir, &format!("f{}", i % 100));
+    }
+    let unloads = fs.unloads() - before;
+    assert!(unloads <= 200, "{unloads} inodes unloaded");
+}
