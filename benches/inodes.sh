@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Daemon memory against inodes: a `find` over FILES small files (in
-# directories of 1,000) through a FUSE mount, then the kernel told to drop
-# its dentries (it FORGETs them and the daemon unloads), then the same
-# `find` again. Prints the daemon's RSS and inode counts after each step.
+# Daemon memory against inodes: `hydra import tar` of FILES small files
+# (in directories of 1,000), a `find` over them through a FUSE mount, then
+# the kernel told to drop its dentries (it FORGETs them and the daemon
+# unloads), then the same `find` again. Prints the daemon's RSS and inode counts after each step.
 #
 #   benches/inodes.sh               # 400,000 files, default --max-inodes
 #   FILES=100000 MAX_INODES=20000 benches/inodes.sh
@@ -28,7 +28,9 @@ with tarfile.open(path, "w") as t:
         f = tarfile.TarInfo(f"d{i // 1000:04}/f{i % 1000:04}"); f.size = len(data); f.mode = 0o644
         t.addfile(f, io.BytesIO(data))
 PY
-"$H" import tar --fs many "$W/many.tar" >/dev/null 2>&1
+/usr/bin/time -o "$W/time" -f '%e %M' "$H" import tar --fs many "$W/many.tar" >/dev/null 2>&1
+imp=$(cat "$W/time")
+printf '%-34s RSS %4d MiB peak (%s s)\n' "import tar of $FILES files" "$(( ${imp#* } / 1024 ))" "${imp% *}"
 mkdir "$W/mnt"
 "$H" mount many "$W/mnt" ${MAX_INODES:+--max-inodes "$MAX_INODES"} >/dev/null
 pid=$("$H" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["pid"])')
