@@ -143,9 +143,7 @@ impl FsError {
             }
         })
     }
-}
 
-impl FsError {
     /// This error of the entry `name` as its directory reports it: a lost
     /// file's path grows by the name, other errors pass unchanged.
     pub(crate) fn within(self, name: &[u8]) -> FsError {

@@ -236,7 +236,7 @@ impl Fs {
     }
 
     fn start(bucket: Bucket, name: Option<RefName>, mut state: State, options: FsOptions) -> Fs {
-        state.set_holds(None, options.max_inodes);
+        state.set_max_inodes(options.max_inodes);
         let commit = options.commit_interval.filter(|_| !options.read_only);
         let tick = [commit, options.refresh_interval]
             .into_iter()
@@ -308,8 +308,7 @@ impl Fs {
 
     /// Tells the filesystem who holds inodes, so it unloads only others.
     pub fn set_holds(&self, holds: Arc<dyn Holds>) {
-        self.state()
-            .set_holds(Some(holds), self.inner.options.max_inodes);
+        self.state().set_holds(holds);
     }
 
     /// Unloads now every directory nobody uses (it comes back unchanged

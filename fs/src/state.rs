@@ -99,14 +99,7 @@ pub struct Entries {
 impl Entries {
     /// Adds a name (which must be free).
     pub fn insert(&mut self, name: Vec<u8>, ino: Ino) {
-        if self.next_cookie < FIRST_COOKIE {
-            self.next_cookie = FIRST_COOKIE;
-        }
-        let cookie = self.next_cookie;
-        self.next_cookie += 1;
-        let name = Name::from(name);
-        self.by_cookie.insert(cookie, name.clone());
-        self.by_name.insert(name, (ino, cookie));
+        self.insert_at(name, ino, self.next_cookie());
     }
 
     /// Adds a name (which must be free) at a cookie it had before.
@@ -358,9 +351,8 @@ impl State {
         let mut entries = kept.map(Unloading::entries).unwrap_or_default();
         let mut subdirs = 0;
         for (name, entry) in listed {
-            let before = kept
-                .and_then(|k| k.kept(&name))
-                .filter(|(ino, _)| !self.inodes.contains_key(ino));
+            let was = kept.and_then(|k| k.kept(&name));
+            let before = was.filter(|(ino, _)| !self.inodes.contains_key(ino));
             let child = match entry {
                 Entry::Inode(record) => {
                     if record.kind == Kind::Dir {
@@ -378,7 +370,7 @@ impl State {
                 }
                 Entry::Link(group) => self.group_inode(group, dir)?,
             };
-            match before.or_else(|| kept.and_then(|k| k.kept(&name))) {
+            match was {
                 Some((_, cookie)) => entries.insert_at(name, child, cookie),
                 None => entries.insert(name, child),
             }

@@ -52,14 +52,13 @@ impl Unloaded {
     /// names shared the hash: both come back new).
     fn find(&self, hash: u64) -> Option<(Ino, u64)> {
         let at = self.children.partition_point(|(h, _, _)| *h < hash);
-        match self.children.get(at..at + 2) {
-            Some([(h, ino, cookie), (next, _, _)]) if *h == hash && *next != hash => {
+        match &self.children[at..] {
+            [(h, ino, cookie), rest @ ..]
+                if *h == hash && rest.first().is_none_or(|n| n.0 != hash) =>
+            {
                 Some((*ino, *cookie))
             }
-            _ => match self.children.get(at..) {
-                Some([(h, ino, cookie)]) if *h == hash => Some((*ino, *cookie)),
-                _ => None,
-            },
+            _ => None,
         }
     }
 }
@@ -131,9 +130,13 @@ fn name_hash(name: &[u8]) -> u64 {
 }
 
 impl State {
-    /// Sets who holds inodes, and how many inodes stay in memory.
-    pub fn set_holds(&mut self, holds: Option<Arc<dyn Holds>>, max: usize) {
-        self.ghosts.holds = holds;
+    /// Sets who holds inodes.
+    pub fn set_holds(&mut self, holds: Arc<dyn Holds>) {
+        self.ghosts.holds = Some(holds);
+    }
+
+    /// Sets how many inodes stay in memory before unloading starts.
+    pub fn set_max_inodes(&mut self, max: usize) {
         self.ghosts.max = max.max(1);
         self.ghosts.trim_at = self.ghosts.max;
     }

@@ -843,6 +843,7 @@ impl Filesystem for HydraFuse {
         self.ops.hit(const { op_index(FUSE_OPS, "readdirplus") });
         match self.listing(i.0, offset, &caller(req)) {
             Ok(entries) => {
+                let mut sent = Vec::with_capacity(entries.len());
                 for (e, a) in entries {
                     let attr = file_attr(&a);
                     if reply.add(
@@ -858,9 +859,10 @@ impl Filesystem for HydraFuse {
                     // The kernel takes a lookup of every entry but `.`
                     // and `..`.
                     if e.name != b"." && e.name != b".." {
-                        self.refs.add(e.ino.0);
+                        sent.push(e.ino.0);
                     }
                 }
+                self.refs.add_all(sent);
                 reply.ok();
             }
             Err(e) => reply.error(errno(&e)),

@@ -22,7 +22,15 @@ impl KernelRefs {
 
     /// The kernel got an entry naming `ino`.
     pub fn add(&self, ino: u64) {
-        *self.counts().entry(ino).or_insert(0) += 1;
+        self.add_all([ino]);
+    }
+
+    /// The kernel got entries naming each of `inos` (one lock for a reply).
+    pub fn add_all(&self, inos: impl IntoIterator<Item = u64>) {
+        let mut counts = self.counts();
+        for ino in inos {
+            *counts.entry(ino).or_insert(0) += 1;
+        }
     }
 
     /// The kernel gave back `n` of its lookups of `ino`.
@@ -35,16 +43,6 @@ impl KernelRefs {
                 self.ended.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
-
-    /// Inodes the kernel holds.
-    pub fn len(&self) -> usize {
-        self.counts().len()
-    }
-
-    /// Whether the kernel holds none.
-    pub fn is_empty(&self) -> bool {
-        self.counts().is_empty()
     }
 }
 
@@ -76,6 +74,9 @@ mod tests {
         assert!(!refs.held(Ino(5)));
         assert!(refs.held(Ino(7)));
         assert_eq!(refs.ended(), 1);
-        assert_eq!(refs.len(), 1);
+        refs.add_all([7, 8]);
+        refs.forget(7, 1);
+        assert!(refs.held(Ino(7)) && refs.held(Ino(8)));
+        assert_eq!(refs.ended(), 1);
     }
 }
