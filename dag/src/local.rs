@@ -10,6 +10,7 @@
 //! transaction (synchronous=FULL). A crash between the two leaves a tail past
 //! the committed length, which opening for writing cuts off.
 
+mod ahead;
 mod index;
 pub mod pack;
 
@@ -26,6 +27,7 @@ use crate::cid::Cid;
 use crate::error::{DagError, DagResult};
 use crate::refs::{LogEntry, RefName, RefNote, now_ns};
 use crate::volume::{BlockInfo, CompactStats, Volume, VolumeStats};
+use ahead::Ahead;
 use index::Location;
 use pack::{HEADER_LEN, PackId, PackSet, TARGET_SIZE, record_header_len, write_record_header};
 
@@ -48,6 +50,8 @@ pub struct LocalVolume {
     writer: Mutex<Option<Writer>>,
     /// Idle read connections; SQLite in WAL mode reads concurrently.
     readers: Mutex<Vec<Connection>>,
+    /// Locations looked up ahead of sequential readers.
+    ahead: Ahead,
     read_only: bool,
 }
 
@@ -86,6 +90,7 @@ impl LocalVolume {
             packs,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            ahead: Ahead::default(),
             read_only,
         })
     }
@@ -326,18 +331,14 @@ impl LocalVolume {
         mut read: impl FnMut(Place) -> DagResult<Option<T>>,
     ) -> DagResult<Option<T>> {
         let mut missing_at = None;
+        // A location looked up ahead is used once: if its pack is gone,
+        // the loop asks the index.
+        let mut ahead = self.ahead.take(cid);
         loop {
-            let located = self.with_reader(|c| {
-                Ok(match index::locate(c, cid)? {
-                    None => None,
-                    Some(Location::Inline { lead, len }) => {
-                        index::inline_data(c, cid)?.map(|data| Place::Inline { data, lead, len })
-                    }
-                    Some(Location::Packed { pack, offset, len }) => {
-                        Some(Place::Packed(pack, offset, len as usize))
-                    }
-                })
-            })?;
+            let located = match ahead.take() {
+                Some((pack, offset, len)) => Some(Place::Packed(pack, offset, len)),
+                None => self.with_reader(|c| self.locate(c, cid))?,
+            };
             let Some(place) = located else {
                 return Ok(None);
             };
@@ -360,6 +361,30 @@ impl LocalVolume {
             }
             missing_at = packed;
         }
+    }
+
+    /// Looks `cid` up in the index; a block right after the last one
+    /// located also brings the locations of the blocks after it.
+    fn locate(&self, c: &Connection, cid: &Cid) -> DagResult<Option<Place>> {
+        Ok(match index::locate(c, cid)? {
+            None => None,
+            Some(Location::Inline { lead, len }) => {
+                index::inline_data(c, cid)?.map(|data| Place::Inline { data, lead, len })
+            }
+            Some(Location::Packed { pack, offset, len }) => {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                if self.ahead.located((pack, offset, len)) {
+                    let after = index::blocks_after(c, pack, offset, ahead::WINDOW)?;
+                    self.ahead.keep(after.into_iter().map(|(cid, offset, len)| {
+                        (
+                            cid,
+                            (pack, offset, usize::try_from(len).unwrap_or(usize::MAX)),
+                        )
+                    }));
+                }
+                Some(Place::Packed(pack, offset, len))
+            }
+        })
     }
 
     fn compact_pack(
@@ -412,6 +437,7 @@ impl LocalVolume {
         let tx = w.conn.transaction()?;
         tx.execute("DELETE FROM packs WHERE id = ?1", [pack.0])?;
         tx.commit()?;
+        self.ahead.clear();
         self.packs.remove(pack)?;
         stats.packs_rewritten += 1;
         Ok(())
@@ -539,6 +565,7 @@ impl Volume for LocalVolume {
                 n += u64::from(index::delete(&tx, cid)?);
             }
             tx.commit()?;
+            self.ahead.clear();
             Ok(n)
         })
     }
@@ -698,5 +725,84 @@ mod tests {
         );
         // A second compaction with nothing dead does nothing.
         assert_eq!(vol.compact(0.5).expect("compact").packs_rewritten, 0);
+    }
+
+    /// Blocks of 5,000 bytes, packed (not inline), in the order written.
+    fn packed_blocks(n: u32) -> Vec<Block> {
+        (0..n).map(|i| block(i, 5000)).collect()
+    }
+
+    #[test]
+    fn reads_in_pack_order_look_ahead_and_a_delete_drops_what_was_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vol = LocalVolume::open(dir.path(), false).expect("open");
+        let blocks = packed_blocks(200);
+        vol.put_many(&blocks).expect("put");
+        assert_eq!(
+            vol.get(blocks[0].cid()).expect("get").as_ref(),
+            Some(blocks[0].data())
+        );
+        assert_eq!(vol.ahead.kept(), 0, "one read is not a sequence");
+        assert_eq!(
+            vol.get(blocks[1].cid()).expect("get").as_ref(),
+            Some(blocks[1].data())
+        );
+        assert_eq!(
+            vol.ahead.kept(),
+            ahead::WINDOW as usize,
+            "the second looks ahead"
+        );
+        let mut out = vec![0; 5000];
+        for b in &blocks[2..10] {
+            assert_eq!(vol.get_into(b.cid(), &mut out).expect("get"), Some(5000));
+            assert_eq!(out, b.data().as_ref());
+        }
+        assert_eq!(
+            vol.ahead.kept(),
+            ahead::WINDOW as usize - 8,
+            "each taken once"
+        );
+        vol.delete_many(&[*blocks[20].cid()]).expect("delete");
+        assert_eq!(vol.ahead.kept(), 0);
+        for (i, b) in blocks.iter().enumerate().skip(10) {
+            let got = vol.get(b.cid()).expect("get");
+            assert_eq!(
+                got.as_deref(),
+                (i != 20).then(|| b.data().as_ref()),
+                "block {i}"
+            );
+        }
+        // A wrong length is reported, not read, from a kept location too.
+        vol.get(blocks[0].cid()).expect("get");
+        vol.get(blocks[1].cid()).expect("get");
+        assert_eq!(
+            vol.get_into(blocks[2].cid(), &mut [0; 10]).expect("get"),
+            Some(5000)
+        );
+    }
+
+    #[test]
+    fn locations_kept_ahead_survive_another_process_compacting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LocalVolume::open(dir.path(), false).expect("open");
+        let blocks = packed_blocks(200);
+        writer.put_many(&blocks).expect("put");
+        let reader = LocalVolume::open(dir.path(), true).expect("open read-only");
+        reader.get(blocks[0].cid()).expect("get");
+        reader.get(blocks[1].cid()).expect("get");
+        assert!(reader.ahead.kept() > 0);
+        let dead: Vec<Cid> = blocks.iter().skip(2).step_by(2).map(|b| *b.cid()).collect();
+        writer.delete_many(&dead).expect("delete");
+        assert_eq!(writer.compact(0.9).expect("compact").packs_rewritten, 1);
+        // Every live block reads back exactly; a dead one reads back as
+        // itself (the reader still had its pack open) or as absent.
+        for (i, b) in blocks.iter().enumerate().skip(2) {
+            let got = reader.get(b.cid()).expect("get");
+            if i % 2 == 1 {
+                assert_eq!(got.as_ref(), Some(b.data()), "block {i}");
+            } else {
+                assert!(got.is_none() || got.as_ref() == Some(b.data()), "block {i}");
+            }
+        }
     }
 }

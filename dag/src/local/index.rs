@@ -28,7 +28,10 @@ CREATE TABLE IF NOT EXISTS blocks(
     len INTEGER NOT NULL,
     stored_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS blocks_by_pack ON blocks(pack, offset);
+-- With len, a pack's blocks in order come from the index alone (compaction,
+-- locations looked up ahead of a sequential reader).
+CREATE INDEX IF NOT EXISTS blocks_in_pack_order ON blocks(pack, offset, len);
+DROP INDEX IF EXISTS blocks_by_pack;
 CREATE TABLE IF NOT EXISTS inline_blocks(cid BLOB PRIMARY KEY, data BLOB NOT NULL);
 -- size: bytes of the pack up to the end of its last committed record.
 CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);
@@ -243,6 +246,23 @@ pub fn blocks_in_pack(conn: &Connection, pack: PackId) -> DagResult<Vec<(Cid, u6
     let mut stmt =
         conn.prepare_cached("SELECT cid, offset, len FROM blocks WHERE pack = ?1 ORDER BY offset")?;
     let rows = stmt.query_map([pack.0], |r| {
+        Ok((cid_from_sql(r.get(0)?)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` packed blocks of `pack` that start after `offset`, in
+/// pack order: (cid, data offset, length).
+pub fn blocks_after(
+    conn: &Connection,
+    pack: PackId,
+    offset: u64,
+    limit: u32,
+) -> DagResult<Vec<(Cid, u64, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT cid, offset, len FROM blocks WHERE pack = ?1 AND offset > ?2 ORDER BY offset LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![pack.0, offset, limit], |r| {
         Ok((cid_from_sql(r.get(0)?)?, r.get(1)?, r.get(2)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
