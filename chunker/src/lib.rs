@@ -40,6 +40,12 @@ pub use params::ChunkParams;
 pub use reader::BlobReader;
 pub use writer::{BlobWriter, chunk_blocks, put_bytes, put_reader, put_shared};
 
+/// Frees the write buffers kept for reuse that no write has taken for a
+/// while (see [`pool::IDLE_FOR`]); returns how many.
+pub fn release_idle_buffers() -> usize {
+    pool::release_idle(pool::IDLE_FOR)
+}
+
 /// `len` pseudo-random bytes (xorshift from `seed`), for unit tests.
 #[cfg(test)]
 fn test_noise(len: usize, seed: u64) -> Vec<u8> {

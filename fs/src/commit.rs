@@ -196,6 +196,8 @@ pub(crate) fn commit_timer(
         }
         let Some(inner) = fs.upgrade() else { return };
         let fs = Fs { inner };
+        // Write buffers kept for the next write go back once writing stops.
+        hydra_chunker::release_idle_buffers();
         // Unloads what the front ends stopped holding while nothing ran.
         {
             let mut s = fs.state();
