@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use hydra_dag::{Block, Bucket, Cid};
 
 use crate::error::{FsError, FsResult};
-use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_dir, write_entries};
+use crate::node::{
+    Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, read_dir, write_encoded,
+};
 
 /// What a merge does where both sides changed the same thing differently.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -440,8 +442,11 @@ impl Merger<'_> {
             };
             out.insert(free, entry);
         }
-        let listed: Vec<(Vec<u8>, _)> = out.into_iter().map(|(n, e)| (n, e.to_ipld())).collect();
-        let (list, mut blocks) = write_entries(&listed)?;
+        let listed = out
+            .into_iter()
+            .map(|(n, e)| (n, encode_entry(&e)))
+            .collect();
+        let (list, mut blocks) = write_encoded(listed)?;
         self.blocks.append(&mut blocks);
         Ok(list)
     }

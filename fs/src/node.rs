@@ -297,23 +297,40 @@ impl Entry {
 /// `hydra-kv` (each value kept as DAG-CBOR, so its links are the tree's);
 /// returns its root (`None` for no entries) and the blocks to store.
 pub fn write_entries(entries: &[(Vec<u8>, Ipld)]) -> FsResult<(Option<Cid>, Vec<Block>)> {
+    write_encoded(
+        entries
+            .iter()
+            .map(|(name, value)| (name.clone(), Bytes::from(value.encode())))
+            .collect(),
+    )
+}
+
+/// A directory entry as its stored list holds it (DAG-CBOR).
+pub fn encode_entry(entry: &Entry) -> Bytes {
+    Bytes::from(entry.to_ipld().encode())
+}
+
+/// As [`write_entries`], with each value already encoded (by
+/// [`encode_entry`]): a large directory's list is held as its bytes, not
+/// as a decoded value per entry (about 800 bytes each).
+pub fn write_encoded(entries: Vec<(Vec<u8>, Bytes)>) -> FsResult<(Option<Cid>, Vec<Block>)> {
     let items = entries
-        .iter()
-        .map(|(name, value)| {
-            (
-                Bytes::copy_from_slice(name),
-                Item::Cbor(Bytes::from(value.encode())),
-            )
-        })
+        .into_iter()
+        .map(|(name, value)| (Bytes::from(name), Item::Cbor(value)))
         .collect();
     Ok(hydra_kv::build(items)?)
 }
 
-/// Reads a list written by [`write_entries`], in order.
-pub fn read_entries(bucket: &Bucket, root: &Cid) -> FsResult<Vec<(Vec<u8>, Ipld)>> {
+/// Hands each (name, value) of a list written by [`write_entries`] to
+/// `f`, in order.
+fn scan_entries(
+    bucket: &Bucket,
+    root: &Cid,
+    mut f: impl FnMut(&[u8], Ipld) -> FsResult<()>,
+) -> FsResult<()> {
     // No node cache: the filesystem keeps what it loads.
     let tree = Tree::with_cache(bucket.clone(), Some(*root), 0);
-    let mut out = Vec::new();
+    let mut failed = None;
     tree.scan(
         Bound::Unbounded,
         Bound::Unbounded,
@@ -326,10 +343,27 @@ pub fn read_entries(bucket: &Bucket, root: &Cid) -> FsResult<Vec<(Vec<u8>, Ipld)
                 });
             };
             let value = Ipld::decode(value)?;
-            out.push((name.to_vec(), value));
-            Ok(true)
+            // An entry that does not decode stops the scan; its error is
+            // the one returned.
+            match f(name, value) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(false)
+                }
+            }
         },
     )?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Reads a list written by [`write_entries`], in order.
+pub fn read_entries(bucket: &Bucket, root: &Cid) -> FsResult<Vec<(Vec<u8>, Ipld)>> {
+    let mut out = Vec::new();
+    scan_entries(bucket, root, |name, value| {
+        out.push((name.to_vec(), value));
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -342,10 +376,12 @@ pub fn read_dir<B: FromIterator<(Vec<u8>, Entry)>>(
     let Some(cid) = list else {
         return Ok(std::iter::empty().collect());
     };
-    read_entries(bucket, &cid)?
-        .into_iter()
-        .map(|(name, value)| Ok((name, Entry::from_ipld(&value, &cid)?)))
-        .collect()
+    let mut out = Vec::new();
+    scan_entries(bucket, &cid, |name, value| {
+        out.push((name.to_vec(), Entry::from_ipld(&value, &cid)?));
+        Ok(())
+    })?;
+    Ok(out.into_iter().collect())
 }
 
 /// The committed root of a filesystem.
@@ -526,5 +562,39 @@ mod tests {
         let old: std::collections::HashSet<Cid> = blocks.iter().map(|b| *b.cid()).collect();
         let new = after.iter().filter(|b| !old.contains(b.cid())).count();
         assert!(new <= 4, "{new} new nodes for one changed entry");
+    }
+
+    #[test]
+    fn an_encoded_listing_reads_back_and_a_bad_entry_is_an_error() {
+        let bucket = Bucket::in_memory();
+        let mut listed: Vec<(Vec<u8>, Bytes)> = (0..3000u32)
+            .map(|i| {
+                (
+                    format!("f{i:05}").into_bytes(),
+                    encode_entry(&Entry::Inode(file(i, 10))),
+                )
+            })
+            .collect();
+        listed.push((b"link".to_vec(), encode_entry(&Entry::Link(9))));
+        let (root, blocks) = write_encoded(listed.clone()).expect("write");
+        bucket.put_blocks(&blocks).expect("put");
+        let back: Vec<(Vec<u8>, Entry)> = read_dir(&bucket, root).expect("read");
+        assert_eq!(back.len(), 3001);
+        assert_eq!(
+            back[1234],
+            (b"f01234".to_vec(), Entry::Inode(file(1234, 10)))
+        );
+        assert_eq!(back[3000], (b"link".to_vec(), Entry::Link(9)));
+        // The same bytes as the decoded form's writer.
+        let decoded: Vec<(Vec<u8>, Ipld)> =
+            back.iter().map(|(n, e)| (n.clone(), e.to_ipld())).collect();
+        assert_eq!(write_entries(&decoded).expect("write").0, root);
+        // An entry that is not a record fails the read, whichever it is.
+        listed[2000].1 =
+            Bytes::from(Ipld::Map(BTreeMap::from([("k".to_string(), int(1))])).encode());
+        let (root, blocks) = write_encoded(listed).expect("write");
+        bucket.put_blocks(&blocks).expect("put");
+        let read: FsResult<Vec<(Vec<u8>, Entry)>> = read_dir(&bucket, root);
+        assert!(matches!(read, Err(FsError::Corrupt { .. })), "{read:?}");
     }
 }

@@ -14,7 +14,9 @@ use hydra_dag::{Block, Bucket, Cid, WriteSession};
 use crate::attr::{Attr, Ino};
 use crate::error::{FsError, FsResult};
 use crate::file::{FileData, WriteContext};
-use crate::node::{Entry, FsRoot, Kind, Meta, Record, Stored, read_dir, write_entries};
+use crate::node::{
+    Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, read_dir, write_encoded,
+};
 use crate::trim::{Ghosts, Unloading};
 
 /// A change to make in memory once a commit's blocks are stored.
@@ -612,9 +614,9 @@ impl State {
                             .map_err(|e| e.within(&name))?,
                     ),
                 };
-                listed.push((name, entry.to_ipld()));
+                listed.push((name, encode_entry(&entry)));
             }
-            let (root, mut new_blocks) = write_entries(&listed)?;
+            let (root, mut new_blocks) = write_encoded(listed)?;
             blocks.append(&mut new_blocks);
             new_list = Some(root);
         }

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use hydra_dag::{Block, Cid, WriteSession, now_ns};
-use hydra_fs::node::{Entry, Kind, Meta, Record, Stored, read_entries, write_entries};
+use hydra_fs::node::{
+    Entry, Kind, Meta, Record, Stored, encode_entry, read_entries, write_encoded,
+};
 use hydra_fs::{Caller, Fs, FsError, Ino, split_last};
 
 use crate::error::{GitError, GitResult};
@@ -115,12 +117,12 @@ impl<'a> Materializer<'a> {
                 }
             };
             nodes += 1;
-            listed.push((entry.name, Entry::Inode(record).to_ipld()));
+            listed.push((entry.name, encode_entry(&Entry::Inode(record))));
         }
         // Git orders a directory as if its name ended in '/'; the
         // filesystem by plain bytes.
         listed.sort_by(|a, b| a.0.cmp(&b.0));
-        let (root, blocks) = write_entries(&listed)?;
+        let (root, blocks) = write_encoded(listed)?;
         self.pending += blocks.iter().map(Block::len).sum::<usize>();
         self.blocks.extend(blocks);
         if self.pending >= BATCH_BYTES {
