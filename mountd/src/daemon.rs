@@ -309,7 +309,15 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
             if let Some(target) = &target
                 && let Err(e) = unmount(target)
             {
-                eprintln!("hydra: error: unmount of {} failed: {e}", target.display());
+                // A busy mount (a process working in it) stays, committed,
+                // and the next signal tries again.
+                let why = format!("{e:#}; still mounted (is a process using it?)");
+                eprintln!(
+                    "hydra: error: unmount of {} failed: {why}",
+                    target.display()
+                );
+                stop_state.lock().unwrap_or_else(PoisonError::into_inner).1 = Some(why);
+                continue;
             }
             let _ = signalled.send(());
             break;

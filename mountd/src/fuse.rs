@@ -249,15 +249,16 @@ impl HydraFuse {
             .collect())
     }
 
-    /// Drops the kernel's cached attributes of `ino`, from another thread
-    /// (the kernel may hold the inode's lock until this request is answered).
-    fn invalidate_attr_later(&self, ino: INodeNo) {
-        let notifier = self.notifier.clone();
-        std::thread::spawn(move || {
-            if let Some(n) = notifier.get() {
-                let _ = n.inval_inode(ino, -1, 0);
-            }
-        });
+    /// Drops the kernel's cached attributes of `ino` before the request
+    /// that changed them is answered, so the caller's next `stat` asks
+    /// again. (Only attributes: the kernel takes no inode lock for that,
+    /// so this cannot wait on the request being served. Done after the
+    /// answer instead, `cp -a` now and then saw the mode it set through
+    /// an ACL a moment late.)
+    fn invalidate_attr(&self, ino: INodeNo) {
+        if let Some(n) = self.notifier.get() {
+            let _ = n.inval_inode(ino, -1, 0);
+        }
     }
 }
 
@@ -913,12 +914,11 @@ impl Filesystem for HydraFuse {
         let result = self
             .fs
             .setxattr(i_live, name.as_bytes(), value, flags, &caller(req));
-        let changes_mode = result.is_ok() && name.as_bytes() == b"system.posix_acl_access";
-        empty(reply, result);
-        if changes_mode {
+        if result.is_ok() && name.as_bytes() == b"system.posix_acl_access" {
             // An access ACL lands in the mode bits the kernel has cached.
-            self.invalidate_attr_later(i);
+            self.invalidate_attr(i);
         }
+        empty(reply, result);
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
