@@ -311,7 +311,12 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
             {
                 // A busy mount (a process working in it) stays, committed,
                 // and the next signal tries again.
-                let why = format!("{e:#}; still mounted (is a process using it?)");
+                let users = crate::busy::users(target, 5);
+                let why = if users.is_empty() {
+                    format!("{e:#}; still mounted (is a process using it?)")
+                } else {
+                    format!("{e:#}; still mounted, in use by {}", users.join(", "))
+                };
                 eprintln!(
                     "hydra: error: unmount of {} failed: {why}",
                     target.display()

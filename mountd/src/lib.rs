@@ -1,6 +1,7 @@
 //! `hydra-mountd`: the `hydra` command-line interface and daemon: the
 //! FUSE front end, the 9P2000.L server and the commands that drive them.
 
+pub mod busy;
 pub mod cli;
 pub mod daemon;
 pub mod fuse;

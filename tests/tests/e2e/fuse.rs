@@ -600,7 +600,9 @@ fn a_busy_mount_refuses_to_unmount_and_a_later_umount_works() {
     let started = std::time::Instant::now();
     let err = s.fails(&["umount", point.to_str().expect("utf-8")]);
     assert!(
-        err.contains("cannot unmount") && err.contains("busy") && err.contains("still mounted"),
+        err.contains("cannot unmount")
+            && err.contains("busy")
+            && err.contains(&format!("still mounted, in use by sleep[{}]", user.id())),
         "{err}"
     );
     assert!(
