@@ -13,9 +13,9 @@
 //! which sends the reader back to the index (see `read_located`). Pack
 //! numbers only grow, so a stale location never names another pack's
 //! bytes, and whatever it reads is verified against the CID above this
-//! volume. Every location is taken once, and none is used after
-//! [`FRESH_FOR`]: a look-ahead serves the reader that caused it, not one
-//! that comes back later.
+//! volume. Every location is taken once, and all are dropped once none
+//! was looked up ahead for [`FRESH_FOR`]: a look-ahead serves the readers
+//! going on now, not one that comes back later.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,7 +31,7 @@ const MAX_KEPT: usize = 4 * WINDOW as usize;
 /// How far past the end of the last block located the next one may start
 /// and still count as sequential.
 const NEAR: u64 = 4 << 20;
-/// How long locations looked up ahead stay usable.
+/// How long locations looked up ahead stay usable after the last look-ahead.
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// A block's place in a pack: pack, data offset, length.
