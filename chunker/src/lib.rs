@@ -41,7 +41,7 @@ pub use reader::BlobReader;
 pub use writer::{BlobWriter, chunk_blocks, put_bytes, put_reader, put_shared};
 
 /// Frees the write buffers kept for reuse that no write has taken for a
-/// while (see [`pool::IDLE_FOR`]); returns how many.
+/// while (2 s); returns how many.
 pub fn release_idle_buffers() -> usize {
     pool::release_idle(pool::IDLE_FOR)
 }
