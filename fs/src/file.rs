@@ -77,15 +77,20 @@ pub enum FileData {
     /// Content that a failed stream lost: every read and commit reports it
     /// until the file is truncated or removed.
     Lost(Loss),
-    /// Random writes over a large blob.
-    Overlay {
-        /// The content under the writes.
-        base: Blob,
-        /// The file's size.
-        size: u64,
-        /// Written ranges by offset, never overlapping.
-        extents: BTreeMap<u64, Vec<u8>>,
-    },
+    /// Random writes over a large blob (boxed: rare, and every inode in
+    /// memory is as large as its largest content).
+    Overlay(Box<Overlay>),
+}
+
+/// Random writes laid over a blob.
+#[derive(Debug)]
+pub struct Overlay {
+    /// The content under the writes.
+    pub base: Blob,
+    /// The file's size.
+    pub size: u64,
+    /// Written ranges by offset, never overlapping.
+    pub extents: BTreeMap<u64, Vec<u8>>,
 }
 
 /// What writing needs: where blocks go and how to cut them.
@@ -108,7 +113,7 @@ impl FileData {
                 .iter()
                 .next_back()
                 .map_or(*len, |(o, d)| (*len).max(o + d.len() as u64)),
-            FileData::Overlay { size, .. } => *size,
+            FileData::Overlay(o) => o.size,
             FileData::Lost(_) => 0,
         }
     }
@@ -168,11 +173,11 @@ impl FileData {
                     Ok((blob, _)) => {
                         // Writes still waiting past a gap: an overlay of them.
                         let size = self_size_of(&blob, &ahead);
-                        *self = FileData::Overlay {
+                        *self = FileData::Overlay(Box::new(Overlay {
                             base: blob,
                             size,
                             extents: ahead,
-                        };
+                        }));
                         self.plan(cx, blocks)
                     }
                     Err(e) => {
@@ -184,11 +189,12 @@ impl FileData {
                     }
                 }
             }
-            FileData::Overlay {
-                base,
-                size,
-                extents,
-            } => {
+            FileData::Overlay(o) => {
+                let Overlay {
+                    base,
+                    size,
+                    extents,
+                } = &**o;
                 // Cut or grow the base first, so every extent overwrites,
                 // then write them all in one pass.
                 let editor = BlobEditor::new(cx.session.clone(), cx.params);
@@ -232,7 +238,8 @@ impl FileData {
             FileData::Planned(data) => Ok(data[offset as usize..end as usize].to_vec()),
             FileData::Stream { .. } => Err(Loss::interrupted().error()),
             FileData::Lost(loss) => Err(loss.error()),
-            FileData::Overlay { base, extents, .. } => {
+            FileData::Overlay(o) => {
+                let (base, extents) = (&o.base, &o.extents);
                 let mut out = vec![0u8; (end - offset) as usize];
                 if offset < base.size() {
                     let got = BlobReader::new(bucket.clone(), base.clone())
@@ -294,11 +301,11 @@ impl FileData {
                         let size = blob.size() as usize;
                         FileData::Buffer(BlobReader::new(bucket.clone(), blob).read_at(0, size)?)
                     } else {
-                        FileData::Overlay {
+                        FileData::Overlay(Box::new(Overlay {
                             size: blob.size(),
                             base: blob,
                             extents: BTreeMap::new(),
-                        }
+                        }))
                     };
                 }
                 FileData::Buffer(buf) => {
@@ -322,11 +329,11 @@ impl FileData {
                         // Random writes far out: keep them as an overlay.
                         let base =
                             put_shared(&cx.session, cx.params, Bytes::from(std::mem::take(buf)))?.0;
-                        *self = FileData::Overlay {
+                        *self = FileData::Overlay(Box::new(Overlay {
                             size: base.size(),
                             base,
                             extents: BTreeMap::new(),
-                        };
+                        }));
                         continue;
                     }
                     if (buf.len() as u64) < end {
@@ -357,7 +364,8 @@ impl FileData {
                     }
                     self.settle(cx)?;
                 }
-                FileData::Overlay { size, extents, .. } => {
+                FileData::Overlay(o) => {
+                    let Overlay { size, extents, .. } = &mut **o;
                     insert_extent(extents, offset, data);
                     *size = (*size).max(offset + data.len() as u64);
                     return Ok(data.len() as u64);
@@ -408,12 +416,8 @@ impl FileData {
             }
             // Above the base, the overlay just moves its end; below it, the
             // base itself must be cut (else growing again would resurface it).
-            FileData::Overlay {
-                base,
-                size,
-                extents,
-                ..
-            } if len >= base.size() => {
+            FileData::Overlay(o) if len >= o.base.size() => {
+                let Overlay { size, extents, .. } = &mut **o;
                 // Drop or cut extents past the new end.
                 let beyond: Vec<u64> = extents.range(len..).map(|(k, _)| *k).collect();
                 for k in beyond {
