@@ -372,15 +372,16 @@ impl LocalVolume {
                 index::inline_data(c, cid)?.map(|data| Place::Inline { data, lead, len })
             }
             Some(Location::Packed { pack, offset, len }) => {
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                let at =
+                    |offset, len: u64| (pack, offset, usize::try_from(len).unwrap_or(usize::MAX));
+                let (pack, offset, len) = at(offset, len);
                 if self.ahead.located((pack, offset, len)) {
                     let after = index::blocks_after(c, pack, offset, ahead::WINDOW)?;
-                    self.ahead.keep(after.into_iter().map(|(cid, offset, len)| {
-                        (
-                            cid,
-                            (pack, offset, usize::try_from(len).unwrap_or(usize::MAX)),
-                        )
-                    }));
+                    self.ahead.keep(
+                        after
+                            .into_iter()
+                            .map(|(cid, offset, len)| (cid, at(offset, len))),
+                    );
                 }
                 Some(Place::Packed(pack, offset, len))
             }
