@@ -348,6 +348,9 @@ fn git_clone_status_fsck_checkout_gc() {
 fn fio_verifies_random_and_sequential_writes() {
     let s = TestStore::new();
     let m = Mounted::new(&s, "fio", &s.scratch("mnt"), &[]);
+    // fio saves its verify state in the working directory.
+    let state = s.scratch("fio-state");
+    std::fs::create_dir(&state).expect("fio state dir");
     for rw in ["randwrite", "write"] {
         let out = Command::new("fio")
             .args([
@@ -361,6 +364,7 @@ fn fio_verifies_random_and_sequential_writes() {
                 "--ioengine=psync",
                 "--end_fsync=1",
             ])
+            .current_dir(&state)
             .output()
             .expect("fio (scripts/test.sh installs it)");
         assert!(
