@@ -408,6 +408,11 @@ fn mount_fuse(
         MountOption::Subtype("hydra".into()),
         MountOption::Dev,
         MountOption::Suid,
+        // The kernel checks every access against the attributes `Fs`
+        // gives, as `Fs` does: without it, a path walk through dentries the
+        // kernel keeps (an hour) never asks, so a user could reach a file
+        // under a directory it may not search once anyone had looked it up.
+        MountOption::DefaultPermissions,
         if read_only {
             MountOption::RO
         } else {

@@ -1,5 +1,6 @@
 //! Writes, truncates and chowns through the mount take away setuid, setgid
-//! and file capabilities exactly as the kernel does on tmpfs.
+//! and file capabilities exactly as the kernel does on tmpfs, and users are
+//! allowed and refused what tmpfs allows and refuses them.
 
 use std::path::Path;
 
@@ -86,4 +87,40 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     let _guard = Unmount(&s, point.clone());
     let after = listed(&point);
     assert_eq!(after, want);
+}
+
+#[test]
+fn users_are_allowed_and_refused_as_on_tmpfs() {
+    // `tests/posix.py` runs the same steps on tmpfs and in the mount, some
+    // as users 1000 and 1001: among them a user reaching a file under a
+    // directory it may not search right after root looked the file up
+    // (the kernel keeps that name for an hour).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("posix.py");
+    let tmpfs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
+    let s = TestStore::new();
+    // The users must reach both directories.
+    sh("chmod 0755 .", tmpfs.path());
+    sh("chmod 0755 .", &s.scratch(""));
+    let point = s.scratch("m");
+    std::fs::create_dir_all(&point).expect("mkdir");
+    s.ok(&[
+        "mount",
+        "--allow-other",
+        "home",
+        point.to_str().expect("utf-8"),
+    ]);
+    let _guard = Unmount(&s, point.clone());
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(tmpfs.path())
+        .arg(&point)
+        .output()
+        .expect("python3 (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("differences: 0"), "{text}");
 }
