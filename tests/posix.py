@@ -141,7 +141,30 @@ def steps(R):
     s("access W_OK as user on 0444", lambda: (w(P("a/ro")), os.chmod(P("a/ro"), 0o444), as_user(1000, 1000, lambda: os.access(P("a/ro"), os.W_OK) or (_ for _ in ()).throw(OSError(errno.EACCES, "x")))))
     s("root write to 0444", lambda: w(P("a/ro"), b"root"))
     s("root exec check 0644", lambda: os.access(P("a/ro"), os.X_OK) or (_ for _ in ()).throw(OSError(errno.EACCES, "x")))
+    s("rename every entry while listing", lambda: _rename_while_listing(P("rl"), 3000))
+    s("unlink every entry while listing", lambda: _unlink_while_listing(P("ul"), 3000))
     return S
+
+def _rename_while_listing(d, n):
+    os.mkdir(d)
+    for i in range(n):
+        open(os.path.join(d, f"f{i:05}"), "w").close()
+    seen = 0
+    with os.scandir(d) as it:
+        for e in it:
+            seen += 1
+            assert seen <= n, "renamed names listed again"
+            os.rename(e.path, os.path.join(d, "z" + e.name))
+    assert seen == n, seen
+
+def _unlink_while_listing(d, n):
+    os.mkdir(d)
+    for i in range(n):
+        open(os.path.join(d, f"f{i:05}"), "w").close()
+    with os.scandir(d) as it:
+        for e in it:
+            os.unlink(e.path)
+    assert os.listdir(d) == []
 
 def _unlink_open(p):
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b"data"); os.unlink(p)

@@ -15,13 +15,13 @@ use std::time::Duration;
 use hydra_chunker::{BlobReader, ChunkParams};
 use hydra_dag::{Bucket, Cid, RefName, RefNote, now_ns};
 
-use crate::attr::{Attr, DirEntry, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
+use crate::attr::{Attr, Fh, Ino, OpenFlags, SetAttr, StatFs, TimeSet};
 use crate::error::{FsError, FsResult};
 use crate::follow::Changed;
 use crate::merge::OnConflict;
 use crate::node::{Kind, Meta};
-use crate::perm::{Caller, R, W, X};
-use crate::state::{Content, FIRST_COOKIE, State};
+use crate::perm::{Caller, W, X};
+use crate::state::{Content, State};
 use crate::trim::{Holds, MAX_INODES};
 
 /// Switches for opening a filesystem.
@@ -99,6 +99,9 @@ pub(crate) struct Handle {
     /// of reads (the kernel's read-ahead sends several at once), each
     /// keeping its decoded tree nodes and seeing its reads as sequential.
     pub(crate) readers: Vec<(hydra_chunker::Blob, BlobReader)>,
+    /// For a directory: the cookie its listing from this handle stops
+    /// before (set when the listing begins).
+    pub(crate) listing_end: Option<u64>,
 }
 
 /// A mounted-or-not filesystem: every POSIX operation over the block DAG.
@@ -500,75 +503,6 @@ impl Fs {
             return Err(FsError::ReadOnly);
         }
         c.check(&inode.meta, inode.kind, mask & 7)
-    }
-
-    /// Entries of directory `ino` after `cookie` (0 starts at `.`).
-    pub fn readdir(&self, ino: Ino, cookie: u64, c: &Caller) -> FsResult<Vec<DirEntry>> {
-        Ok(self
-            .readdir_plus(ino, cookie, c)?
-            .into_iter()
-            .map(|(e, _)| e)
-            .collect())
-    }
-
-    /// Entries after `cookie` with their attributes.
-    pub fn readdir_plus(
-        &self,
-        ino: Ino,
-        cookie: u64,
-        c: &Caller,
-    ) -> FsResult<Vec<(DirEntry, Attr)>> {
-        let mut s = self.state_at(&[ino])?;
-        let dir = s.get(ino)?;
-        if dir.kind != Kind::Dir {
-            return Err(FsError::NotDir);
-        }
-        c.check(&dir.meta, dir.kind, R)?;
-        let parent = dir.parent;
-        s.load_dir(ino)?;
-        let mut out = Vec::new();
-        if cookie < 1 {
-            out.push((
-                DirEntry {
-                    ino,
-                    name: b".".to_vec(),
-                    kind: Kind::Dir,
-                    cookie: 1,
-                },
-                s.attr(ino)?,
-            ));
-        }
-        if cookie < 2 {
-            out.push((
-                DirEntry {
-                    ino: parent,
-                    name: b"..".to_vec(),
-                    kind: Kind::Dir,
-                    cookie: 2,
-                },
-                s.attr(parent)?,
-            ));
-        }
-        let entries: Vec<(u64, Vec<u8>, Ino)> = {
-            let e = s.entries(ino)?;
-            e.by_cookie
-                .range(cookie.max(FIRST_COOKIE - 1) + 1..)
-                .filter_map(|(ck, name)| e.get(name).map(|child| (*ck, name.to_vec(), child)))
-                .collect()
-        };
-        for (ck, name, child) in entries {
-            let attr = s.attr(child)?;
-            out.push((
-                DirEntry {
-                    ino: child,
-                    name,
-                    kind: attr.kind,
-                    cookie: ck,
-                },
-                attr,
-            ));
-        }
-        Ok(out)
     }
 
     /// Free space and counts.

@@ -62,6 +62,7 @@ impl Fs {
             ino,
             flags,
             readers: Vec::new(),
+            listing_end: None,
         };
         lock(&self.inner.handles).insert(fh, Arc::new(Mutex::new(handle)));
         fh

@@ -36,6 +36,7 @@ mod follow;
 mod fs;
 mod import_dir;
 mod io;
+mod listing;
 mod merge;
 mod namespace;
 pub mod node;

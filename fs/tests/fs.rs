@@ -112,6 +112,59 @@ fn readdir_cookies_survive_changes() {
 }
 
 #[test]
+fn a_listing_through_a_handle_leaves_out_names_made_after_it_began() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    for i in 0..200 {
+        write_file(&fs, Ino::ROOT, &format!("f{i:03}"), b"x");
+    }
+    let fh = fs.open_file(Ino::ROOT, ro(), &root()).expect("opendir");
+    // A page of 10 at a time, renaming every name listed to a later one
+    // (as `for f in dir: rename(f, "z" + f)` does): the listing ends, and
+    // names each original once.
+    let (mut seen, mut cookie) = (Vec::new(), 0);
+    loop {
+        let mut page = Vec::new();
+        fs.readdir_open(fh, cookie, &root(), |e, _| {
+            page.push(e);
+            page.len() < 10
+        })
+        .expect("readdir");
+        let Some(last) = page.last() else { break };
+        cookie = last.cookie;
+        for e in page {
+            if e.name != b"." && e.name != b".." {
+                let mut to = b"z".to_vec();
+                to.extend_from_slice(&e.name);
+                fs.rename(
+                    Ino::ROOT,
+                    &e.name,
+                    Ino::ROOT,
+                    &to,
+                    RenameMode::Replace,
+                    &root(),
+                )
+                .expect("rename");
+                seen.push(e.name);
+            }
+        }
+        assert!(seen.len() <= 200, "listed renamed names again");
+    }
+    assert_eq!(seen.len(), 200);
+    seen.dedup();
+    assert_eq!(seen.len(), 200);
+    // Beginning again lists the directory as it is now.
+    let mut again = Vec::new();
+    fs.readdir_open(fh, 0, &root(), |e, _| {
+        again.push(e.name);
+        true
+    })
+    .expect("readdir");
+    assert_eq!(again.len(), 202);
+    assert!(again[2..].iter().all(|n| n.starts_with(b"zf")));
+    fs.release(fh).expect("release");
+}
+
+#[test]
 fn hard_links_share_one_inode() {
     let bucket = Bucket::in_memory();
     let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");

@@ -191,11 +191,37 @@ impl HydraFuse {
         }
     }
 
-    /// A directory's entries after `offset`, with global inode numbers.
-    fn listing(&self, n: u64, offset: u64, c: &Caller) -> Result<Vec<(DirEntry, Attr)>, FsError> {
+    /// Hands `add` the entries of directory `n` (open as `fh`) after
+    /// `offset`, with global inode numbers, until it returns false.
+    fn listing(
+        &self,
+        n: u64,
+        fh: u64,
+        offset: u64,
+        c: &Caller,
+        mut add: impl FnMut(DirEntry, Attr) -> bool,
+    ) -> Result<(), FsError> {
+        if synthetic(n) {
+            for (e, a) in self.made_up_listing(n)? {
+                if e.cookie > offset && !add(e, a) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let (fs, h, view) = self.target(fh)?;
+        fs.readdir_open(Fh(h.0), offset, c, |mut e, a| {
+            if let Some(id) = view {
+                e.ino = Ino(join(id, e.ino.0));
+            }
+            add(e, global(a, view))
+        })
+    }
+
+    /// Every entry of a directory the mount makes up.
+    fn made_up_listing(&self, n: u64) -> Result<Vec<(DirEntry, Attr)>, FsError> {
         if matches!(place(n), Place::GitDir | Place::GitRepo(_)) {
-            let all = self.git_listing(place(n))?;
-            return Ok(all.into_iter().filter(|(e, _)| e.cookie > offset).collect());
+            return self.git_listing(place(n));
         }
         if place(n) == Place::Dir {
             let snaps = self.snapshots()?;
@@ -234,19 +260,9 @@ impl HydraFuse {
                     attr,
                 ));
             }
-            return Ok(out.into_iter().filter(|(e, _)| e.cookie > offset).collect());
+            return Ok(out);
         }
-        let (fs, i, view) = self.target(n)?;
-        let entries = fs.readdir_plus(i, offset, c)?;
-        Ok(entries
-            .into_iter()
-            .map(|(mut e, a)| {
-                if let Some(id) = view {
-                    e.ino = Ino(join(id, e.ino.0));
-                }
-                (e, global(a, view))
-            })
-            .collect())
+        Err(FsError::NotDir)
     }
 
     /// Drops the kernel's cached attributes of `ino` before the request
@@ -800,35 +816,61 @@ impl Filesystem for HydraFuse {
         } else {
             FopenFlags::FOPEN_CACHE_DIR | KEEP_CACHE
         };
+        // A handle of `Fs`'s own for a real directory: it bounds a listing
+        // to the names there when the listing began.
+        let result = result.and_then(|()| {
+            if synthetic(i.0) {
+                return Ok(0);
+            }
+            let (fs, i, view) = self.target(i.0)?;
+            let fh = fs.open_file(i, OpenFlags::from_libc(libc::O_RDONLY), &caller(req))?;
+            Ok(view.map_or(fh.0, |id| join(id, fh.0)))
+        });
         match result {
-            Ok(()) => reply.opened(FileHandle(0), flags),
+            Ok(fh) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(errno(&e)),
         }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        fh: FileHandle,
+        _flags: fuser::OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.ops.hit(const { op_index(FUSE_OPS, "releasedir") });
+        if synthetic(i.0) {
+            reply.ok();
+            return;
+        }
+        empty(
+            reply,
+            self.target(fh.0).and_then(|(fs, h, _)| fs.release(Fh(h.0))),
+        );
     }
 
     fn readdir(
         &self,
         req: &Request,
         i: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "readdir") });
-        match self.listing(i.0, offset, &caller(req)) {
-            Ok(entries) => {
-                for (e, _) in entries {
-                    if reply.add(
-                        INodeNo(e.ino.0),
-                        e.cookie,
-                        file_type(e.kind),
-                        OsStr::from_bytes(&e.name),
-                    ) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
+        let listed = self.listing(i.0, fh.0, offset, &caller(req), |e, _| {
+            let full = reply.add(
+                INodeNo(e.ino.0),
+                e.cookie,
+                file_type(e.kind),
+                OsStr::from_bytes(&e.name),
+            );
+            !full
+        });
+        match listed {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -837,32 +879,29 @@ impl Filesystem for HydraFuse {
         &self,
         req: &Request,
         i: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "readdirplus") });
-        match self.listing(i.0, offset, &caller(req)) {
-            Ok(entries) => {
-                let mut sent = Vec::with_capacity(entries.len());
-                for (e, a) in entries {
-                    let attr = file_attr(&a);
-                    if reply.add(
-                        INodeNo(e.ino.0),
-                        e.cookie,
-                        OsStr::from_bytes(&e.name),
-                        entry_ttl(i.0, e.ino.0),
-                        &attr,
-                        Generation(0),
-                    ) {
-                        break;
-                    }
-                    // The kernel takes a lookup of every entry but `.`
-                    // and `..`.
-                    if e.name != b"." && e.name != b".." {
-                        sent.push(e.ino.0);
-                    }
-                }
+        let mut sent = Vec::new();
+        let listed = self.listing(i.0, fh.0, offset, &caller(req), |e, a| {
+            let full = reply.add(
+                INodeNo(e.ino.0),
+                e.cookie,
+                OsStr::from_bytes(&e.name),
+                entry_ttl(i.0, e.ino.0),
+                &file_attr(&a),
+                Generation(0),
+            );
+            // The kernel takes a lookup of every entry but `.` and `..`.
+            if !full && e.name != b"." && e.name != b".." {
+                sent.push(e.ino.0);
+            }
+            !full
+        });
+        match listed {
+            Ok(()) => {
                 self.refs.add_all(sent);
                 reply.ok();
             }

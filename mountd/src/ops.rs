@@ -57,6 +57,7 @@ pub const FUSE_OPS: &[&str] = &[
     "fsync",
     "opendir",
     "readdir",
+    "releasedir",
     "readdirplus",
     "fsyncdir",
     "statfs",

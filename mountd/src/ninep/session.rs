@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use hydra_dag::Cid;
 use hydra_fs::{
-    Attr, Caller, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet,
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, SetAttr, TimeSet,
     XATTR_CREATE, XATTR_REPLACE,
 };
 
@@ -857,11 +857,10 @@ impl Session {
     fn readdir(&self, fid: u32, offset: u64, count: u32) -> NpResult<Rmsg> {
         let f = self.fid(fid)?;
         let room = (count as usize).min(self.max_io());
-        let entries = f.fs.readdir(f.ino, offset, &f.caller)?;
         let mut out = Vec::with_capacity(room.min(64 << 10));
-        for e in entries {
+        let mut add = |e: DirEntry, _| {
             if out.len() + wire::dirent_len(&e.name) > room {
-                break;
+                return false;
             }
             let q = Qid {
                 kind: if e.kind == Kind::Dir {
@@ -875,6 +874,13 @@ impl Session {
                 path: e.ino.0,
             };
             wire::push_dirent(&mut out, &q, e.cookie, dt(e.kind), &e.name);
+            true
+        };
+        match f.opened {
+            Opened::Dir(fh) => f.fs.readdir_open(fh, offset, &f.caller, &mut add)?,
+            _ => {
+                f.fs.readdir_with(f.ino, offset, None, &f.caller, &mut add)?;
+            }
         }
         Ok(Rmsg::Readdir(out))
     }
