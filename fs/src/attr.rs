@@ -103,6 +103,24 @@ pub enum RenameMode {
     NoReplace,
     /// Swap source and target, which must both exist (RENAME_EXCHANGE).
     Exchange,
+    /// Replace the target if there is one and leave a whiteout (a 0/0
+    /// character device, as overlayfs reads it) at the source's name
+    /// (RENAME_WHITEOUT; needs root).
+    Whiteout,
+    /// As [`RenameMode::Whiteout`], but fail with EEXIST if the target
+    /// exists (RENAME_WHITEOUT | RENAME_NOREPLACE).
+    WhiteoutNoReplace,
+}
+
+impl RenameMode {
+    /// What happens to an existing target, and whether a whiteout is left.
+    pub(crate) fn split(self) -> (RenameMode, bool) {
+        match self {
+            RenameMode::Whiteout => (RenameMode::Replace, true),
+            RenameMode::WhiteoutNoReplace => (RenameMode::NoReplace, true),
+            other => (other, false),
+        }
+    }
 }
 
 /// How a file is opened.

@@ -335,6 +335,11 @@ impl Fs {
         c: &Caller,
     ) -> FsResult<()> {
         self.writable()?;
+        let (mode, whiteout) = mode.split();
+        if whiteout && !c.is_root() {
+            // Linux asks for CAP_MKNOD.
+            return Err(FsError::NotPermitted);
+        }
         // Checks in the order Linux reports them: the directories, the
         // source, the new name, the target's presence, then the moves
         // that cannot be.
@@ -473,7 +478,36 @@ impl Fs {
         }
         reparent(&mut s, src, new_parent, now)?;
         touch_dirs(&mut s, &[parent, new_parent], now)?;
+        if whiteout {
+            let mark = whiteout_inode(parent, c, now);
+            let ino = add_child(&mut s, parent, name, mark, now)?;
+            s.mark_dirty(ino);
+        }
         Ok(())
+    }
+}
+
+/// What RENAME_WHITEOUT leaves at the source's name: a character device
+/// 0/0 with no permission bits, owned by the caller.
+fn whiteout_inode(parent: Ino, c: &Caller, now: i64) -> Inode {
+    Inode {
+        kind: Kind::CharDev,
+        meta: Meta {
+            perm: 0,
+            uid: c.uid,
+            gid: c.gid,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            rdev: 0,
+            xattrs: Default::default(),
+        },
+        nlink: 1,
+        parent,
+        group: None,
+        content: Content::Special,
+        dirty: true,
+        opens: 0,
     }
 }
 

@@ -165,6 +165,51 @@ fn a_listing_through_a_handle_leaves_out_names_made_after_it_began() {
 }
 
 #[test]
+fn a_whiteout_rename_leaves_a_0_0_character_device() {
+    let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
+    write_file(&fs, Ino::ROOT, "a", b"x");
+    write_file(&fs, Ino::ROOT, "b", b"y");
+    let user = Caller::user(1000, 1000);
+    assert_eq!(
+        fs.rename(
+            Ino::ROOT,
+            b"a",
+            Ino::ROOT,
+            b"c",
+            RenameMode::Whiteout,
+            &user
+        )
+        .map_err(errno),
+        Err(libc::EPERM)
+    );
+    assert_eq!(
+        fs.rename(
+            Ino::ROOT,
+            b"a",
+            Ino::ROOT,
+            b"b",
+            RenameMode::WhiteoutNoReplace,
+            &root()
+        )
+        .map_err(errno),
+        Err(libc::EEXIST)
+    );
+    fs.rename(
+        Ino::ROOT,
+        b"a",
+        Ino::ROOT,
+        b"b",
+        RenameMode::Whiteout,
+        &root(),
+    )
+    .expect("rename");
+    let mark = fs.getattr(path(&fs, "a")).expect("whiteout");
+    assert_eq!((mark.kind, mark.perm, mark.rdev), (Kind::CharDev, 0, 0));
+    let fh = fs.open_file(path(&fs, "b"), ro(), &root()).expect("open");
+    assert_eq!(fs.read(fh, 0, 10).expect("read"), b"x");
+}
+
+#[test]
 fn hard_links_share_one_inode() {
     let bucket = Bucket::in_memory();
     let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");

@@ -133,6 +133,8 @@ fn real_rename(from: &Path, to: &Path, mode: RenameMode) -> Result<(), i32> {
         RenameMode::Replace => RenameFlags::empty(),
         RenameMode::NoReplace => RenameFlags::NOREPLACE,
         RenameMode::Exchange => RenameFlags::EXCHANGE,
+        RenameMode::Whiteout => RenameFlags::WHITEOUT,
+        RenameMode::WhiteoutNoReplace => RenameFlags::WHITEOUT | RenameFlags::NOREPLACE,
     };
     rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, flags).map_err(rx)
 }

@@ -642,9 +642,17 @@ impl Filesystem for HydraFuse {
         let newparent_live = live!(newparent, reply);
         let parent_live = live!(parent, reply);
         let bits = flags.bits();
+        let (noreplace, whiteout) = (
+            bits & libc::RENAME_NOREPLACE != 0,
+            bits & libc::RENAME_WHITEOUT != 0,
+        );
         let mode = if bits & libc::RENAME_EXCHANGE != 0 {
             RenameMode::Exchange
-        } else if bits & libc::RENAME_NOREPLACE != 0 {
+        } else if whiteout && noreplace {
+            RenameMode::WhiteoutNoReplace
+        } else if whiteout {
+            RenameMode::Whiteout
+        } else if noreplace {
             RenameMode::NoReplace
         } else {
             RenameMode::Replace

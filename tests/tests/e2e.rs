@@ -14,6 +14,8 @@ mod kernel9p;
 mod kv;
 #[path = "e2e/ninep.rs"]
 mod ninep;
+#[path = "e2e/overlay.rs"]
+mod overlay;
 #[path = "e2e/privileges.rs"]
 mod privileges;
 #[path = "e2e/redis.rs"]
