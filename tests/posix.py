@@ -145,9 +145,35 @@ def steps(R):
     s("access W_OK as user on 0444", lambda: (w(P("a/ro")), os.chmod(P("a/ro"), 0o444), as_user(1000, 1000, lambda: os.access(P("a/ro"), os.W_OK) or (_ for _ in ()).throw(OSError(errno.EACCES, "x")))))
     s("root write to 0444", lambda: w(P("a/ro"), b"root"))
     s("root exec check 0644", lambda: os.access(P("a/ro"), os.X_OK) or (_ for _ in ()).throw(OSError(errno.EACCES, "x")))
+    s("mtime before the epoch", lambda: _set_mtime(P("a/tr"), -1_000_000_005))
+    s("mtime 1.25 s before the epoch", lambda: _set_mtime(P("a/tr"), -1_250_000_000))
+    s("mtime a second before the epoch", lambda: _set_mtime(P("a/tr"), -1_000_000_000))
+    s("mtime far in the future", lambda: _set_mtime(P("a/tr"), 10**18 + 7))
+    s("a sparse file written into counts its holes out", lambda: _sparse_blocks(P("a/sparse")))
     s("rename every entry while listing", lambda: _rename_while_listing(P("rl"), 3000))
     s("unlink every entry while listing", lambda: _unlink_while_listing(P("ul"), 3000))
     return S
+
+def _set_mtime(p, ns):
+    os.utime(p, ns=(ns, ns))
+    st = os.stat(p)
+    assert (st.st_mtime_ns, st.st_atime_ns) == (ns, ns), (st.st_mtime_ns, st.st_atime_ns)
+
+def _sparse_blocks(p):
+    fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"d" * 300_000)
+        os.ftruncate(fd, 1 << 30)
+        os.fsync(fd)
+        for i in range(16):
+            os.pwrite(fd, b"w" * 4096, (i + 1) << 25)
+        # What `cp` and `du` go by, before and after the data is stored.
+        for _ in range(2):
+            st = os.fstat(fd)
+            assert st.st_blocks * 512 < 8 << 20, st.st_blocks
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 def _rename_while_listing(d, n):
     os.mkdir(d)

@@ -466,6 +466,16 @@ impl State {
                 let blob = blob.clone();
                 self.data_bytes_of(&blob)
             }
+            // Random writes over a sparse file (a disk image, a file grown
+            // by `truncate`): what the content under them holds, plus what
+            // they wrote, so `cp`, `du` and `tar -S` see the holes before
+            // the commit too (the kernel keeps the figure an hour).
+            Content::File(FileData::Overlay(o)) if size >= SPARSE_MIN => {
+                let written: u64 = o.extents.values().map(|e| e.len() as u64).sum();
+                let base = o.base.clone();
+                let under = self.data_bytes_of(&base).min(size);
+                under.saturating_add(written).min(size)
+            }
             _ => size,
         };
         let inode = self.get(ino)?;

@@ -303,11 +303,21 @@ fn time(ns: i64) -> SystemTime {
     }
 }
 
-fn ns(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i64,
-        Err(e) => -(e.duration().as_nanos() as i64),
-    }
+/// Nanoseconds since the epoch of a time the kernel sent through `fuser`.
+/// The kernel sends seconds and a nanosecond part that counts forward
+/// even before the epoch (-1.25 s is -2 s + 750,000,000 ns), and `fuser`
+/// 0.18 subtracts both parts, handing over -2.75 s: undone here, as
+/// `tests/posix.py` checks.
+fn kernel_ns(t: SystemTime) -> i64 {
+    const GIGA: i128 = 1_000_000_000;
+    let ns = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => {
+            let d = e.duration();
+            -i128::from(d.as_secs()) * GIGA + i128::from(d.subsec_nanos())
+        }
+    };
+    ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 fn file_type(kind: Kind) -> FileType {
@@ -509,7 +519,7 @@ impl Filesystem for HydraFuse {
         let i_live = live!(i, reply);
         let when = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
-            TimeOrNow::SpecificTime(t) => TimeSet::At(ns(t)),
+            TimeOrNow::SpecificTime(t) => TimeSet::At(kernel_ns(t)),
         };
         let set = SetAttr {
             mode,
