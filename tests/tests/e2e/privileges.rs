@@ -42,6 +42,20 @@ fn privileges_left(dir: &Path) -> String {
     listed(dir)
 }
 
+/// Mounts filesystem `home` of `s` on `point` with `--allow-other`, where
+/// every user can reach it; unmounted when the guard drops.
+fn mount_for_everyone<'a>(s: &'a TestStore, point: &Path) -> Unmount<'a> {
+    sh("chmod 0755 .", &s.scratch(""));
+    std::fs::create_dir_all(point).expect("mkdir");
+    s.ok(&[
+        "mount",
+        "--allow-other",
+        "home",
+        point.to_str().expect("utf-8"),
+    ]);
+    Unmount(s, point.to_path_buf())
+}
+
 #[test]
 fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     for tool in ["setcap", "getcap", "capsh", "runuser"] {
@@ -69,17 +83,8 @@ fn writes_truncates_and_chowns_drop_privileges_as_on_tmpfs() {
     );
 
     let s = TestStore::new();
-    // `nobody` must reach the mount point.
-    sh("chmod 0755 .", &s.scratch(""));
     let point = s.scratch("m");
-    std::fs::create_dir_all(&point).expect("mkdir");
-    s.ok(&[
-        "mount",
-        "--allow-other",
-        "home",
-        point.to_str().expect("utf-8"),
-    ]);
-    let guard = Unmount(&s, point.clone());
+    let guard = mount_for_everyone(&s, &point);
     assert_eq!(privileges_left(&point), want);
     drop(guard);
     // What was dropped stays dropped.
@@ -97,19 +102,11 @@ fn users_are_allowed_and_refused_as_on_tmpfs() {
     // (the kernel keeps that name for an hour).
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("posix.py");
     let tmpfs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
-    let s = TestStore::new();
     // The users must reach both directories.
     sh("chmod 0755 .", tmpfs.path());
-    sh("chmod 0755 .", &s.scratch(""));
+    let s = TestStore::new();
     let point = s.scratch("m");
-    std::fs::create_dir_all(&point).expect("mkdir");
-    s.ok(&[
-        "mount",
-        "--allow-other",
-        "home",
-        point.to_str().expect("utf-8"),
-    ]);
-    let _guard = Unmount(&s, point.clone());
+    let _guard = mount_for_everyone(&s, &point);
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(tmpfs.path())
