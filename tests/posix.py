@@ -150,6 +150,22 @@ def steps(R):
     s("mtime a second before the epoch", lambda: _set_mtime(P("a/tr"), -1_000_000_000))
     s("mtime far in the future", lambda: _set_mtime(P("a/tr"), 10**18 + 7))
     s("a sparse file written into counts its holes out", lambda: _sparse_blocks(P("a/sparse")))
+    s("access ACL naming user 1000", lambda: (w(P("acl-f"), b"acl"), os.chmod(P("acl-f"), 0o600),
+        os.setxattr(P("acl-f"), "system.posix_acl_access", _acl((1, 6), (2, 4, 1000), (4, 0), (0x10, 4), (0x20, 0)))))
+    s("user 1000 reads through the ACL", lambda: as_user(1000, 1000, lambda: open(P("acl-f"), "rb").read()))
+    s("user 1000 may not write (mask)", lambda: as_user(1000, 1000, lambda: w(P("acl-f"))))
+    s("user 1001 reads", lambda: as_user(1001, 1001, lambda: open(P("acl-f"), "rb").read()))
+    s("chmod moves the mask", lambda: (os.chmod(P("acl-f"), 0o660), _acl_of(P("acl-f")))[1])
+    s("user 1000 writes after chmod", lambda: as_user(1000, 1000, lambda: w(P("acl-f"), b"x")))
+    s("default ACL on a file", lambda: os.setxattr(P("acl-f"), "system.posix_acl_default", _acl((1, 7), (4, 5), (0x20, 0))))
+    s("malformed ACL", lambda: os.setxattr(P("acl-f"), "system.posix_acl_access", b"\x02\0\0\0\1\0"))
+    s("default ACL on a directory", lambda: (os.mkdir(P("acl-d")),
+        os.setxattr(P("acl-d"), "system.posix_acl_default", _acl((1, 7), (2, 7, 1000), (4, 5), (0x10, 7), (0x20, 0)))))
+    s("file made under it (umask 022, mode 666)", lambda: (os.umask(0o022), w(P("acl-d/f"), b"in", 0o666), _acl_of(P("acl-d/f")))[2])
+    s("directory made under it", lambda: (os.mkdir(P("acl-d/sub"), 0o777), _acl_of(P("acl-d/sub")) + " " +
+        os.getxattr(P("acl-d/sub"), "system.posix_acl_default").hex())[1])
+    s("user 1000 writes the inherited file", lambda: as_user(1000, 1000, lambda: w(P("acl-d/f"), b"u")))
+    s("umask applies without a default ACL", lambda: (os.umask(0o027), w(P("acl-um"), b"u", 0o666), os.umask(0o022), oct(os.stat(P("acl-um")).st_mode))[3])
     s("rename every entry while listing", lambda: _rename_while_listing(P("rl"), 3000))
     s("unlink every entry while listing", lambda: _unlink_while_listing(P("ul"), 3000))
     return S
@@ -158,6 +174,22 @@ def _set_mtime(p, ns):
     os.utime(p, ns=(ns, ns))
     st = os.stat(p)
     assert (st.st_mtime_ns, st.st_atime_ns) == (ns, ns), (st.st_mtime_ns, st.st_atime_ns)
+
+def _acl(*entries):
+    """An ACL in the kernel's xattr form from (tag, perm[, id]) tuples."""
+    out = (2).to_bytes(4, "little")
+    for e in entries:
+        tag, perm, ident = (e + (0xFFFFFFFF,))[:3]
+        out += tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
+    return out
+
+def _acl_of(p):
+    """The access ACL's bytes (hex) and the mode, to compare."""
+    try:
+        a = os.getxattr(p, "system.posix_acl_access").hex()
+    except OSError as e:
+        a = errno.errorcode[e.errno]
+    return f"{a} {oct(os.stat(p).st_mode)}"
 
 def _sparse_blocks(p):
     fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)

@@ -27,6 +27,7 @@
 //! # Ok::<(), hydra_fs::FsError>(())
 //! ```
 
+mod acl;
 mod archive;
 mod attr;
 mod commit;

@@ -3,6 +3,7 @@
 use hydra_chunker::Blob;
 use hydra_dag::now_ns;
 
+use crate::acl;
 use crate::attr::{Attr, Fh, Ino, OpenFlags, RenameMode};
 use crate::error::{FsError, FsResult};
 use crate::file::FileData;
@@ -83,7 +84,25 @@ impl Fs {
         }
         let now = now_ns();
         let dir_meta = s.get(parent)?.meta.clone();
-        let mut perm = mode & 0o7777;
+        // A directory's default ACL decides in place of the umask: the new
+        // node's access ACL is the default narrowed to `mode`, and a new
+        // directory takes the default too.
+        let mut xattrs = std::collections::BTreeMap::new();
+        let mut perm = match dir_meta.xattrs.get(acl::DEFAULT) {
+            Some(default) => match acl::inherit(default, mode & 0o7777) {
+                Some((perm, access)) => {
+                    if let Some(access) = access {
+                        xattrs.insert(acl::ACCESS.to_vec(), access);
+                    }
+                    if kind == Kind::Dir {
+                        xattrs.insert(acl::DEFAULT.to_vec(), default.clone());
+                    }
+                    perm
+                }
+                None => mode & 0o7777 & !c.umask,
+            },
+            None => mode & 0o7777 & !c.umask,
+        };
         // setgid directories hand their group down, and setgid to subdirectories.
         let gid = if dir_meta.perm & libc::S_ISGID != 0 {
             if kind == Kind::Dir {
@@ -106,7 +125,7 @@ impl Fs {
                 mtime: now,
                 ctime: now,
                 rdev,
-                xattrs: Default::default(),
+                xattrs,
             },
             nlink: 1,
             parent,
@@ -138,7 +157,7 @@ impl Fs {
         s.attr(ino)
     }
 
-    /// Creates a directory (`mode` already has the umask applied).
+    /// Creates a directory (the caller's umask applies unless a default ACL does).
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, c: &Caller) -> FsResult<Attr> {
         let content = Content::Dir(Dir {
             stored: None,

@@ -22,6 +22,9 @@ pub struct Caller {
     /// Whether the caller holds CAP_FSETID: keeps setuid and setgid on
     /// what it writes, truncates or chowns.
     pub fsetid: bool,
+    /// The creator's umask, taken from what it makes unless the directory
+    /// has a default ACL (0 where the client applied it already).
+    pub umask: u32,
 }
 
 impl Caller {
@@ -32,6 +35,7 @@ impl Caller {
             gid: 0,
             groups: Vec::new(),
             fsetid: true,
+            umask: 0,
         }
     }
 
@@ -42,6 +46,7 @@ impl Caller {
             gid,
             groups: Vec::new(),
             fsetid: uid == 0,
+            umask: 0,
         }
     }
 
@@ -61,7 +66,7 @@ impl Caller {
     }
 
     /// Checks `want` (a mix of the read, write and execute bits 4, 2, 1)
-    /// against the bits.
+    /// against the access ACL, or the mode bits where there is none.
     ///
     /// Root may read and write anything, and execute anything with at
     /// least one execute bit set (and search any directory).
@@ -74,6 +79,15 @@ impl Caller {
                 return Ok(());
             }
             return Err(FsError::Access);
+        }
+        if let Some(list) = meta.xattrs.get(crate::acl::ACCESS)
+            && let Some(allowed) = crate::acl::permits(list, meta, self, want)
+        {
+            return if allowed {
+                Ok(())
+            } else {
+                Err(FsError::Access)
+            };
         }
         let bits = if self.uid == meta.uid {
             (meta.perm >> 6) & 7

@@ -2,6 +2,7 @@
 
 use hydra_dag::now_ns;
 
+use crate::acl;
 use crate::attr::Ino;
 use crate::error::{FsError, FsResult};
 use crate::fs::{CAPABILITY, Fs};
@@ -62,45 +63,6 @@ fn check_xattr(
     Err(FsError::Unsupported("attribute namespace"))
 }
 
-/// The access ACL, which the kernel keeps in the mode bits when it is
-/// equivalent to them (tools like `cp -a` set it instead of calling chmod).
-const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
-
-/// The mode bits an access ACL stands for, and whether the ACL says more
-/// than they do (named users or groups). `None` for a malformed ACL.
-fn acl_mode(value: &[u8]) -> Option<(u32, bool)> {
-    const USER_OBJ: u16 = 0x01;
-    const GROUP_OBJ: u16 = 0x04;
-    const MASK: u16 = 0x10;
-    const OTHER: u16 = 0x20;
-    let header = value.get(..4)?;
-    if u32::from_le_bytes([header[0], header[1], header[2], header[3]]) != 2 {
-        return None;
-    }
-    let entries = &value[4..];
-    if !entries.len().is_multiple_of(8) {
-        return None;
-    }
-    let (mut user, mut group, mut mask, mut other) = (None, None, None, None);
-    let mut extended = false;
-    for e in entries.chunks(8) {
-        let tag = u16::from_le_bytes([e[0], e[1]]);
-        let perm = u32::from(u16::from_le_bytes([e[2], e[3]]) & 7);
-        match tag {
-            USER_OBJ => user = Some(perm),
-            GROUP_OBJ => group = Some(perm),
-            MASK => mask = Some(perm),
-            OTHER => other = Some(perm),
-            _ => extended = true,
-        }
-    }
-    let group_bits = mask.or(group)?;
-    Some((
-        (user? << 6) | (group_bits << 3) | other?,
-        extended || mask.is_some(),
-    ))
-}
-
 impl Fs {
     /// The value of attribute `name`.
     pub fn getxattr(&self, ino: Ino, name: &[u8], c: &Caller) -> FsResult<Vec<u8>> {
@@ -148,12 +110,19 @@ impl Fs {
         if total + name.len() + value.len() > TOTAL_MAX {
             return Err(FsError::NoSpace);
         }
-        if name == ACL_ACCESS {
+        if name == acl::DEFAULT && inode.kind != Kind::Dir {
+            // As Linux answers.
+            return Err(FsError::Access);
+        }
+        if name == acl::ACCESS || name == acl::DEFAULT {
+            acl::mode_of(value).ok_or(FsError::Invalid("malformed ACL"))?;
+        }
+        if name == acl::ACCESS {
             if !c.owns(&inode.meta) {
                 return Err(FsError::NotPermitted);
             }
             let (mode, extended) =
-                acl_mode(value).ok_or(FsError::Invalid("malformed access ACL"))?;
+                acl::mode_of(value).ok_or(FsError::Invalid("malformed access ACL"))?;
             inode.meta.perm = (inode.meta.perm & !0o777) | mode;
             if !extended {
                 // Equivalent to the mode bits: kept there alone, as Linux does.
@@ -199,34 +168,5 @@ impl Fs {
         inode.meta.ctime = now_ns();
         s.mark_dirty(ino);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::acl_mode;
-
-    fn acl(entries: &[(u16, u16)]) -> Vec<u8> {
-        let mut v = 2u32.to_le_bytes().to_vec();
-        for (tag, perm) in entries {
-            v.extend_from_slice(&tag.to_le_bytes());
-            v.extend_from_slice(&perm.to_le_bytes());
-            v.extend_from_slice(&u32::MAX.to_le_bytes());
-        }
-        v
-    }
-
-    #[test]
-    fn minimal_acls_are_mode_bits() {
-        assert_eq!(
-            acl_mode(&acl(&[(1, 6), (4, 4), (0x20, 4)])),
-            Some((0o644, false))
-        );
-        assert_eq!(
-            acl_mode(&acl(&[(1, 7), (2, 5), (4, 5), (0x10, 1), (0x20, 0)])),
-            Some((0o710, true))
-        );
-        assert_eq!(acl_mode(b"\x01\x00\x00\x00"), None);
-        assert_eq!(acl_mode(&acl(&[(1, 6)])), None);
     }
 }

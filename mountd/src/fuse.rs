@@ -377,6 +377,14 @@ fn caller(req: &Request) -> Caller {
     c
 }
 
+/// The caller of a request that makes a node, with the umask it sent.
+fn creator(req: &Request, umask: u32) -> Caller {
+    Caller {
+        umask: umask & 0o777,
+        ..caller(req)
+    }
+}
+
 /// Whether the process `pid` holds CAP_FSETID (a process already gone is
 /// taken not to).
 fn holds_cap_fsetid(pid: u32) -> bool {
@@ -434,6 +442,11 @@ impl Filesystem for HydraFuse {
         // LOOKUP per name.
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // The kernel checks access ACLs as `Fs` does (keeping them cached,
+        // dropped on every change through the mount), and leaves the umask
+        // to `Fs`, which applies it unless the directory's default ACL
+        // decides instead.
+        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
         Ok(())
     }
 
@@ -564,7 +577,6 @@ impl Filesystem for HydraFuse {
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "mknod") });
         let parent_live = live!(parent, reply);
-        let mode = mode & !(umask & 0o7777);
         self.entry(
             reply,
             parent,
@@ -573,7 +585,7 @@ impl Filesystem for HydraFuse {
                 name.as_bytes(),
                 mode,
                 u64::from(rdev),
-                &caller(req),
+                &creator(req, umask),
             ),
         );
     }
@@ -589,12 +601,15 @@ impl Filesystem for HydraFuse {
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "mkdir") });
         let parent_live = live!(parent, reply);
-        let mode = mode & !umask & 0o7777;
         self.entry(
             reply,
             parent,
-            self.fs
-                .mkdir(parent_live, name.as_bytes(), mode, &caller(req)),
+            self.fs.mkdir(
+                parent_live,
+                name.as_bytes(),
+                mode & 0o7777,
+                &creator(req, umask),
+            ),
         );
     }
 
@@ -1051,13 +1066,12 @@ impl Filesystem for HydraFuse {
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "create") });
         let parent_live = live!(parent, reply);
-        let mode = mode & !umask & 0o7777;
         match self.fs.create(
             parent_live,
             name.as_bytes(),
-            mode,
+            mode & 0o7777,
             OpenFlags::from_libc(flags),
-            &caller(req),
+            &creator(req, umask),
         ) {
             Ok((a, fh)) => {
                 self.refs.add(a.ino.0);
