@@ -124,6 +124,11 @@ impl Fs {
             let (mode, extended) =
                 acl::mode_of(value).ok_or(FsError::Invalid("malformed access ACL"))?;
             inode.meta.perm = (inode.meta.perm & !0o777) | mode;
+            // As a chmod would: setgid goes unless the setter is in the
+            // file's group or holds CAP_FSETID.
+            if !c.fsetid && !c.in_group(inode.meta.gid) {
+                inode.meta.perm &= !libc::S_ISGID;
+            }
             if !extended {
                 // Equivalent to the mode bits: kept there alone, as Linux does.
                 inode.meta.xattrs.remove(name);
