@@ -91,38 +91,31 @@ impl Acl {
     /// Sets the owner, group-class and other bits from `mode`, as chmod
     /// does (the group class is the mask when there is one).
     fn set_mode(&mut self, mode: u32) {
-        let group_tag = if self.perm(MASK).is_some() {
-            MASK
-        } else {
-            GROUP_OBJ
-        };
-        for e in &mut self.0 {
-            if e.tag == USER_OBJ {
-                e.perm = (mode >> 6) & 7;
-            } else if e.tag == group_tag {
-                e.perm = (mode >> 3) & 7;
-            } else if e.tag == OTHER {
-                e.perm = mode & 7;
-            }
-        }
+        self.classes(mode, |_, bits| bits);
     }
 
     /// Narrows the owner, group-class and other bits to those of `mode`,
     /// as a creation under a default list does.
     fn narrow(&mut self, mode: u32) {
+        self.classes(mode, |old, bits| old & bits);
+    }
+
+    /// Replaces the owner, group-class and other entries' bits with
+    /// `f(old, the mode's bits for that class)`.
+    fn classes(&mut self, mode: u32, f: impl Fn(u32, u32) -> u32) {
         let group_tag = if self.perm(MASK).is_some() {
             MASK
         } else {
             GROUP_OBJ
         };
         for e in &mut self.0 {
-            if e.tag == USER_OBJ {
-                e.perm &= (mode >> 6) & 7;
-            } else if e.tag == group_tag {
-                e.perm &= (mode >> 3) & 7;
-            } else if e.tag == OTHER {
-                e.perm &= mode & 7;
-            }
+            let shift = match e.tag {
+                USER_OBJ => 6,
+                OTHER => 0,
+                tag if tag == group_tag => 3,
+                _ => continue,
+            };
+            e.perm = f(e.perm, (mode >> shift) & 7);
         }
     }
 }
