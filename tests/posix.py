@@ -161,6 +161,8 @@ def steps(R):
     s("malformed ACL", lambda: os.setxattr(P("acl-f"), "system.posix_acl_access", b"\x02\0\0\0\1\0"))
     s("an ACL set by an owner outside the group drops setgid", lambda: (w(P("acl-sg")), os.chown(P("acl-sg"), 1000, 0), os.chmod(P("acl-sg"), 0o2775),
         as_user(1000, 1000, lambda: os.setxattr(P("acl-sg"), "system.posix_acl_access", _acl((1, 7), (4, 5), (0x20, 4)))), oct(os.stat(P("acl-sg")).st_mode))[4])
+    s("remove an access ACL that is not there", lambda: (w(P("acl-none")), os.removexattr(P("acl-none"), "system.posix_acl_access")))
+    s("remove a default ACL that is not there", lambda: (os.mkdir(P("acl-none-d")), os.removexattr(P("acl-none-d"), "system.posix_acl_default")))
     s("default ACL on a directory", lambda: (os.mkdir(P("acl-d")),
         os.setxattr(P("acl-d"), "system.posix_acl_default", _acl((1, 7), (2, 7, 1000), (4, 5), (0x10, 7), (0x20, 0)))))
     s("file made under it (umask 022, mode 666)", lambda: (os.umask(0o022), w(P("acl-d/f"), b"in", 0o666), _acl_of(P("acl-d/f")))[2])

@@ -168,7 +168,13 @@ impl Fs {
             check_xattr(name, &inode.meta, inode.kind, c, W)?;
         }
         if inode.meta.xattrs.remove(name).is_none() {
-            return Err(FsError::NoAttribute);
+            // Linux removes an ACL that is not there without complaint
+            // (`setfacl -b`).
+            return if name == acl::ACCESS || name == acl::DEFAULT {
+                Ok(())
+            } else {
+                Err(FsError::NoAttribute)
+            };
         }
         inode.meta.ctime = now_ns();
         s.mark_dirty(ino);
