@@ -168,6 +168,7 @@ def steps(R):
     s("file made under it (umask 022, mode 666)", lambda: (os.umask(0o022), w(P("acl-d/f"), b"in", 0o666), _acl_of(P("acl-d/f")))[2])
     s("directory made under it", lambda: (os.mkdir(P("acl-d/sub"), 0o777), _acl_of(P("acl-d/sub")) + " " +
         os.getxattr(P("acl-d/sub"), "system.posix_acl_default").hex())[1])
+    s("symlink made under it", lambda: (os.symlink("f", P("acl-d/link")), oct(os.lstat(P("acl-d/link")).st_mode))[1])
     s("user 1000 writes the inherited file", lambda: as_user(1000, 1000, lambda: w(P("acl-d/f"), b"u")))
     s("umask applies without a default ACL", lambda: (os.umask(0o027), w(P("acl-um"), b"u", 0o666), os.umask(0o022), oct(os.stat(P("acl-um")).st_mode))[3])
     s("rename every entry while listing", lambda: _rename_while_listing(P("rl"), 3000))

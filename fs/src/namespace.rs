@@ -87,8 +87,14 @@ impl Fs {
         // A directory's default ACL decides in place of the umask: the new
         // node's access ACL is the default narrowed to `mode`, and a new
         // directory takes the default too.
+        // (Symlinks have neither: always 0777.)
         let mut xattrs = std::collections::BTreeMap::new();
-        let mut perm = match dir_meta.xattrs.get(acl::DEFAULT) {
+        let default = dir_meta
+            .xattrs
+            .get(acl::DEFAULT)
+            .filter(|_| kind != Kind::Symlink);
+        let umask = if kind == Kind::Symlink { 0 } else { c.umask };
+        let mut perm = match default {
             Some(default) => match acl::inherit(default, mode & 0o7777) {
                 Some((perm, access)) => {
                     if let Some(access) = access {
@@ -99,9 +105,9 @@ impl Fs {
                     }
                     perm
                 }
-                None => mode & 0o7777 & !c.umask,
+                None => mode & 0o7777 & !umask,
             },
-            None => mode & 0o7777 & !c.umask,
+            None => mode & 0o7777 & !umask,
         };
         // setgid directories hand their group down, and setgid to subdirectories.
         let gid = if dir_meta.perm & libc::S_ISGID != 0 {
