@@ -3,13 +3,23 @@
 //! checking access, following chmod, and handing a directory's default
 //! list down to what is made in it.
 
-use crate::node::Meta;
+use std::collections::BTreeMap;
+
+use crate::node::{Kind, Meta};
 use crate::perm::Caller;
 
 /// The access list's attribute name.
 pub(crate) const ACCESS: &[u8] = b"system.posix_acl_access";
 /// The default list's attribute name (directories only).
 pub(crate) const DEFAULT: &[u8] = b"system.posix_acl_default";
+
+/// Whether attribute `name` is one of the two lists.
+pub(crate) fn is_acl(name: &[u8]) -> bool {
+    name == ACCESS || name == DEFAULT
+}
+
+/// An inode's attributes.
+type Xattrs = BTreeMap<Vec<u8>, Vec<u8>>;
 
 const VERSION: u32 = 2;
 const USER_OBJ: u16 = 0x01;
@@ -167,14 +177,32 @@ pub(crate) fn after_chmod(value: &[u8], mode: u32) -> Option<Vec<u8>> {
     Some(acl.encode())
 }
 
-/// What a node made with `mode` (umask not applied) under a directory
-/// whose default list is `default` starts with: its mode bits, and its
-/// access list when that says more than the mode.
-pub(crate) fn inherit(default: &[u8], mode: u32) -> Option<(u32, Option<Vec<u8>>)> {
-    let mut acl = Acl::parse(default)?;
+/// What a node of `kind` made with `mode` (umask not applied) under a
+/// directory with attributes `dir` starts with: its mode bits and
+/// attributes. The directory's default list decides in place of `umask`:
+/// the new node's access list is the default narrowed to `mode` (kept
+/// only when it says more than the mode), and a new directory takes the
+/// default too. Symlinks take neither (always 0777).
+pub(crate) fn for_new(dir: &Meta, kind: Kind, mode: u32, umask: u32) -> (u32, Xattrs) {
+    let mut xattrs = Xattrs::new();
+    if kind == Kind::Symlink {
+        return (mode, xattrs);
+    }
+    let Some((default, mut acl)) = dir
+        .xattrs
+        .get(DEFAULT)
+        .and_then(|d| Some((d, Acl::parse(d)?)))
+    else {
+        return (mode & !umask, xattrs);
+    };
     acl.narrow(mode);
-    let bits = (mode & !0o777) | acl.mode();
-    Some((bits, acl.extended().then(|| acl.encode())))
+    if acl.extended() {
+        xattrs.insert(ACCESS.to_vec(), acl.encode());
+    }
+    if kind == Kind::Dir {
+        xattrs.insert(DEFAULT.to_vec(), default.clone());
+    }
+    ((mode & !0o777) | acl.mode(), xattrs)
 }
 
 #[cfg(test)]
@@ -267,10 +295,16 @@ mod tests {
             (MASK, 7, 0),
             (OTHER, 5, 0),
         ]);
-        let (mode, access) = inherit(&default, 0o100644).expect("inherit");
-        assert_eq!(mode, 0o100644);
-        assert_eq!(mode_of(&access.expect("extended")), Some((0o644, true)));
+        let under = |default: &Vec<u8>| Meta {
+            xattrs: [(DEFAULT.to_vec(), default.clone())].into(),
+            ..Meta::default()
+        };
+        let (mode, xattrs) = for_new(&under(&default), Kind::File, 0o644, 0o077);
+        assert_eq!(mode, 0o644);
+        assert_eq!(mode_of(&xattrs[ACCESS]), Some((0o644, true)));
         let minimal = acl(&[(USER_OBJ, 7, 0), (GROUP_OBJ, 0, 0), (OTHER, 0, 0)]);
-        assert_eq!(inherit(&minimal, 0o40777), Some((0o40700, None)));
+        let (mode, xattrs) = for_new(&under(&minimal), Kind::Dir, 0o777, 0o022);
+        assert_eq!(mode, 0o700);
+        assert!(!xattrs.contains_key(ACCESS) && xattrs[DEFAULT] == minimal);
     }
 }

@@ -434,11 +434,11 @@ impl Fs {
             inode.meta.ctime = now;
             // An access ACL follows the mode: owner, group class (the
             // mask) and other.
-            if let Some(list) = inode.meta.xattrs.get(crate::acl::ACCESS) {
+            if let Some(list) = inode.meta.xattrs.get_mut(crate::acl::ACCESS) {
                 match crate::acl::after_chmod(list, perm) {
-                    Some(list) => inode.meta.xattrs.insert(crate::acl::ACCESS.to_vec(), list),
-                    None => inode.meta.xattrs.remove(crate::acl::ACCESS),
-                };
+                    Some(changed) => *list = changed,
+                    None => drop(inode.meta.xattrs.remove(crate::acl::ACCESS)),
+                }
             }
         }
         if set.uid.is_some() || set.gid.is_some() {

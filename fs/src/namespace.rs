@@ -84,31 +84,7 @@ impl Fs {
         }
         let now = now_ns();
         let dir_meta = s.get(parent)?.meta.clone();
-        // A directory's default ACL decides in place of the umask: the new
-        // node's access ACL is the default narrowed to `mode`, and a new
-        // directory takes the default too.
-        // (Symlinks have neither: always 0777.)
-        let mut xattrs = std::collections::BTreeMap::new();
-        let default = dir_meta
-            .xattrs
-            .get(acl::DEFAULT)
-            .filter(|_| kind != Kind::Symlink);
-        let umask = if kind == Kind::Symlink { 0 } else { c.umask };
-        let mut perm = match default {
-            Some(default) => match acl::inherit(default, mode & 0o7777) {
-                Some((perm, access)) => {
-                    if let Some(access) = access {
-                        xattrs.insert(acl::ACCESS.to_vec(), access);
-                    }
-                    if kind == Kind::Dir {
-                        xattrs.insert(acl::DEFAULT.to_vec(), default.clone());
-                    }
-                    perm
-                }
-                None => mode & 0o7777 & !umask,
-            },
-            None => mode & 0o7777 & !umask,
-        };
+        let (mut perm, xattrs) = acl::for_new(&dir_meta, kind, mode & 0o7777, c.umask);
         // setgid directories hand their group down, and setgid to subdirectories.
         let gid = if dir_meta.perm & libc::S_ISGID != 0 {
             if kind == Kind::Dir {
@@ -121,25 +97,9 @@ impl Fs {
         if kind != Kind::Dir && perm & libc::S_ISGID != 0 && !c.fsetid && !c.in_group(gid) {
             perm &= !libc::S_ISGID;
         }
-        let inode = Inode {
-            kind,
-            meta: Meta {
-                perm,
-                uid: c.uid,
-                gid,
-                atime: now,
-                mtime: now,
-                ctime: now,
-                rdev,
-                xattrs,
-            },
-            nlink: 1,
-            parent,
-            group: None,
-            content,
-            dirty: true,
-            opens: 0,
-        };
+        let mut inode = new_inode(kind, perm, (c.uid, gid), parent, content, now);
+        inode.meta.rdev = rdev;
+        inode.meta.xattrs = xattrs;
         let ino = add_child(&mut s, parent, name, inode, now)?;
         s.mark_dirty(ino);
         Ok(ino)
@@ -504,7 +464,15 @@ impl Fs {
         reparent(&mut s, src, new_parent, now)?;
         touch_dirs(&mut s, &[parent, new_parent], now)?;
         if whiteout {
-            let mark = whiteout_inode(parent, c, now);
+            // A 0/0 character device with no permission bits.
+            let mark = new_inode(
+                Kind::CharDev,
+                0,
+                (c.uid, c.gid),
+                parent,
+                Content::Special,
+                now,
+            );
             let ino = add_child(&mut s, parent, name, mark, now)?;
             s.mark_dirty(ino);
         }
@@ -512,25 +480,30 @@ impl Fs {
     }
 }
 
-/// What RENAME_WHITEOUT leaves at the source's name: a character device
-/// 0/0 with no permission bits, owned by the caller.
-fn whiteout_inode(parent: Ino, c: &Caller, now: i64) -> Inode {
+/// A new, dirty inode with one link, owned by `(uid, gid)`, made `now`.
+fn new_inode(
+    kind: Kind,
+    perm: u32,
+    (uid, gid): (u32, u32),
+    parent: Ino,
+    content: Content,
+    now: i64,
+) -> Inode {
     Inode {
-        kind: Kind::CharDev,
+        kind,
         meta: Meta {
-            perm: 0,
-            uid: c.uid,
-            gid: c.gid,
+            perm,
+            uid,
+            gid,
             atime: now,
             mtime: now,
             ctime: now,
-            rdev: 0,
-            xattrs: Default::default(),
+            ..Meta::default()
         },
         nlink: 1,
         parent,
         group: None,
-        content: Content::Special,
+        content,
         dirty: true,
         opens: 0,
     }

@@ -114,15 +114,15 @@ impl Fs {
             // As Linux answers.
             return Err(FsError::Access);
         }
-        if name == acl::ACCESS || name == acl::DEFAULT {
-            acl::mode_of(value).ok_or(FsError::Invalid("malformed ACL"))?;
-        }
-        if name == acl::ACCESS {
-            if !c.owns(&inode.meta) {
-                return Err(FsError::NotPermitted);
-            }
-            let (mode, extended) =
-                acl::mode_of(value).ok_or(FsError::Invalid("malformed access ACL"))?;
+        let acl_mode = if acl::is_acl(name) {
+            Some(acl::mode_of(value).ok_or(FsError::Invalid("malformed ACL"))?)
+        } else {
+            None
+        };
+        // (Only the owner gets here for an ACL: `check_xattr`.)
+        if name == acl::ACCESS
+            && let Some((mode, extended)) = acl_mode
+        {
             inode.meta.perm = (inode.meta.perm & !0o777) | mode;
             // As a chmod would: setgid goes unless the setter is in the
             // file's group or holds CAP_FSETID.
@@ -170,7 +170,7 @@ impl Fs {
         if inode.meta.xattrs.remove(name).is_none() {
             // Linux removes an ACL that is not there without complaint
             // (`setfacl -b`).
-            return if name == acl::ACCESS || name == acl::DEFAULT {
+            return if acl::is_acl(name) {
                 Ok(())
             } else {
                 Err(FsError::NoAttribute)

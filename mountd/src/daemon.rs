@@ -440,7 +440,6 @@ fn mount_fuse(
             fs.clone(),
             snapshots,
             Some(crate::gitviews::GitViews::new(fs.bucket().clone())?),
-            notifier.clone(),
             ops,
         ),
         mountpoint,

@@ -66,9 +66,6 @@ pub struct HydraFuse {
     snapshots: Option<Snapshots>,
     /// `.git-views`: the store's repositories.
     git: Option<GitViews>,
-    /// Tells the kernel to drop cached attributes the filesystem changed
-    /// behind its back; set once the session exists.
-    notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
     /// Requests served, by operation.
     ops: std::sync::Arc<crate::ops::OpCounts>,
     /// The kernel's lookup counts.
@@ -76,13 +73,11 @@ pub struct HydraFuse {
 }
 
 impl HydraFuse {
-    /// Serves `fs`, counting requests in `ops`; `notifier` is filled in
-    /// once the session exists.
+    /// Serves `fs`, counting requests in `ops`.
     pub fn new(
         fs: Fs,
         snapshots: Option<Snapshots>,
         git: Option<GitViews>,
-        notifier: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>,
         ops: std::sync::Arc<crate::ops::OpCounts>,
     ) -> Self {
         let refs = std::sync::Arc::new(KernelRefs::default());
@@ -91,7 +86,6 @@ impl HydraFuse {
             fs,
             snapshots,
             git,
-            notifier,
             ops,
             refs,
         }
@@ -264,18 +258,6 @@ impl HydraFuse {
         }
         Err(FsError::NotDir)
     }
-
-    /// Drops the kernel's cached attributes of `ino` before the request
-    /// that changed them is answered, so the caller's next `stat` asks
-    /// again. (Only attributes: the kernel takes no inode lock for that,
-    /// so this cannot wait on the request being served. Done after the
-    /// answer instead, `cp -a` now and then saw the mode it set through
-    /// an ACL a moment late.)
-    fn invalidate_attr(&self, ino: INodeNo) {
-        if let Some(n) = self.notifier.get() {
-            let _ = n.inval_inode(ino, -1, 0);
-        }
-    }
 }
 
 /// Whether `n` is a directory the mount makes up (`.snapshots`,
@@ -443,7 +425,8 @@ impl Filesystem for HydraFuse {
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         // The kernel checks access ACLs as `Fs` does (keeping them cached,
-        // dropped on every change through the mount), and leaves the umask
+        // dropped on every change through the mount; setting one drops the
+        // cached mode too, before `cp -a`'s next `stat`), and leaves the umask
         // to `Fs`, which applies it unless the directory's default ACL
         // decides instead.
         let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
@@ -986,10 +969,6 @@ impl Filesystem for HydraFuse {
         let result = self
             .fs
             .setxattr(i_live, name.as_bytes(), value, flags, &caller(req));
-        if result.is_ok() && name.as_bytes() == b"system.posix_acl_access" {
-            // An access ACL lands in the mode bits the kernel has cached.
-            self.invalidate_attr(i);
-        }
         empty(reply, result);
     }
 
