@@ -1,14 +1,15 @@
 #!/bin/sh
-# Builds a tiny Linux guest for testing hydra's 9P server with the real
-# kernel client: Debian's kernel, its 9p/virtio modules and busybox in an
-# initramfs. The guest shares the host's root read-only (virtio 9p) and
+# Builds a tiny Linux guest for testing hydra with a real kernel of its
+# own: Debian's kernel, its 9p, virtio, ext4 and fuse modules and busybox
+# in an initramfs (the 9P client tests, and power cuts under a mount). The guest shares the host's root read-only (virtio 9p) and
 # chroots into it, so it runs the host's own git, tar, sqlite3 and fio.
 #
 # Usage: build.sh OUTDIR   (writes OUTDIR/vmlinuz and OUTDIR/initrd.img)
 set -eu
 out=$1
 here=$(cd "$(dirname "$0")" && pwd)
-if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$out/initrd.img" -nt "$here/init" ]; then
+if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$out/initrd.img" -nt "$here/init" ] &&
+    [ "$out/initrd.img" -nt "$here/build.sh" ]; then
     exit 0
 fi
 for tool in busybox cpio qemu-system-x86_64; do
@@ -29,7 +30,7 @@ cp "$(command -v busybox)" $root/bin/busybox
 cp "$here/init" $root/init
 chmod +x $root/init
 moddir=kernel/lib/modules/$kver
-for m in 9p 9pnet_fd 9pnet_virtio virtio_net virtio_pci; do
+for m in 9p 9pnet_fd 9pnet_virtio virtio_net virtio_pci virtio_blk crc32c_generic ext4 fuse; do
     line=$(grep -E "/$m\.ko(\.xz)?:" "$moddir/modules.dep")
     for f in $(echo "$line" | tr -d ':'); do
         mkdir -p "$root/lib/modules/$kver/$(dirname "$f")"

@@ -8,6 +8,8 @@ mod fuse;
 mod gateway;
 #[path = "e2e/git.rs"]
 mod git;
+#[path = "e2e/guest.rs"]
+mod guest;
 #[path = "e2e/kernel9p.rs"]
 mod kernel9p;
 #[path = "e2e/kv.rs"]
@@ -16,6 +18,8 @@ mod kv;
 mod ninep;
 #[path = "e2e/overlay.rs"]
 mod overlay;
+#[path = "e2e/powercut.rs"]
+mod powercut;
 #[path = "e2e/privileges.rs"]
 mod privileges;
 #[path = "e2e/redis.rs"]

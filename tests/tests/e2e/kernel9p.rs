@@ -4,68 +4,16 @@
 //! git, sqlite3, fio and `tests/fsx.py` in it, as the FUSE tests do on the
 //! host.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use hydra_tests::TestStore;
 
+use super::guest;
 use super::ninep::Served;
-
-/// Builds (once, cached) the guest kernel and initramfs.
-fn guest() -> PathBuf {
-    for tool in ["qemu-system-x86_64", "busybox", "cpio"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(found, "{tool} missing: scripts/test.sh installs it");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    let out = home.join(".cache/hydra-guest");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/build.sh");
-    let status = Command::new("sh")
-        .arg(&script)
-        .arg(&out)
-        .status()
-        .expect("run build.sh");
-    assert!(status.success(), "building the guest failed");
-    out
-}
-
-/// Runs `script` in the guest; returns what the guest printed.
-fn run_guest(image: &Path, script: &Path) -> String {
-    let out = Command::new("timeout")
-        .args(["1500", "qemu-system-x86_64"])
-        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2"])
-        .args(["-m", "3072", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(image.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(image.join("initrd.img"))
-        .arg("-append")
-        .arg(format!(
-            "console=ttyS0 quiet panic=-1 hydra.script={}",
-            script.display()
-        ))
-        .args([
-            "-netdev",
-            "user,id=n0",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
-        .args([
-            "-virtfs",
-            "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-        ])
-        .output()
-        .expect("run qemu");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn linux_kernel_client_carries_tar_git_sqlite_fio_fsx() {
-    let image = guest();
+    let image = guest::image();
     let s = TestStore::new();
     // The guest sees the host's root read-only, but its /tmp is its own:
     // inputs live under /var/tmp.
@@ -143,7 +91,7 @@ echo REMOUNT-OK
         ),
     )
     .expect("write guest script");
-    let console = run_guest(&image, &script);
+    let console = guest::boot(&image, &script, None, |_| false);
     for marker in [
         "MOUNTED",
         "TAR-OK",
