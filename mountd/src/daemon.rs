@@ -62,6 +62,37 @@ pub struct MountRecord {
     /// stays mounted with the changes in memory.
     #[serde(default)]
     pub stop_refused: Option<String>,
+    /// Which process `pid` was: a record left by a crash or a power cut may
+    /// name a pid another process has since taken. (Absent in records of
+    /// older daemons, which are then taken at their pid's word.)
+    #[serde(default)]
+    pub started: Option<Started>,
+}
+
+/// A process told apart from later ones given the same pid: the boot it ran
+/// in and when it started (in clock ticks since that boot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot: String,
+    /// Field 22 of `/proc/<pid>/stat`.
+    pub ticks: u64,
+}
+
+impl Started {
+    /// The identity of process `pid`, if it is running.
+    pub fn of(pid: u32) -> Option<Started> {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The name (field 2) may hold spaces and parentheses: count the
+        // fields after its closing one, which is field 3.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let ticks = after_name.split_whitespace().nth(22 - 3)?.parse().ok()?;
+        Some(Started {
+            boot: boot.trim().to_string(),
+            ticks,
+        })
+    }
 }
 
 /// The registry folder of a store.
@@ -110,8 +141,16 @@ pub fn remove_record(store: &Path, record: &MountRecord) {
     let _ = std::fs::remove_file(record_path(store, &record_key(record)));
 }
 
+/// Whether the daemon `record` names still runs (not merely its pid).
+pub fn record_alive(record: &MountRecord) -> bool {
+    match &record.started {
+        Some(started) => Started::of(record.pid).as_ref() == Some(started),
+        None => alive(record.pid),
+    }
+}
+
 /// Whether process `pid` is alive.
-pub fn alive(pid: u32) -> bool {
+fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
@@ -132,7 +171,7 @@ pub fn live_mounts(store: &Path) -> Vec<MountRecord> {
         else {
             continue;
         };
-        if alive(record.pid) {
+        if record_alive(&record) {
             out.push(record);
         } else {
             let _ = std::fs::remove_file(&path);
@@ -276,6 +315,7 @@ pub fn serve(fs: Fs, store: &Path, name: &str, fronts: Fronts) -> Result<()> {
         gateway: gateway_addr,
         stops: 0,
         stop_refused: None,
+        started: Started::of(std::process::id()),
     };
     write_record(store, &record)?;
 
@@ -563,7 +603,7 @@ pub fn stop(store: &Path, target: &Path) -> Result<bool> {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)
         .with_context(|| format!("cannot signal the daemon (pid {})", record.pid))?;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while alive(record.pid) {
+    while record_alive(&record) {
         if Instant::now() > deadline {
             bail!("the daemon (pid {}) did not stop within 300 s", record.pid);
         }

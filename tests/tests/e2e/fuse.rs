@@ -587,6 +587,50 @@ fn a_full_store_says_enospc_and_keeps_the_mount_until_a_commit_works() {
 }
 
 #[test]
+fn a_record_left_by_a_crash_names_no_daemon_though_its_pid_is_taken() {
+    // After a crash or a power cut, the registry may name a pid another
+    // process has taken since (found by the power-cut test: the next boot
+    // gave the new daemon its predecessor's pid, and `hydra serve` said it
+    // was serving before it listened). Such a record is no live mount:
+    // `hydra status` leaves it out and `hydra umount` signals nobody.
+    let s = TestStore::new();
+    s.ok(&["init"]);
+    let point = s.scratch("gone");
+    std::fs::create_dir(&point).expect("mkdir");
+    let mut bystander = Command::new("sleep").arg("600").spawn().expect("sleep");
+    let record = serde_json::json!({
+        "pid": bystander.id(),
+        "mountpoint": point,
+        "listen": [],
+        "fs": "gone",
+        "read_only": false,
+        "root": null,
+        "dirty": false,
+        "started": { "boot": "00000000-0000-0000-0000-000000000000", "ticks": 1 },
+    });
+    std::fs::create_dir_all(s.path().join("mounts")).expect("mkdir");
+    std::fs::write(s.path().join("mounts/gone.json"), record.to_string()).expect("write");
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
+    assert_eq!(status, serde_json::json!([]));
+    let err = s.fails(&["umount", point.to_str().expect("utf-8")]);
+    assert!(err.contains("is not a hydra mount"), "{err}");
+    assert!(
+        bystander.try_wait().expect("wait").is_none(),
+        "the process that took the pid was signalled"
+    );
+    bystander.kill().expect("kill");
+    bystander.wait().expect("wait");
+    // A live daemon's record says which process it is.
+    let m = Mounted::new(&s, "live", &point, &[]);
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
+    assert_eq!(status.as_array().map(Vec::len), Some(1), "{status}");
+    assert!(status[0]["started"]["ticks"].as_u64().is_some(), "{status}");
+    m.umount();
+}
+
+#[test]
 fn a_busy_mount_refuses_to_unmount_and_a_later_umount_works() {
     // A process working in the mount keeps it busy: `hydra umount` says so
     // in one line at once (not after a timeout), the mount stays with

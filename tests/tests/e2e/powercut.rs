@@ -1,6 +1,7 @@
 //! Power cuts under a mount: a QEMU guest keeps its store on an ext4 disk
-//! of its own and runs `tests/powercut.py` in a FUSE mount until QEMU is
-//! killed at a random moment, losing whatever the guest's kernel had not yet
+//! of its own and runs `tests/powercut.py` in a FUSE mount (or, every
+//! second boot, through its kernel's 9P client) until QEMU is killed at a
+//! random moment, losing whatever the guest's kernel had not yet
 //! written to the disk. The next boot checks the store (`hydra fsck`),
 //! mounts it, and finds every change whose fsync returned, then writes on
 //! until the next cut. A kill -9 of the daemon (the FUSE tests) keeps the
@@ -36,7 +37,15 @@ mkdir -p /tmp/disk /tmp/h
     if k > 1 {
         s += "$H fsck >/tmp/fsck.out 2>&1 || { cat /tmp/fsck.out; exit 1; }\necho FSCK-OK\n";
     }
-    s += "$H mount pc /tmp/h --commit-interval 1\necho HYDRA-MOUNTED\n";
+    if k.is_multiple_of(2) {
+        // The even boots go through the guest kernel's 9P client.
+        s += "$H serve pc --listen tcp:127.0.0.1:5640 --commit-interval 1\n\
+              mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=1048576,cache=loose,aname=pc \
+              127.0.0.1 /tmp/h || { cat /tmp/disk/store/mounts/pc.log; exit 1; }\n";
+    } else {
+        s += "$H mount pc /tmp/h --commit-interval 1\n";
+    }
+    s += "echo HYDRA-MOUNTED\n";
     for j in 1..k.saturating_sub(1) {
         s += &format!("python3 $W/powercut.py same /tmp/h/c{j} /tmp/disk/manifest-{j}\n");
     }
