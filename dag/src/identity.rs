@@ -105,7 +105,7 @@ impl Identity {
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| DagError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| DagError::io(path, e))
+        crate::durable::replace(&tmp, path)
     }
 
     /// The public name of this identity, `ed25519:<hex>`.

@@ -24,6 +24,7 @@ pub mod car;
 pub mod cbor;
 mod cid;
 mod digest;
+mod durable;
 mod error;
 mod fsck;
 mod gc;

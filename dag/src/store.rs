@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::bucket::{Bucket, BucketPolicy};
 use crate::cache::CachedVolume;
+use crate::durable;
 use crate::error::{DagError, DagResult};
 use crate::identity::Identity;
 use crate::local::LocalVolume;
@@ -241,6 +242,9 @@ impl Store {
             }
         }
         std::fs::create_dir_all(path).map_err(|e| DagError::io(path, e))?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            durable::sync_dir(parent)?;
+        }
         let lock = lock(path, OpenMode::ReadWrite)?;
         write_config(path, &config)?;
         drop(lock);
@@ -425,8 +429,8 @@ fn write_config(path: &Path, config: &StoreConfig) -> DagResult<()> {
     let tmp = path.join("hydra.json.tmp");
     std::fs::write(&tmp, json)
         .and_then(|()| File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path.join(CONFIG)))
-        .map_err(|e| DagError::io(path.join(CONFIG), e))
+        .map_err(|e| DagError::io(path.join(CONFIG), e))?;
+    durable::replace(&tmp, &path.join(CONFIG))
 }
 
 fn store_err(path: &Path, reason: &str) -> DagError {

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::cid::Cid;
+use crate::durable::sync_dir;
 use crate::error::{DagError, DagResult};
 
 /// The first bytes of every pack file.
@@ -232,13 +233,6 @@ impl PackSet {
             Err(e) => Err(DagError::io(&path, e)),
         }
     }
-}
-
-/// Makes a directory's entries durable.
-pub fn sync_dir(dir: &Path) -> DagResult<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| DagError::io(dir, e))
 }
 
 #[cfg(test)]
