@@ -148,9 +148,15 @@ def read(d, name):
 
 
 def check(d, log_path):
-    with open(log_path) as f:
-        # (a line cut short by the power is not there yet)
-        lines = [line.split() for line in f if line.endswith("\n")]
+    with open(log_path, "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    # Only the tail past the last fsync'd line can be torn, or (ext4's
+    # data=writeback) stale bytes: what is not a whole, well-formed line
+    # is not there.
+    arity = {"create": 2, "patch": 2, "rename": 2, "unlink": 1, "junk": 1, "sql": 1}
+    lines = [line.split() for line in text.split("\n")[:-1]]
+    lines = [w for w in lines
+             if len(w) >= 2 and w[0] in ("P", "S") and arity.get(w[1]) == len(w) - 2]
     state = {}  # name -> digest of its last durable content
     rows = 0
     last = None  # the last change, when its "S" line is missing
