@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# fsync-bound work: hydra's mount (store on the disk) beside the disk's own
+# filesystem and bindfs over it, in one run, medians of RUNS.
+#
+#   benches/fsync.sh          # N=300 transactions or files per run, RUNS=5
+#
+# Workloads: N SQLite transactions of one insert each (WAL,
+# synchronous=FULL: one fsync each), and N new small files each written
+# and fsync'd (one Python process). A fsync through hydra commits the
+# filesystem, so these show what a commit costs. Needs bindfs, sqlite3,
+# python3 (installed with apt-get when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-5} N=${N:-300}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hydra-target}"
+command -v bindfs >/dev/null && command -v sqlite3 >/dev/null ||
+  { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs sqlite3 python3 >/dev/null; }
+cargo build -q --release -p hydra-mountd
+H="$CARGO_TARGET_DIR/release/hydra"
+W=$(mktemp -d "${TMPDIR:-/tmp}/hydra-fsync.XXXXXX")
+export HYDRA_STORE="$W/store"
+mkdir -p "$W/disk" "$W/src" "$W/bind" "$W/hydra"
+cleanup() {
+  "$H" umount "$W/hydra" >/dev/null 2>&1 || true
+  fusermount3 -u "$W/bind" 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+bindfs "$W/src" "$W/bind"
+"$H" mount fsync "$W/hydra" >/dev/null 2>&1
+
+sql() { # dir: N one-insert transactions
+  python3 - "$1" "$N" <<'EOF'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1] + "/db", isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+t = time.perf_counter()
+for i in range(int(sys.argv[2])):
+    db.execute("INSERT INTO t(v) VALUES (randomblob(100))")
+print(time.perf_counter() - t)
+EOF
+}
+files() { # dir: N new files, each written and fsync'd
+  python3 - "$1" "$N" <<'EOF'
+import os, sys, time
+t = time.perf_counter()
+for i in range(int(sys.argv[2])):
+    with open("%s/f%d" % (sys.argv[1], i), "wb") as f:
+        f.write(b"%d\n" % i); f.flush(); os.fsync(f.fileno())
+print(time.perf_counter() - t)
+EOF
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for work in sql files; do
+  declare -A t=([disk]="" [bind]="" [hydra]="")
+  for _ in $(seq "$RUNS"); do
+    for target in disk bind hydra; do
+      d="$W/$target/run"
+      rm -rf "$d"; mkdir "$d"
+      t[$target]+=" $($work "$d")"
+    done
+  done
+  # shellcheck disable=SC2086
+  d=$(median ${t[disk]}) b=$(median ${t[bind]}) h=$(median ${t[hydra]})
+  printf '%-6s x%d   disk %6.3f s   bindfs %6.3f s   hydra %6.3f s   hydra/disk %5.1fx   hydra/bindfs %5.1fx\n' \
+    "$work" "$N" "$d" "$b" "$h" "$(echo "$h / $d" | bc -l)" "$(echo "$h / $b" | bc -l)"
+done
