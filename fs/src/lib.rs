@@ -55,6 +55,7 @@ pub use error::{Errno, FsError, FsResult};
 pub use follow::Changed;
 pub use fs::{Fs, FsOptions, ReadAhead, Seek, check_name};
 pub use import_dir::import_dir;
+pub use listing::Listed;
 pub use merge::{Merged, OnConflict, merge_roots};
 pub use node::Kind;
 pub use path::{PATH_MAX, components, split_last};

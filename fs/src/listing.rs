@@ -6,16 +6,47 @@ use crate::error::{FsError, FsResult};
 use crate::fs::{Fs, lock};
 use crate::node::Kind;
 use crate::perm::{Caller, R};
-use crate::state::{FIRST_COOKIE, Name};
+use crate::state::{FIRST_COOKIE, Name, State};
 
 /// Entries looked up between two attribute passes.
 const BATCH: usize = 64;
+
+/// What a listing hands over with each entry: its attributes ([`Attr`]),
+/// or nothing more (`()`; the entry has its kind), which spares working
+/// them out (a large file's holes are walked for its `st_blocks`).
+pub trait Listed: Sized {
+    /// Made from attributes worked out elsewhere (a listing a front end
+    /// makes up).
+    fn from_attr(attr: Attr) -> Self;
+    /// The kind of `ino` and what goes with it.
+    #[doc(hidden)]
+    fn look(s: &mut State, ino: Ino) -> FsResult<(Kind, Self)>;
+}
+
+impl Listed for Attr {
+    fn from_attr(attr: Attr) -> Self {
+        attr
+    }
+
+    fn look(s: &mut State, ino: Ino) -> FsResult<(Kind, Self)> {
+        let attr = s.attr(ino)?;
+        Ok((attr.kind, attr))
+    }
+}
+
+impl Listed for () {
+    fn from_attr(_: Attr) -> Self {}
+
+    fn look(s: &mut State, ino: Ino) -> FsResult<(Kind, Self)> {
+        Ok((s.get(ino)?.kind, ()))
+    }
+}
 
 impl Fs {
     /// Entries of directory `ino` after `cookie` (0 starts at `.`).
     pub fn readdir(&self, ino: Ino, cookie: u64, c: &Caller) -> FsResult<Vec<DirEntry>> {
         let mut out = Vec::new();
-        self.readdir_with(ino, cookie, None, c, |e, _| {
+        self.readdir_with(ino, cookie, None, c, |e, ()| {
             out.push(e);
             true
         })?;
@@ -30,7 +61,7 @@ impl Fs {
         c: &Caller,
     ) -> FsResult<Vec<(DirEntry, Attr)>> {
         let mut out = Vec::new();
-        self.readdir_with(ino, cookie, None, c, |e, a| {
+        self.readdir_with(ino, cookie, None, c, |e, a: Attr| {
             out.push((e, a));
             true
         })?;
@@ -38,16 +69,16 @@ impl Fs {
     }
 
     /// Lists the directory open as `fh` after `cookie`, handing `add` each
-    /// entry and its attributes until it returns false (its buffer is
+    /// entry and what `T` asks for until it returns false (its buffer is
     /// full). A listing begins at cookie 0 and takes the directory as it is
     /// then: names made later (a rename makes one) are left out until the
     /// next beginning, so renaming every entry while listing ends.
-    pub fn readdir_open(
+    pub fn readdir_open<T: Listed>(
         &self,
         fh: Fh,
         cookie: u64,
         c: &Caller,
-        add: impl FnMut(DirEntry, Attr) -> bool,
+        add: impl FnMut(DirEntry, T) -> bool,
     ) -> FsResult<()> {
         let handle = self.handle(fh)?;
         let (ino, end) = {
@@ -65,15 +96,15 @@ impl Fs {
     }
 
     /// Hands `add` the entries of `ino` after `cookie` whose cookies are
-    /// below `end`, with their attributes, until it returns false; returns
+    /// below `end`, with what `T` asks for, until it returns false; returns
     /// the cookie the directory's next new name will get.
-    pub fn readdir_with(
+    pub fn readdir_with<T: Listed>(
         &self,
         ino: Ino,
         cookie: u64,
         end: Option<u64>,
         c: &Caller,
-        mut add: impl FnMut(DirEntry, Attr) -> bool,
+        mut add: impl FnMut(DirEntry, T) -> bool,
     ) -> FsResult<u64> {
         let mut s = self.state_at(&[ino])?;
         let dir = s.get(ino)?;
@@ -87,14 +118,14 @@ impl Fs {
         let end = end.unwrap_or(next).min(next);
         for (at, name, who) in [(1, &b"."[..], ino), (2, &b".."[..], parent)] {
             if cookie < at {
-                let attr = s.attr(who)?;
+                let (_, listed) = T::look(&mut s, who)?;
                 let entry = DirEntry {
                     ino: who,
                     name: name.to_vec(),
                     kind: Kind::Dir,
                     cookie: at,
                 };
-                if !add(entry, attr) {
+                if !add(entry, listed) {
                     return Ok(next);
                 }
             }
@@ -116,14 +147,14 @@ impl Fs {
             };
             from = last + 1;
             for (ck, name, child) in batch {
-                let attr = s.attr(child)?;
+                let (kind, listed) = T::look(&mut s, child)?;
                 let entry = DirEntry {
                     ino: child,
                     name: name.to_vec(),
-                    kind: attr.kind,
+                    kind,
                     cookie: ck,
                 };
-                if !add(entry, attr) {
+                if !add(entry, listed) {
                     return Ok(next);
                 }
             }

@@ -124,7 +124,7 @@ fn a_listing_through_a_handle_leaves_out_names_made_after_it_began() {
     let (mut seen, mut cookie) = (Vec::new(), 0);
     loop {
         let mut page = Vec::new();
-        fs.readdir_open(fh, cookie, &root(), |e, _| {
+        fs.readdir_open(fh, cookie, &root(), |e, ()| {
             page.push(e);
             page.len() < 10
         })
@@ -154,7 +154,7 @@ fn a_listing_through_a_handle_leaves_out_names_made_after_it_began() {
     assert_eq!(seen.len(), 200);
     // Beginning again lists the directory as it is now.
     let mut again = Vec::new();
-    fs.readdir_open(fh, 0, &root(), |e, _| {
+    fs.readdir_open(fh, 0, &root(), |e, ()| {
         again.push(e.name);
         true
     })

@@ -19,8 +19,8 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hydra_fs::{
-    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, ReadAhead, RenameMode, Seek,
-    SetAttr, TimeSet,
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, Listed, OpenFlags, ReadAhead, RenameMode,
+    Seek, SetAttr, TimeSet,
 };
 
 use crate::ops::{FUSE_OPS, op_index};
@@ -186,29 +186,30 @@ impl HydraFuse {
     }
 
     /// Hands `add` the entries of directory `n` (open as `fh`) after
-    /// `offset`, with global inode numbers, until it returns false.
-    fn listing(
+    /// `offset`, with global inode numbers, what `T` asks for and the view
+    /// they are in, until it returns false.
+    fn listing<T: Listed>(
         &self,
         n: u64,
         fh: u64,
         offset: u64,
         c: &Caller,
-        mut add: impl FnMut(DirEntry, Attr) -> bool,
+        mut add: impl FnMut(DirEntry, T, Option<u64>) -> bool,
     ) -> Result<(), FsError> {
         if synthetic(n) {
             for (e, a) in self.made_up_listing(n)? {
-                if e.cookie > offset && !add(e, a) {
+                if e.cookie > offset && !add(e, T::from_attr(a), None) {
                     break;
                 }
             }
             return Ok(());
         }
         let (fs, h, view) = self.target(fh)?;
-        fs.readdir_open(Fh(h.0), offset, c, |mut e, a| {
+        fs.readdir_open(Fh(h.0), offset, c, |mut e, listed| {
             if let Some(id) = view {
                 e.ino = Ino(join(id, e.ino.0));
             }
-            add(e, global(a, view))
+            add(e, listed, view)
         })
     }
 
@@ -876,7 +877,7 @@ impl Filesystem for HydraFuse {
         mut reply: ReplyDirectory,
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "readdir") });
-        let listed = self.listing(i.0, fh.0, offset, &caller(req), |e, _| {
+        let listed = self.listing(i.0, fh.0, offset, &caller(req), |e, (), _| {
             let full = reply.add(
                 INodeNo(e.ino.0),
                 e.cookie,
@@ -901,13 +902,14 @@ impl Filesystem for HydraFuse {
     ) {
         self.ops.hit(const { op_index(FUSE_OPS, "readdirplus") });
         let mut sent = Vec::new();
-        let listed = self.listing(i.0, fh.0, offset, &caller(req), |e, a| {
+        let listed = self.listing(i.0, fh.0, offset, &caller(req), |e, a, view| {
+            let attr = file_attr(&global(a, view));
             let full = reply.add(
                 INodeNo(e.ino.0),
                 e.cookie,
                 OsStr::from_bytes(&e.name),
                 entry_ttl(i.0, e.ino.0),
-                &file_attr(&a),
+                &attr,
                 Generation(0),
             );
             // The kernel takes a lookup of every entry but `.` and `..`.
