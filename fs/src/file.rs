@@ -5,7 +5,8 @@
 //! written sequentially from the start, chunked and stored as it arrives,
 //! in bounded memory), or an overlay (random writes to a large file, kept as
 //! extents over the blob until they are applied). Commit turns every state
-//! back into a clean blob.
+//! back into a clean blob, keeping a buffer's bytes in memory while the
+//! file is open, for its next write.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +60,10 @@ impl Loss {
 pub enum FileData {
     /// Committed, unchanged content.
     Clean(Blob),
+    /// Committed, unchanged content with its bytes still in memory: a
+    /// buffer a commit stored while the file stayed open (a database, its
+    /// log), so the next write edits them without reading the blob back.
+    Kept(Box<(Blob, Bytes)>),
     /// The whole content in memory.
     Buffer(Vec<u8>),
     /// A buffer a commit is storing: the same bytes, shared with the blocks
@@ -93,6 +98,52 @@ pub struct Overlay {
     pub extents: BTreeMap<u64, Vec<u8>>,
 }
 
+/// Most bytes of committed files kept in memory at once (see
+/// [`FileData::Kept`]); the longest kept are let go first.
+const KEPT_BYTES: u64 = 32 << 20;
+/// Most files kept in memory at once.
+const KEPT_FILES: usize = 256;
+
+/// Which files keep their bytes in memory after a commit, within a
+/// budget: the longest kept are let go first.
+#[derive(Debug, Default)]
+pub struct KeptFiles {
+    /// Inode and bytes by the order they were kept in.
+    order: BTreeMap<u64, (u64, u64)>,
+    /// Each kept inode's place in `order`.
+    place: std::collections::HashMap<u64, u64>,
+    next: u64,
+    bytes: u64,
+}
+
+impl KeptFiles {
+    /// Counts `len` bytes kept for inode `ino` (in place of what it kept
+    /// before); returns the inodes to let go of to stay in budget. An inode
+    /// that let go of its bytes since counts until then, which only lets
+    /// the others go sooner.
+    pub fn note(&mut self, ino: u64, len: u64) -> Vec<u64> {
+        if let Some(old) = self.place.remove(&ino)
+            && let Some((_, n)) = self.order.remove(&old)
+        {
+            self.bytes -= n;
+        }
+        self.order.insert(self.next, (ino, len));
+        self.place.insert(ino, self.next);
+        self.next += 1;
+        self.bytes += len;
+        let mut out = Vec::new();
+        while self.bytes > KEPT_BYTES || self.order.len() > KEPT_FILES {
+            let Some((_, (old, n))) = self.order.pop_first() else {
+                break;
+            };
+            self.place.remove(&old);
+            self.bytes -= n;
+            out.push(old);
+        }
+        out
+    }
+}
+
 /// What writing needs: where blocks go and how to cut them.
 #[derive(Debug, Clone)]
 pub struct WriteContext {
@@ -109,6 +160,7 @@ impl FileData {
             FileData::Clean(blob) => blob.size(),
             FileData::Buffer(data) => data.len() as u64,
             FileData::Planned(data) => data.len() as u64,
+            FileData::Kept(kept) => kept.1.len() as u64,
             FileData::Stream { len, ahead, .. } => ahead
                 .iter()
                 .next_back()
@@ -120,13 +172,14 @@ impl FileData {
 
     /// Whether there are changes not yet turned into a blob.
     pub fn is_dirty(&self) -> bool {
-        !matches!(self, FileData::Clean(_))
+        !matches!(self, FileData::Clean(_) | FileData::Kept(_))
     }
 
     /// The clean blob, if the file has no pending changes.
     pub fn clean_blob(&self) -> Option<&Blob> {
         match self {
             FileData::Clean(blob) => Some(blob),
+            FileData::Kept(kept) => Some(&kept.0),
             _ => None,
         }
     }
@@ -148,6 +201,7 @@ impl FileData {
     pub fn plan(&mut self, cx: &WriteContext, blocks: &mut Vec<Block>) -> FsResult<Blob> {
         match self {
             FileData::Clean(blob) => Ok(blob.clone()),
+            FileData::Kept(kept) => Ok(kept.0.clone()),
             FileData::Buffer(data) => {
                 let data = Bytes::from(std::mem::take(data));
                 *self = FileData::Planned(data.clone());
@@ -214,6 +268,31 @@ impl FileData {
         }
     }
 
+    /// Marks the content as stored as `blob` (after its blocks are), keeping
+    /// a buffer's bytes in memory; returns how many bytes it keeps.
+    pub fn apply_keeping(&mut self, blob: Blob) -> u64 {
+        let data = match self {
+            FileData::Planned(data) => std::mem::take(data),
+            // Kept already (and counted when it was).
+            FileData::Kept(_) => return 0,
+            _ => Bytes::new(),
+        };
+        if data.is_empty() {
+            self.apply(blob);
+            return 0;
+        }
+        let len = data.len() as u64;
+        *self = FileData::Kept(Box::new((blob, data)));
+        len
+    }
+
+    /// Lets go of kept bytes (the content stays as it is).
+    pub fn release_kept(&mut self) {
+        if let FileData::Kept(kept) = self {
+            *self = FileData::Clean(kept.0.clone());
+        }
+    }
+
     /// Reads up to `len` bytes at `offset` of content that is not clean.
     /// (Clean content is read through a [`BlobReader`] outside any lock.)
     pub fn read_dirty(
@@ -236,6 +315,7 @@ impl FileData {
                 .read_at(offset, (end - offset) as usize)?),
             FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
             FileData::Planned(data) => Ok(data[offset as usize..end as usize].to_vec()),
+            FileData::Kept(kept) => Ok(kept.1[offset as usize..end as usize].to_vec()),
             FileData::Stream { .. } => Err(Loss::interrupted().error()),
             FileData::Lost(loss) => Err(loss.error()),
             FileData::Overlay(o) => {
@@ -280,7 +360,7 @@ impl FileData {
             match self {
                 FileData::Lost(loss) => return Err(loss.error()),
                 // A commit that stored these bytes failed: edit them again.
-                FileData::Planned(data) => *self = FileData::Buffer(data.to_vec()),
+                FileData::Planned(_) | FileData::Kept(_) => self.unshare(),
                 FileData::Clean(blob) => {
                     let blob = blob.clone();
                     *self = if blob.size() > BUFFER_MAX && offset == blob.size() {
@@ -400,15 +480,26 @@ impl FileData {
         Ok(n)
     }
 
+    /// Turns bytes shared with stored blocks (planned or kept) back into a
+    /// buffer of their own to edit.
+    fn unshare(&mut self) {
+        let data = match self {
+            FileData::Planned(data) => std::mem::take(data),
+            FileData::Kept(kept) => std::mem::take(&mut kept.1),
+            _ => return,
+        };
+        // Once the blocks cut from them are dropped, the bytes are this
+        // file's alone: taken back without a copy.
+        *self = FileData::Buffer(data.try_into_mut().map_or_else(|d| d.to_vec(), Vec::from));
+    }
+
     /// Cuts or extends the file to `len` bytes.
     pub fn truncate(&mut self, cx: &WriteContext, len: u64) -> FsResult<()> {
         if len == 0 {
             *self = FileData::Buffer(Vec::new());
             return Ok(());
         }
-        if let FileData::Planned(data) = self {
-            *self = FileData::Buffer(data.to_vec());
-        }
+        self.unshare();
         match self {
             FileData::Buffer(buf) if len <= BUFFER_MAX * 4 => {
                 buf.resize(len as usize, 0);

@@ -352,6 +352,9 @@ impl Fs {
         let mut s = self.state();
         if let Ok(inode) = s.get_mut(ino) {
             inode.opens = inode.opens.saturating_sub(1);
+            if let (0, Content::File(data)) = (inode.opens, &mut inode.content) {
+                data.release_kept();
+            }
         }
         s.forget_if_orphan(ino);
         Ok(())

@@ -13,7 +13,7 @@ use hydra_dag::{Block, Bucket, Cid, WriteSession};
 
 use crate::attr::{Attr, Ino};
 use crate::error::{FsError, FsResult};
-use crate::file::{FileData, WriteContext};
+use crate::file::{FileData, KeptFiles, WriteContext};
 use crate::node::{
     Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, read_dir, write_encoded,
 };
@@ -170,6 +170,8 @@ pub struct State {
     data_bytes: HashMap<Cid, u64>,
     /// What unloaded directories remember (see [`crate::trim`]).
     pub(crate) ghosts: Ghosts,
+    /// Committed files whose bytes stay in memory for their next write.
+    kept: KeptFiles,
 }
 
 /// Files at least this large count only the bytes outside their holes as
@@ -225,6 +227,7 @@ impl State {
             written_since_settle: 0,
             data_bytes: HashMap::new(),
             ghosts: Ghosts::default(),
+            kept: KeptFiles::default(),
         };
         let mut root = inode_from_record(
             Record {
@@ -687,12 +690,30 @@ impl State {
         for update in updates {
             match update {
                 Update::File(ino, blob) => {
-                    if let Some(Inode {
+                    let Some(Inode {
                         content: Content::File(data),
+                        opens,
                         ..
                     }) = self.inodes.get_mut(&ino)
-                    {
+                    else {
+                        continue;
+                    };
+                    // A file still open is likely written again soon.
+                    if *opens == 0 {
                         data.apply(blob);
+                        continue;
+                    }
+                    let kept = data.apply_keeping(blob);
+                    if kept > 0 {
+                        for old in self.kept.note(ino.0, kept) {
+                            if let Some(Inode {
+                                content: Content::File(data),
+                                ..
+                            }) = self.inodes.get_mut(&Ino(old))
+                            {
+                                data.release_kept();
+                            }
+                        }
                     }
                 }
                 Update::Dir(ino, list) => {

@@ -18,7 +18,6 @@ use hydra_dag::Cid;
 
 use crate::attr::Ino;
 use crate::error::{FsError, FsResult};
-use crate::file::FileData;
 use crate::state::{Content, Dir, Entries, State};
 
 /// What a front end still holds: inodes its clients may name again
@@ -367,7 +366,7 @@ impl State {
                 && child.opens == 0
                 && !held(*ino)
                 && match &child.content {
-                    Content::File(data) => matches!(data, FileData::Clean(_)),
+                    Content::File(data) => !data.is_dirty(),
                     Content::Dir(d) => d.entries.is_none(),
                     Content::Symlink(_) | Content::Special => true,
                 }

@@ -461,6 +461,40 @@ fn unlinked_open_files_stay_usable() {
 }
 
 #[test]
+fn an_open_file_keeps_its_bytes_across_commits_and_lets_go_on_close() {
+    let bucket = Bucket::in_memory();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let (attr, fh) = fs
+        .create(Ino::ROOT, b"log", 0o600, rw(), &root())
+        .expect("create");
+    let mut model = bytes(7, 3 << 20);
+    fs.write(fh, 0, &model, &root()).expect("write");
+    fs.commit("first").expect("commit");
+    for i in 0..5u64 {
+        let at = i * 600_000 + 17;
+        let patch = bytes(100 + i, 5000);
+        let reads = bucket.io_stats().reads;
+        fs.write(fh, at, &patch, &root()).expect("write");
+        // The write edits the bytes kept since the commit: nothing is read.
+        assert_eq!(bucket.io_stats().reads, reads, "write {i} read back");
+        model[at as usize..at as usize + patch.len()].copy_from_slice(&patch);
+        fs.fsync(Some(fh)).expect("fsync");
+        assert_eq!(fs.read(fh, 0, 4 << 20).expect("read"), model, "{i}");
+    }
+    fs.release(fh).expect("release");
+    // Closed, it lets go of them: the next write reads the blob back.
+    let fh = fs.open_file(attr.ino, rw(), &root()).expect("reopen");
+    let reads = bucket.io_stats().reads;
+    fs.write(fh, 1, b"x", &root()).expect("write");
+    assert!(bucket.io_stats().reads > reads, "kept after close");
+    model[1] = b'x';
+    fs.release(fh).expect("release");
+    fs.commit("last").expect("commit");
+    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    assert_eq!(read_file(&again, path(&again, "log")), model);
+}
+
+#[test]
 fn bad_names_get_the_right_errno() {
     let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
     let long = vec![b'x'; 256];
