@@ -28,6 +28,7 @@ mod holes;
 mod params;
 mod pool;
 mod reader;
+mod rechunk;
 mod recut;
 pub mod tree;
 mod walk;
@@ -38,6 +39,7 @@ pub use edit::BlobEditor;
 pub use error::{ChunkError, ChunkResult};
 pub use params::ChunkParams;
 pub use reader::BlobReader;
+pub use rechunk::{Prior, chunk_changed};
 pub use writer::{BlobWriter, chunk_blocks, put_bytes, put_reader, put_shared};
 
 /// Frees the write buffers kept for reuse that no write has taken for a

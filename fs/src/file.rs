@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use hydra_chunker::{
-    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, chunk_blocks, put_shared,
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, Prior, chunk_changed, put_shared,
 };
 use hydra_dag::{Block, Bucket, WriteSession};
 
@@ -63,12 +63,14 @@ pub enum FileData {
     /// Committed, unchanged content with its bytes still in memory: a
     /// buffer a commit stored while the file stayed open (a database, its
     /// log), so the next write edits them without reading the blob back.
-    Kept(Box<(Blob, Bytes)>),
-    /// The whole content in memory.
-    Buffer(Vec<u8>),
+    Kept(Box<KeptContent>),
+    /// The whole content in memory, and the chunks it was last stored as
+    /// with what changed since, when known (so a commit cuts only there).
+    Buffer(Vec<u8>, Option<Box<Prior>>),
     /// A buffer a commit is storing: the same bytes, shared with the blocks
-    /// being written (no copy); clean once they are stored.
-    Planned(Bytes),
+    /// being written (no copy), and the chunks they are cut into (reused
+    /// only once stored); clean once they are.
+    Planned(Bytes, Box<Prior>),
     /// Appended to sequentially, being chunked as it arrives.
     Stream {
         /// The writer.
@@ -85,6 +87,15 @@ pub enum FileData {
     /// Random writes over a large blob (boxed: rare, and every inode in
     /// memory is as large as its largest content).
     Overlay(Box<Overlay>),
+}
+
+/// Stored content kept in memory (see [`FileData::Kept`]).
+#[derive(Debug)]
+pub struct KeptContent {
+    blob: Blob,
+    data: Bytes,
+    /// The chunks `data` is cut into.
+    chunks: Prior,
 }
 
 /// Random writes laid over a blob.
@@ -158,9 +169,9 @@ impl FileData {
     pub fn size(&self) -> u64 {
         match self {
             FileData::Clean(blob) => blob.size(),
-            FileData::Buffer(data) => data.len() as u64,
-            FileData::Planned(data) => data.len() as u64,
-            FileData::Kept(kept) => kept.1.len() as u64,
+            FileData::Buffer(data, _) => data.len() as u64,
+            FileData::Planned(data, _) => data.len() as u64,
+            FileData::Kept(kept) => kept.data.len() as u64,
             FileData::Stream { len, ahead, .. } => ahead
                 .iter()
                 .next_back()
@@ -179,7 +190,7 @@ impl FileData {
     pub fn clean_blob(&self) -> Option<&Blob> {
         match self {
             FileData::Clean(blob) => Some(blob),
-            FileData::Kept(kept) => Some(&kept.0),
+            FileData::Kept(kept) => Some(&kept.blob),
             _ => None,
         }
     }
@@ -201,16 +212,21 @@ impl FileData {
     pub fn plan(&mut self, cx: &WriteContext, blocks: &mut Vec<Block>) -> FsResult<Blob> {
         match self {
             FileData::Clean(blob) => Ok(blob.clone()),
-            FileData::Kept(kept) => Ok(kept.0.clone()),
-            FileData::Buffer(data) => {
+            FileData::Kept(kept) => Ok(kept.blob.clone()),
+            FileData::Buffer(data, prior) => {
                 let data = Bytes::from(std::mem::take(data));
-                *self = FileData::Planned(data.clone());
-                let (blob, mut new) = chunk_blocks(cx.params, data)?;
+                let cut = chunk_changed(cx.params, data.clone(), prior.as_deref());
+                // On failure the bytes stay, with no chunks known to reuse.
+                let chunks = cut.as_ref().map(|c| c.2.clone()).unwrap_or_default();
+                *self = FileData::Planned(data, Box::new(chunks));
+                let (blob, mut new, _) = cut?;
                 blocks.append(&mut new);
                 Ok(blob)
             }
-            FileData::Planned(data) => {
-                let (blob, mut new) = chunk_blocks(cx.params, data.clone())?;
+            // A commit that stored these bytes failed: their chunks may not
+            // be stored, so none is reused.
+            FileData::Planned(data, _) => {
+                let (blob, mut new, _) = chunk_changed(cx.params, data.clone(), None)?;
                 blocks.append(&mut new);
                 Ok(blob)
             }
@@ -271,25 +287,27 @@ impl FileData {
     /// Marks the content as stored as `blob` (after its blocks are), keeping
     /// a buffer's bytes in memory; returns how many bytes it keeps.
     pub fn apply_keeping(&mut self, blob: Blob) -> u64 {
-        let data = match self {
-            FileData::Planned(data) => std::mem::take(data),
+        let (data, chunks) = match self {
+            FileData::Planned(data, chunks) => {
+                (std::mem::take(data), std::mem::take(&mut **chunks))
+            }
             // Kept already (and counted when it was).
             FileData::Kept(_) => return 0,
-            _ => Bytes::new(),
+            _ => (Bytes::new(), Prior::default()),
         };
         if data.is_empty() {
             self.apply(blob);
             return 0;
         }
         let len = data.len() as u64;
-        *self = FileData::Kept(Box::new((blob, data)));
+        *self = FileData::Kept(Box::new(KeptContent { blob, data, chunks }));
         len
     }
 
     /// Lets go of kept bytes (the content stays as it is).
     pub fn release_kept(&mut self) {
         if let FileData::Kept(kept) = self {
-            *self = FileData::Clean(kept.0.clone());
+            *self = FileData::Clean(kept.blob.clone());
         }
     }
 
@@ -313,9 +331,9 @@ impl FileData {
         match self {
             FileData::Clean(blob) => Ok(BlobReader::new(bucket.clone(), blob.clone())
                 .read_at(offset, (end - offset) as usize)?),
-            FileData::Buffer(data) => Ok(data[offset as usize..end as usize].to_vec()),
-            FileData::Planned(data) => Ok(data[offset as usize..end as usize].to_vec()),
-            FileData::Kept(kept) => Ok(kept.1[offset as usize..end as usize].to_vec()),
+            FileData::Buffer(data, _) => Ok(data[offset as usize..end as usize].to_vec()),
+            FileData::Planned(data, _) => Ok(data[offset as usize..end as usize].to_vec()),
+            FileData::Kept(kept) => Ok(kept.data[offset as usize..end as usize].to_vec()),
             FileData::Stream { .. } => Err(Loss::interrupted().error()),
             FileData::Lost(loss) => Err(loss.error()),
             FileData::Overlay(o) => {
@@ -360,7 +378,7 @@ impl FileData {
             match self {
                 FileData::Lost(loss) => return Err(loss.error()),
                 // A commit that stored these bytes failed: edit them again.
-                FileData::Planned(_) | FileData::Kept(_) => self.unshare(),
+                FileData::Planned(..) | FileData::Kept(_) => self.unshare(),
                 FileData::Clean(blob) => {
                     let blob = blob.clone();
                     *self = if blob.size() > BUFFER_MAX && offset == blob.size() {
@@ -376,10 +394,11 @@ impl FileData {
                             ahead: BTreeMap::new(),
                         }
                     } else if blob.size() == 0 {
-                        FileData::Buffer(Vec::new())
+                        FileData::Buffer(Vec::new(), None)
                     } else if blob.size() <= BUFFER_MAX {
                         let size = blob.size() as usize;
-                        FileData::Buffer(BlobReader::new(bucket.clone(), blob).read_at(0, size)?)
+                        let data = BlobReader::new(bucket.clone(), blob).read_at(0, size)?;
+                        FileData::Buffer(data, None)
                     } else {
                         FileData::Overlay(Box::new(Overlay {
                             size: blob.size(),
@@ -388,7 +407,7 @@ impl FileData {
                         }))
                     };
                 }
-                FileData::Buffer(buf) => {
+                FileData::Buffer(buf, prior) => {
                     let end = offset + data.len() as u64;
                     if offset >= buf.len() as u64
                         && end > BUFFER_MAX
@@ -415,6 +434,9 @@ impl FileData {
                             extents: BTreeMap::new(),
                         }));
                         continue;
+                    }
+                    if let Some(prior) = prior {
+                        prior.changed(offset.min(buf.len() as u64), end);
                     }
                     if (buf.len() as u64) < end {
                         buf.resize(end as usize, 0);
@@ -483,25 +505,34 @@ impl FileData {
     /// Turns bytes shared with stored blocks (planned or kept) back into a
     /// buffer of their own to edit.
     fn unshare(&mut self) {
-        let data = match self {
-            FileData::Planned(data) => std::mem::take(data),
-            FileData::Kept(kept) => std::mem::take(&mut kept.1),
+        let (data, chunks) = match self {
+            // A commit that stored these failed: their chunks may not be.
+            FileData::Planned(data, _) => (std::mem::take(data), None),
+            FileData::Kept(kept) => (
+                std::mem::take(&mut kept.data),
+                Some(Box::new(std::mem::take(&mut kept.chunks))),
+            ),
             _ => return,
         };
         // Once the blocks cut from them are dropped, the bytes are this
         // file's alone: taken back without a copy.
-        *self = FileData::Buffer(data.try_into_mut().map_or_else(|d| d.to_vec(), Vec::from));
+        let data = data.try_into_mut().map_or_else(|d| d.to_vec(), Vec::from);
+        *self = FileData::Buffer(data, chunks);
     }
 
     /// Cuts or extends the file to `len` bytes.
     pub fn truncate(&mut self, cx: &WriteContext, len: u64) -> FsResult<()> {
         if len == 0 {
-            *self = FileData::Buffer(Vec::new());
+            *self = FileData::Buffer(Vec::new(), None);
             return Ok(());
         }
         self.unshare();
         match self {
-            FileData::Buffer(buf) if len <= BUFFER_MAX * 4 => {
+            FileData::Buffer(buf, prior) if len <= BUFFER_MAX * 4 => {
+                let old = buf.len() as u64;
+                if let Some(prior) = prior {
+                    prior.changed(len.min(old), len.max(old));
+                }
                 buf.resize(len as usize, 0);
                 Ok(())
             }

@@ -478,7 +478,11 @@ fn an_open_file_keeps_its_bytes_across_commits_and_lets_go_on_close() {
         // The write edits the bytes kept since the commit: nothing is read.
         assert_eq!(bucket.io_stats().reads, reads, "write {i} read back");
         model[at as usize..at as usize + patch.len()].copy_from_slice(&patch);
+        let written = bucket.io_stats().written_bytes;
         fs.fsync(Some(fh)).expect("fsync");
+        // Only the chunks around the write (and the last) are cut again.
+        let stored = bucket.io_stats().written_bytes - written;
+        assert!(stored < 1 << 20, "write {i}: {stored} bytes stored");
         assert_eq!(fs.read(fh, 0, 4 << 20).expect("read"), model, "{i}");
     }
     fs.release(fh).expect("release");
