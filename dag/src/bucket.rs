@@ -238,6 +238,42 @@ impl Bucket {
     }
 
     fn store(&self, session: Option<u64>, blocks: &[Block]) -> DagResult<()> {
+        self.pin_written(session, blocks);
+        for volume in &self.inner.volumes[..self.inner.policy.replication] {
+            volume.put_many(blocks)?;
+        }
+        self.count_written(blocks);
+        Ok(())
+    }
+
+    /// Stores `blocks` as [`Bucket::store`] does, then moves `name` as
+    /// [`Bucket::cas_ref`] does, in one durable write where the primary
+    /// volume can (after the replicas hold the blocks).
+    fn store_and_cas_ref(
+        &self,
+        session: Option<u64>,
+        blocks: &[Block],
+        name: &RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &RefNote,
+    ) -> DagResult<LogEntry> {
+        self.pin_written(session, blocks);
+        for volume in &self.inner.volumes[1..self.inner.policy.replication] {
+            volume.put_many(blocks)?;
+        }
+        let note = self.signed(name, expected, new, note);
+        let entry = self
+            .primary()
+            .put_many_and_cas_ref(blocks, name, expected, new, &note);
+        if matches!(entry, Ok(_) | Err(DagError::RefConflict { .. })) {
+            self.count_written(blocks);
+        }
+        entry
+    }
+
+    /// Pins blocks about to be written for their session (and a GC running).
+    fn pin_written(&self, session: Option<u64>, blocks: &[Block]) {
         {
             // Pin before writing: a GC deleting under this same lock either
             // ran before (and the write below stores the block again) or
@@ -256,9 +292,10 @@ impl Bucket {
                 set.extend(blocks.iter().map(|b| *b.cid()));
             }
         }
-        for volume in &self.inner.volumes[..self.inner.policy.replication] {
-            volume.put_many(blocks)?;
-        }
+    }
+
+    /// Counts blocks written.
+    fn count_written(&self, blocks: &[Block]) {
         let io = &self.inner.io;
         io.writes
             .fetch_add(blocks.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -266,7 +303,6 @@ impl Bucket {
             blocks.iter().map(|b| b.len() as u64).sum(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        Ok(())
     }
 
     /// Stores `data` under `codec`; returns its CID. Unpinned: see [`Bucket::session`].
@@ -361,6 +397,19 @@ impl Bucket {
         new: Option<&Cid>,
         note: &RefNote,
     ) -> DagResult<LogEntry> {
+        let note = self.signed(name, expected, new, note);
+        self.primary().cas_ref(name, expected, new, &note)
+    }
+
+    /// `note`, signed by the bucket's identity when it has one and the
+    /// note is not signed yet.
+    fn signed<'a>(
+        &self,
+        name: &RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &'a RefNote,
+    ) -> std::borrow::Cow<'a, RefNote> {
         match self.inner.identity.get() {
             Some(identity) if note.signature.is_none() => {
                 let time_ns = note.time_ns.unwrap_or_else(crate::refs::now_ns);
@@ -372,14 +421,13 @@ impl Bucket {
                     &note.author,
                     &note.message,
                 );
-                let signed = RefNote {
+                std::borrow::Cow::Owned(RefNote {
                     time_ns: Some(time_ns),
                     signature: Some(identity.sign(&payload)),
                     ..note.clone()
-                };
-                self.primary().cas_ref(name, expected, new, &signed)
+                })
             }
-            _ => self.primary().cas_ref(name, expected, new, note),
+            _ => std::borrow::Cow::Borrowed(note),
         }
     }
 
@@ -450,6 +498,22 @@ impl WriteSession {
     /// Stores blocks, pinned.
     pub fn put_blocks(&self, blocks: &[Block]) -> DagResult<()> {
         self.inner.bucket.store(Some(self.inner.id), blocks)
+    }
+
+    /// Stores blocks, pinned, then moves `name` from `expected` to `new`
+    /// as [`Bucket::cas_ref`] does: in one durable write where the store
+    /// can. The blocks stay stored when the ref conflicts.
+    pub fn put_blocks_and_cas_ref(
+        &self,
+        blocks: &[Block],
+        name: &RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &RefNote,
+    ) -> DagResult<LogEntry> {
+        self.inner
+            .bucket
+            .store_and_cas_ref(Some(self.inner.id), blocks, name, expected, new, note)
     }
 
     /// Pins a block that already exists (one the writer links to).

@@ -160,6 +160,18 @@ impl Volume for CachedVolume {
         self.inner.put_many(blocks)
     }
 
+    fn put_many_and_cas_ref(
+        &self,
+        blocks: &[Block],
+        name: &crate::refs::RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &crate::refs::RefNote,
+    ) -> DagResult<crate::refs::LogEntry> {
+        self.inner
+            .put_many_and_cas_ref(blocks, name, expected, new, note)
+    }
+
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
         // Delete below first, then evict and bump the count: a read that
         // fetched the bytes before the deletion then fails to cache them.

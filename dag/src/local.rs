@@ -126,6 +126,28 @@ impl LocalVolume {
     }
 }
 
+/// Moves `name` from `expected` to `new` and logs it, inside `tx`.
+fn cas_ref_in(
+    tx: &rusqlite::Transaction,
+    name: &RefName,
+    expected: Option<&Cid>,
+    new: Option<&Cid>,
+    note: &RefNote,
+) -> DagResult<LogEntry> {
+    let actual = index::get_ref(tx, name)?;
+    if actual.as_ref() != expected {
+        return Err(DagError::RefConflict {
+            name: name.to_string(),
+            expected: expected.copied(),
+            actual,
+        });
+    }
+    index::write_ref(tx, name, new)?;
+    let mut entry = LogEntry::from_note(0, name, actual, new.copied(), note);
+    entry.id = index::append_log(tx, &entry)?;
+    Ok(entry)
+}
+
 /// Cuts torn tails, drops uncommitted packs and picks the pack to append to.
 fn recover(mut conn: Connection, packs: &PackSet) -> DagResult<Writer> {
     let committed = index::packs(&conn)?;
@@ -445,41 +467,14 @@ impl LocalVolume {
     }
 }
 
-impl Volume for LocalVolume {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
-        self.read_located(cid, |place| match place {
-            Place::Inline { data, lead, len } => {
-                let mut out = vec![0; len as usize];
-                untrim(cid, &data, lead, &mut out)?;
-                Ok(Some(Bytes::from(out)))
-            }
-            Place::Packed(pack, offset, len) => self.packs.read(pack, offset, len),
-        })
-    }
-
-    fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
-        self.read_located(cid, |place| match place {
-            Place::Inline { len, .. } if len as usize != out.len() => Ok(Some(len as usize)),
-            Place::Inline { data, lead, .. } => {
-                untrim(cid, &data, lead, out)?;
-                Ok(Some(out.len()))
-            }
-            Place::Packed(_, _, len) if len != out.len() => Ok(Some(len)),
-            Place::Packed(pack, offset, len) => {
-                Ok(self.packs.read_into(pack, offset, out)?.then_some(len))
-            }
-        })
-    }
-
-    fn has(&self, cid: &Cid) -> DagResult<bool> {
-        self.with_reader(|c| index::contains(c, cid))
-    }
-
-    fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
+impl LocalVolume {
+    /// Stores every block, and in the transaction that indexes them runs
+    /// `then` (which may fail with a ref conflict and still keep them).
+    fn put_many_then<T>(
+        &self,
+        blocks: &[Block],
+        then: impl FnOnce(&rusqlite::Transaction) -> DagResult<T>,
+    ) -> DagResult<T> {
         // Three steps, so that batches from several threads overlap: under
         // the lock, sort out what is new and hand out pack space; without
         // it, write and fsync the records; under the lock again, index them
@@ -528,9 +523,6 @@ impl Volume for LocalVolume {
                 }
             }
             written?;
-            if packed.is_empty() && inline.is_empty() && present.is_empty() {
-                return Ok(());
-            }
             let tx = w
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -551,9 +543,70 @@ impl Volume for LocalVolume {
             for cid in &present {
                 index::touch(&tx, cid, stored_ms)?;
             }
+            let out = then(&tx);
+            if let Err(e) = &out
+                && !matches!(e, DagError::RefConflict { .. })
+            {
+                return out;
+            }
             tx.commit()?;
-            Ok(())
+            out
         })
+    }
+}
+
+impl Volume for LocalVolume {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn get(&self, cid: &Cid) -> DagResult<Option<Bytes>> {
+        self.read_located(cid, |place| match place {
+            Place::Inline { data, lead, len } => {
+                let mut out = vec![0; len as usize];
+                untrim(cid, &data, lead, &mut out)?;
+                Ok(Some(Bytes::from(out)))
+            }
+            Place::Packed(pack, offset, len) => self.packs.read(pack, offset, len),
+        })
+    }
+
+    fn get_into(&self, cid: &Cid, out: &mut [u8]) -> DagResult<Option<usize>> {
+        self.read_located(cid, |place| match place {
+            Place::Inline { len, .. } if len as usize != out.len() => Ok(Some(len as usize)),
+            Place::Inline { data, lead, .. } => {
+                untrim(cid, &data, lead, out)?;
+                Ok(Some(out.len()))
+            }
+            Place::Packed(_, _, len) if len != out.len() => Ok(Some(len)),
+            Place::Packed(pack, offset, len) => {
+                Ok(self.packs.read_into(pack, offset, out)?.then_some(len))
+            }
+        })
+    }
+
+    fn has(&self, cid: &Cid) -> DagResult<bool> {
+        self.with_reader(|c| index::contains(c, cid))
+    }
+
+    fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        self.put_many_then(blocks, |_| Ok(()))
+    }
+
+    fn put_many_and_cas_ref(
+        &self,
+        blocks: &[Block],
+        name: &RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &RefNote,
+    ) -> DagResult<LogEntry> {
+        // The blocks' index rows and the ref move in one transaction: one
+        // write and sync of the index, not two.
+        self.put_many_then(blocks, |tx| cas_ref_in(tx, name, expected, new, note))
     }
 
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
@@ -598,17 +651,7 @@ impl Volume for LocalVolume {
             let tx = w
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let actual = index::get_ref(&tx, name)?;
-            if actual.as_ref() != expected {
-                return Err(DagError::RefConflict {
-                    name: name.to_string(),
-                    expected: expected.copied(),
-                    actual,
-                });
-            }
-            index::write_ref(&tx, name, new)?;
-            let mut entry = LogEntry::from_note(0, name, actual, new.copied(), note);
-            entry.id = index::append_log(&tx, &entry)?;
+            let entry = cas_ref_in(&tx, name, expected, new, note)?;
             tx.commit()?;
             Ok(entry)
         })

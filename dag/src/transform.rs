@@ -160,6 +160,39 @@ impl std::fmt::Debug for TransformVolume {
 }
 
 impl TransformVolume {
+    /// Every block sealed (compressed, encrypted) as stored.
+    fn seal_all(&self, blocks: &[Block]) -> DagResult<Vec<Block>> {
+        // Compression and encryption are CPU work: a large batch is
+        // sealed on every core.
+        let bytes: usize = blocks.iter().map(Block::len).sum();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if threads > 1 && bytes >= 4 << 20 {
+            let per = blocks.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = blocks
+                    .chunks(per)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|b| self.seal(b))
+                                .collect::<DagResult<Vec<_>>>()
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::with_capacity(blocks.len());
+                for part in parts {
+                    let sealed = part
+                        .join()
+                        .map_err(|_| DagError::Other("a sealing thread panicked".into()))??;
+                    all.extend(sealed);
+                }
+                Ok::<_, DagError>(all)
+            })
+        } else {
+            blocks.iter().map(|b| self.seal(b)).collect()
+        }
+    }
+
     /// `inner` with `transforms`; an encrypted one needs the right `secret`.
     pub fn new(
         inner: Arc<dyn Volume>,
@@ -336,39 +369,20 @@ impl Volume for TransformVolume {
     }
 
     fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
-        // Compression and encryption are CPU work: a large batch is
-        // sealed on every core.
-        let bytes: usize = blocks.iter().map(Block::len).sum();
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let sealed = if threads > 1 && bytes >= 4 << 20 {
-            let per = blocks.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let parts: Vec<_> = blocks
-                    .chunks(per)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.iter()
-                                .map(|b| self.seal(b))
-                                .collect::<DagResult<Vec<_>>>()
-                        })
-                    })
-                    .collect();
-                let mut all = Vec::with_capacity(blocks.len());
-                for part in parts {
-                    let sealed = part
-                        .join()
-                        .map_err(|_| DagError::Other("a sealing thread panicked".into()))??;
-                    all.extend(sealed);
-                }
-                Ok::<_, DagError>(all)
-            })?
-        } else {
-            blocks
-                .iter()
-                .map(|b| self.seal(b))
-                .collect::<DagResult<Vec<_>>>()?
-        };
-        self.inner.put_many(&sealed)
+        self.inner.put_many(&self.seal_all(blocks)?)
+    }
+
+    fn put_many_and_cas_ref(
+        &self,
+        blocks: &[Block],
+        name: &crate::refs::RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &crate::refs::RefNote,
+    ) -> DagResult<crate::refs::LogEntry> {
+        let sealed = self.seal_all(blocks)?;
+        self.inner
+            .put_many_and_cas_ref(&sealed, name, expected, new, note)
     }
 
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {

@@ -69,6 +69,18 @@ impl Volume for VerifiedVolume {
         self.inner.put_many(blocks)
     }
 
+    fn put_many_and_cas_ref(
+        &self,
+        blocks: &[Block],
+        name: &crate::refs::RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &crate::refs::RefNote,
+    ) -> DagResult<crate::refs::LogEntry> {
+        self.inner
+            .put_many_and_cas_ref(blocks, name, expected, new, note)
+    }
+
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
         self.inner.delete_many(cids)
     }

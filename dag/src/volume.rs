@@ -130,6 +130,21 @@ pub trait Volume: Send + Sync + std::fmt::Debug + 'static {
         note: &RefNote,
     ) -> DagResult<LogEntry>;
 
+    /// Stores `blocks`, then moves `name` as [`Volume::cas_ref`] does: in
+    /// one durable write where the volume can. The blocks stay stored when
+    /// the ref conflicts.
+    fn put_many_and_cas_ref(
+        &self,
+        blocks: &[Block],
+        name: &RefName,
+        expected: Option<&Cid>,
+        new: Option<&Cid>,
+        note: &RefNote,
+    ) -> DagResult<LogEntry> {
+        self.put_many(blocks)?;
+        self.cas_ref(name, expected, new, note)
+    }
+
     /// Every ref and its root, sorted by name.
     fn list_refs(&self) -> DagResult<Vec<(RefName, Cid)>>;
 

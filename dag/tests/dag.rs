@@ -410,6 +410,7 @@ mod conformance {
         delete_many_counts_present_blocks,
         for_each_block_lists_exactly_the_stored_set,
         cas_ref_semantics,
+        put_many_and_cas_ref_keeps_the_blocks_when_the_ref_conflicts,
         list_refs_is_sorted_by_name,
         log_is_newest_first_filtered_and_limited,
         stats_count_blocks_refs_and_log,
@@ -643,6 +644,48 @@ mod conformance {
             );
         })
         .expect("list");
+    }
+
+    fn put_many_and_cas_ref_keeps_the_blocks_when_the_ref_conflicts(v: &dyn Volume) {
+        let r = name("fs/both");
+        let (a, b) = (block(Codec::RAW, 1, 9000), block(Codec::RAW, 2, 100));
+        let e = v
+            .put_many_and_cas_ref(
+                &[a.clone(), b.clone()],
+                &r,
+                None,
+                Some(a.cid()),
+                &note("new"),
+            )
+            .expect("store and create");
+        assert_eq!((e.old, e.new), (None, Some(*a.cid())));
+        assert_reads(v, a.cid(), a.data(), "stored with the ref");
+        assert_reads(v, b.cid(), b.data(), "stored with the ref");
+        assert_eq!(v.get_ref(&r).expect("get_ref"), Some(*a.cid()));
+        let c = block(Codec::RAW, 3, 70_000);
+        let err = v
+            .put_many_and_cas_ref(
+                std::slice::from_ref(&c),
+                &r,
+                None,
+                Some(c.cid()),
+                &note("late"),
+            )
+            .expect_err("conflict");
+        assert!(
+            matches!(err, DagError::RefConflict { actual: Some(x), .. } if x == *a.cid()),
+            "{err}"
+        );
+        assert_reads(v, c.cid(), c.data(), "stored though the ref conflicted");
+        assert_eq!(v.get_ref(&r).expect("get_ref"), Some(*a.cid()));
+        assert_eq!(
+            v.log(Some(&r), 10).expect("log").len(),
+            1,
+            "conflict logged"
+        );
+        v.put_many_and_cas_ref(&[], &r, Some(a.cid()), Some(c.cid()), &note("move"))
+            .expect("move with no blocks");
+        assert_eq!(v.get_ref(&r).expect("get_ref"), Some(*c.cid()));
     }
 
     fn cas_ref_semantics(v: &dyn Volume) {

@@ -57,12 +57,30 @@ impl Fs {
         if !s.is_dirty() {
             return Ok(None);
         }
-        let root = s.write_root()?;
         let note = RefNote {
             author: self.inner.options.author.clone(),
             message: message.to_string(),
             ..RefNote::default()
         };
+        // The new blocks and the ref's move are stored at once; when the
+        // ref moved meanwhile, the blocks are stored all the same and the
+        // rounds below merge.
+        let planned = s.plan_root()?;
+        let root = planned.root;
+        let first = match s.session.put_blocks_and_cas_ref(
+            &planned.blocks,
+            name,
+            s.base.as_ref(),
+            Some(&root),
+            &note,
+        ) {
+            Err(e) if !matches!(e, hydra_dag::DagError::RefConflict { .. }) => {
+                return Err(e.into());
+            }
+            moved => moved,
+        };
+        s.root_written(planned);
+        let mut first = Some(first);
         let bucket = &self.inner.bucket;
         let mut target = root;
         let mut merged_from = None;
@@ -80,7 +98,11 @@ impl Fs {
                 std::thread::sleep(Duration::from_millis(jitter + 1));
             }
             let expected = merged_from.or(s.base);
-            match bucket.cas_ref(name, expected.as_ref(), Some(&target), &note) {
+            let moved = match first.take() {
+                Some(moved) => moved,
+                None => bucket.cas_ref(name, expected.as_ref(), Some(&target), &note),
+            };
+            match moved {
                 Ok(entry) => {
                     // Memory holds ours, clean; after a merge it is brought
                     // to the merged root.

@@ -30,6 +30,16 @@ enum Update {
     Clean(Ino),
 }
 
+/// A root planned by [`State::plan_root`], to store.
+#[derive(Debug)]
+pub struct PlannedRoot {
+    /// The new root.
+    pub root: Cid,
+    /// The new blocks it needs.
+    pub blocks: Vec<Block>,
+    updates: Vec<Update>,
+}
+
 /// First cookie of a directory's entries (1 and 2 are `.` and `..`).
 pub const FIRST_COOKIE: u64 = 3;
 
@@ -661,6 +671,14 @@ impl State {
     /// memory has changed (but for finished streams, which are stored), so
     /// the next commit tries again with everything.
     pub fn write_root(&mut self) -> FsResult<Cid> {
+        let planned = self.plan_root()?;
+        self.session.put_blocks(&planned.blocks)?;
+        Ok(self.root_written(planned))
+    }
+
+    /// The new root of every change and the blocks to store for it; memory
+    /// changes only once they are, with [`State::root_written`].
+    pub fn plan_root(&mut self) -> FsResult<PlannedRoot> {
         let mut blocks = Vec::new();
         let mut updates = Vec::new();
         let root = self.record(Ino::ROOT, &mut blocks, &mut updates)?;
@@ -686,7 +704,17 @@ impl State {
         };
         let (root_block, mut more) = fs_root.write()?;
         blocks.append(&mut more);
-        self.session.put_blocks(&blocks)?;
+        Ok(PlannedRoot {
+            root: *root_block.cid(),
+            blocks,
+            updates,
+        })
+    }
+
+    /// Brings memory to the planned root once its blocks are stored;
+    /// returns the root.
+    pub fn root_written(&mut self, planned: PlannedRoot) -> Cid {
+        let PlannedRoot { root, updates, .. } = planned;
         for update in updates {
             match update {
                 Update::File(ino, blob) => {
@@ -734,9 +762,9 @@ impl State {
         }
         self.links_dirty = false;
         self.written_since_settle = 0;
-        self.written_root = Some(*root_block.cid());
+        self.written_root = Some(root);
         self.trim_after_commit();
-        Ok(*root_block.cid())
+        root
     }
 
     /// A fresh write session, once a commit made the old one's blocks
