@@ -244,3 +244,89 @@ pub(crate) fn commit_timer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hydra_dag::Bucket;
+
+    use crate::attr::{Ino, OpenFlags, RenameMode, SetAttr};
+    use crate::fs::{Fs, FsOptions};
+    use crate::perm::Caller;
+
+    fn rw() -> OpenFlags {
+        OpenFlags {
+            read: true,
+            write: true,
+            ..OpenFlags::default()
+        }
+    }
+
+    /// Each commit writes again only the entries that changed; the lists
+    /// it stores equal the lists written whole.
+    #[test]
+    fn lists_written_in_part_equal_lists_written_whole() {
+        let root = Caller::root();
+        let options = FsOptions {
+            commit_interval: None,
+            ..FsOptions::default()
+        };
+        let fs = Fs::open(Bucket::in_memory(), "t", &root, options).expect("open");
+        let d = fs.mkdir(Ino::ROOT, b"d", 0o755, &root).expect("mkdir").ino;
+        let mut files = Vec::new();
+        for i in 0..300 {
+            let name = format!("f{i:03}");
+            let (attr, fh) = fs
+                .create(d, name.as_bytes(), 0o644, rw(), &root)
+                .expect("create");
+            fs.write(fh, 0, name.as_bytes(), &root).expect("write");
+            fs.release(fh).expect("release");
+            files.push(attr.ino);
+        }
+        let sub = fs.mkdir(d, b"sub", 0o755, &root).expect("mkdir").ino;
+        let check = |step: &str| {
+            fs.commit(step).expect("commit");
+            let mut s = fs.state();
+            for dir in [Ino::ROOT, d, sub] {
+                let (whole, stored) = s.lists_of(dir).expect("lists");
+                assert_eq!(stored, whole, "{step}: directory {dir:?}");
+            }
+        };
+        check("first");
+        let (_, fh) = fs.create(d, b"new", 0o600, rw(), &root).expect("create");
+        fs.release(fh).expect("release");
+        check("create");
+        fs.unlink(d, b"f007", &root).expect("unlink");
+        fs.unlink(d, b"f100", &root).expect("unlink");
+        check("unlink");
+        fs.rename(d, b"f010", d, b"g010", RenameMode::Replace, &root)
+            .expect("rename");
+        fs.rename(d, b"f011", Ino::ROOT, b"out", RenameMode::Replace, &root)
+            .expect("rename");
+        fs.rename(d, b"f012", sub, b"in", RenameMode::Replace, &root)
+            .expect("rename");
+        fs.rename(d, b"f013", d, b"f014", RenameMode::Replace, &root)
+            .expect("rename");
+        check("rename");
+        let chmod = SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        };
+        fs.setattr(files[20], &chmod, None, &root).expect("chmod");
+        fs.setxattr(files[21], b"user.k", b"v", 0, &root)
+            .expect("setxattr");
+        let fh = fs.open_file(files[22], rw(), &root).expect("open");
+        fs.write(fh, 1, b"changed", &root).expect("write");
+        fs.release(fh).expect("release");
+        check("attributes and content");
+        fs.link(files[30], sub, b"linked", &root).expect("link");
+        check("link");
+        fs.unlink(sub, b"linked", &root).expect("unlink");
+        fs.mkdir(sub, b"deeper", 0o755, &root).expect("mkdir");
+        check("unlink a link, mkdir below");
+        for i in 200..300 {
+            fs.unlink(d, format!("f{i:03}").as_bytes(), &root)
+                .expect("unlink");
+        }
+        check("unlink many");
+    }
+}

@@ -321,6 +321,24 @@ pub fn write_encoded(entries: Vec<(Vec<u8>, Bytes)>) -> FsResult<(Option<Cid>, V
     Ok(hydra_kv::build(items)?)
 }
 
+/// The list stored as `base` with each (name, value) of `changes` put in
+/// (a value encoded by [`encode_entry`]) or, for `None`, taken out: only
+/// the nodes on the way to them are new.
+pub fn update_encoded(
+    bucket: &Bucket,
+    base: Cid,
+    changes: Vec<(Vec<u8>, Option<Bytes>)>,
+) -> FsResult<(Option<Cid>, Vec<Block>)> {
+    let changes = changes
+        .into_iter()
+        .map(|(name, value)| (Bytes::from(name), value.map(Item::Cbor)))
+        .collect();
+    let mut blocks = Vec::new();
+    let tree =
+        Tree::with_cache(bucket.clone(), Some(base), 0).apply_unstored(changes, &mut blocks)?;
+    Ok((tree.root(), blocks))
+}
+
 /// Hands each (name, value) of a list written by [`write_entries`] to
 /// `f`, in order.
 fn scan_entries(

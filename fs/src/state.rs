@@ -6,7 +6,7 @@
 //! are dirty too, so a commit re-encodes exactly the dirty directories,
 //! bottom-up, and reuses every other stored node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hydra_chunker::Blob;
 use hydra_dag::{Block, Bucket, Cid, WriteSession};
@@ -15,7 +15,8 @@ use crate::attr::{Attr, Ino};
 use crate::error::{FsError, FsResult};
 use crate::file::{FileData, KeptFiles, WriteContext};
 use crate::node::{
-    Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, read_dir, write_encoded,
+    Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, read_dir, update_encoded,
+    write_encoded,
 };
 use crate::trim::{Ghosts, Unloading};
 
@@ -106,6 +107,9 @@ pub struct Entries {
     /// while entries come and go.
     pub by_cookie: BTreeMap<u64, Name>,
     next_cookie: u64,
+    /// Names added or removed since the list was last stored (or loaded):
+    /// with the entries of changed children, all a commit writes again.
+    changed: BTreeSet<Name>,
 }
 
 impl Entries {
@@ -119,6 +123,7 @@ impl Entries {
         self.next_cookie = self.next_cookie.max(cookie + 1);
         let name = Name::from(name);
         self.by_cookie.insert(cookie, name.clone());
+        self.changed.insert(name.clone());
         self.by_name.insert(name, (ino, cookie));
     }
 
@@ -137,9 +142,15 @@ impl Entries {
 
     /// Removes a name; returns the child.
     pub fn remove(&mut self, name: &[u8]) -> Option<Ino> {
-        let (ino, cookie) = self.by_name.remove(name)?;
+        let (name, (ino, cookie)) = self.by_name.remove_entry(name)?;
         self.by_cookie.remove(&cookie);
+        self.changed.insert(name);
         Some(ino)
+    }
+
+    /// Marks the list as the stored one: no name changed since.
+    pub fn settle(&mut self) {
+        self.changed.clear();
     }
 
     /// The child named `name`.
@@ -338,7 +349,7 @@ impl State {
         let listed: Vec<(Vec<u8>, Entry)> = read_dir(&self.bucket, stored)?;
         // Children of an unloaded directory come back as they were.
         let kept = self.take_unloaded(ino);
-        let (entries, subdirs) = match self.materialize(ino, listed, kept.as_ref()) {
+        let (mut entries, subdirs) = match self.materialize(ino, listed, kept.as_ref()) {
             Ok(loaded) => loaded,
             Err(e) => {
                 if let Some(kept) = kept {
@@ -347,6 +358,7 @@ impl State {
                 return Err(e);
             }
         };
+        entries.settle();
         if let Content::Dir(dir) = &mut self.get_mut(ino)?.content {
             dir.entries = Some(Box::new(entries));
             dir.subdirs = subdirs;
@@ -622,14 +634,40 @@ impl State {
         };
         let mut new_list = None;
         if dirty_dir {
-            let children: Vec<(Vec<u8>, Ino)> = self
-                .entries(ino)?
-                .by_name
-                .iter()
-                .map(|(name, (child, _))| (name.to_vec(), *child))
-                .collect();
-            let mut listed = Vec::with_capacity(children.len());
-            for (name, child) in children {
+            let stored = match &self.get(ino)?.content {
+                Content::Dir(dir) => dir.stored,
+                _ => None,
+            };
+            let entries = self.entries(ino)?;
+            // Over a stored list, only the names added or removed and the
+            // children changed since are written again; the rest of the
+            // list stands as stored.
+            let names: Vec<(Vec<u8>, Option<Ino>)> = match stored {
+                Some(_) => {
+                    let mut names: BTreeSet<&[u8]> =
+                        entries.changed.iter().map(|n| &n[..]).collect();
+                    for (name, (child, _)) in &entries.by_name {
+                        if self.inodes.get(child).is_none_or(|c| c.dirty) {
+                            names.insert(name);
+                        }
+                    }
+                    names
+                        .into_iter()
+                        .map(|n| (n.to_vec(), entries.get(n)))
+                        .collect()
+                }
+                None => entries
+                    .by_name
+                    .iter()
+                    .map(|(name, (child, _))| (name.to_vec(), Some(*child)))
+                    .collect(),
+            };
+            let mut listed = Vec::with_capacity(names.len());
+            for (name, child) in names {
+                let Some(child) = child else {
+                    listed.push((name, None));
+                    continue;
+                };
                 let entry = match self.get(child)?.group {
                     Some(group) => Entry::Link(group),
                     None => Entry::Inode(
@@ -637,9 +675,17 @@ impl State {
                             .map_err(|e| e.within(&name))?,
                     ),
                 };
-                listed.push((name, encode_entry(&entry)));
+                listed.push((name, Some(encode_entry(&entry))));
             }
-            let (root, mut new_blocks) = write_encoded(listed)?;
+            let (root, mut new_blocks) = match stored {
+                Some(base) => update_encoded(&self.bucket, base, listed)?,
+                None => write_encoded(
+                    listed
+                        .into_iter()
+                        .filter_map(|(n, e)| Some((n, e?)))
+                        .collect(),
+                )?,
+            };
             blocks.append(&mut new_blocks);
             new_list = Some(root);
         }
@@ -751,6 +797,9 @@ impl State {
                     }) = self.inodes.get_mut(&ino)
                     {
                         dir.stored = list;
+                        if let Some(entries) = &mut dir.entries {
+                            entries.settle();
+                        }
                     }
                 }
                 Update::Clean(ino) => {
@@ -765,6 +814,33 @@ impl State {
         self.written_root = Some(root);
         self.trim_after_commit();
         root
+    }
+
+    /// The list of directory `dir` as written whole, and the one stored:
+    /// to check that writing only what changed gives the same list.
+    #[cfg(test)]
+    pub(crate) fn lists_of(&mut self, dir: Ino) -> FsResult<(Option<Cid>, Option<Cid>)> {
+        let children: Vec<(Vec<u8>, Ino)> = self
+            .entries(dir)?
+            .by_name
+            .iter()
+            .map(|(name, (child, _))| (name.to_vec(), *child))
+            .collect();
+        let (mut blocks, mut updates) = (Vec::new(), Vec::new());
+        let mut listed = Vec::new();
+        for (name, child) in children {
+            let entry = match self.get(child)?.group {
+                Some(group) => Entry::Link(group),
+                None => Entry::Inode(self.record(child, &mut blocks, &mut updates)?),
+            };
+            listed.push((name, encode_entry(&entry)));
+        }
+        let whole = write_encoded(listed)?.0;
+        let stored = match &self.get(dir)?.content {
+            Content::Dir(d) => d.stored,
+            _ => None,
+        };
+        Ok((whole, stored))
     }
 
     /// A fresh write session, once a commit made the old one's blocks
