@@ -19,7 +19,7 @@ use crate::reader::BlobReader;
 
 use crate::recut::{self, Recut};
 use crate::walk;
-use crate::writer::BlobWriter;
+use crate::writer::{BatchStore, BlobWriter};
 
 /// What an edit inserts.
 enum Insert<'a> {
@@ -62,12 +62,36 @@ impl Change<'_> {
 pub struct BlobEditor {
     session: WriteSession,
     params: ChunkParams,
+    /// New blocks of re-cuts kept for the caller to store, when it asked.
+    kept: Option<std::sync::Arc<std::sync::Mutex<Vec<Block>>>>,
 }
 
 impl BlobEditor {
     /// An editor storing new blocks through `session`.
     pub fn new(session: WriteSession, params: ChunkParams) -> Self {
-        BlobEditor { session, params }
+        BlobEditor {
+            session,
+            params,
+            kept: None,
+        }
+    }
+
+    /// An editor that keeps most new blocks (its re-cuts') for the caller
+    /// to store with others in one batch, [`BlobEditor::take_blocks`]:
+    /// nothing refers to them before. It never reads them back, so each
+    /// edit must start from a stored blob.
+    pub fn collecting(session: WriteSession, params: ChunkParams) -> Self {
+        BlobEditor {
+            kept: Some(Default::default()),
+            ..BlobEditor::new(session, params)
+        }
+    }
+
+    /// The new blocks a collecting editor kept so far.
+    pub fn take_blocks(&self) -> Vec<Block> {
+        self.kept.as_ref().map_or_else(Vec::new, |kept| {
+            std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()))
+        })
     }
 
     /// Overwrites bytes at `offset` with `data`, extending the blob (with
@@ -212,7 +236,11 @@ impl BlobEditor {
                 (*chunk.cid(), size)
             }
         };
-        let mut recut = Recut::new(self.session.clone(), self.params)?;
+        let batches = match self.kept {
+            Some(_) => BatchStore::Collect(Vec::new()),
+            None => BatchStore::Direct(self.session.clone()),
+        };
+        let mut recut = Recut::new(batches, self.params)?;
         let mut scratch = Vec::new();
         // Old offset up to which the new tree holds the content.
         let mut pos = 0;
@@ -300,6 +328,11 @@ impl BlobEditor {
         walk::push_old(&mut reader, root, &mut recut.tree, pos, size)?;
         let root = recut.tree.finish()?;
         recut.flush()?;
+        if let Some(kept) = &self.kept {
+            kept.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(recut.take_kept());
+        }
         Ok(match root {
             None => Blob::empty(),
             Some((root, size)) => Blob::Stored { root, size },

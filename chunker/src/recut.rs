@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use hydra_dag::{Block, Cid, Codec, WriteSession};
+use hydra_dag::{Block, Cid, Codec};
 
 use crate::cut::{Scanned, WINDOW};
 use crate::error::ChunkResult;
@@ -137,7 +137,7 @@ impl Arena {
 
 impl Recut {
     /// Re-cutting state for edits through `session`.
-    pub fn new(session: WriteSession, params: ChunkParams) -> ChunkResult<Recut> {
+    pub fn new(batches: BatchStore, params: ChunkParams) -> ChunkResult<Recut> {
         Ok(Recut {
             zero: zero_chunk(params)?,
             params,
@@ -159,7 +159,7 @@ impl Recut {
                 sealed: Vec::new(),
                 capacity: crate::writer::segment_capacity(params),
             },
-            batches: BatchStore::Direct(session),
+            batches,
         })
     }
 
@@ -169,7 +169,7 @@ impl Recut {
         self.pending_bytes += blocks.iter().map(Block::len).sum::<usize>();
         self.pending.extend(blocks);
         self.pending.extend(self.tree.take_blocks());
-        if self.pending_bytes >= BATCH {
+        if self.pending_bytes >= BATCH && !matches!(self.batches, BatchStore::Collect(_)) {
             if let BatchStore::Direct(session) = &self.batches {
                 self.batches = BatchStore::threaded(session.clone())?;
             }
@@ -195,6 +195,14 @@ impl Recut {
     pub fn flush(&mut self) -> ChunkResult<()> {
         self.ship()?;
         self.batches.close()
+    }
+
+    /// The new blocks kept for the caller (when re-cutting collects them).
+    pub fn take_kept(&mut self) -> Vec<Block> {
+        match &mut self.batches {
+            BatchStore::Collect(kept) => std::mem::take(kept),
+            _ => Vec::new(),
+        }
     }
 
     /// Starts re-cutting at new offset `start`, a chunk start in both old

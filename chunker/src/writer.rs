@@ -61,6 +61,8 @@ type Cutter = (
 #[derive(Debug)]
 pub(crate) enum BatchStore {
     Direct(WriteSession),
+    /// Kept for the caller to store.
+    Collect(Vec<Block>),
     /// `None` once the thread has been joined.
     Threaded(Option<Storer>),
 }
@@ -98,6 +100,10 @@ impl BatchStore {
     pub(crate) fn put(&mut self, batch: Vec<Block>) -> ChunkResult<()> {
         match self {
             BatchStore::Direct(session) => Ok(session.put_blocks(&batch)?),
+            BatchStore::Collect(kept) => {
+                kept.extend(batch);
+                Ok(())
+            }
             BatchStore::Threaded(Some((tx, _))) => {
                 if tx.send(batch).is_err() {
                     // The storer stopped: its error is the one to report.
@@ -113,7 +119,7 @@ impl BatchStore {
     /// Waits for every batch to be stored.
     pub(crate) fn close(&mut self) -> ChunkResult<()> {
         match self {
-            BatchStore::Direct(_) | BatchStore::Threaded(None) => Ok(()),
+            BatchStore::Direct(_) | BatchStore::Collect(_) | BatchStore::Threaded(None) => Ok(()),
             BatchStore::Threaded(worker) => {
                 let Some((tx, handles)) = worker.take() else {
                     return Ok(());

@@ -186,6 +186,39 @@ fn one_byte_edit_in_256_mib_stores_few_blocks() {
 }
 
 #[test]
+fn a_collecting_editor_stores_nothing_until_its_caller_does() {
+    let (bucket, mem) = memory_bucket();
+    let session = bucket.session();
+    let p = ChunkParams::default();
+    let data = noise(8 << 20, 8);
+    let blob = put_bytes(&session, p, &data).expect("put");
+    let before = mem.stats().expect("stats");
+    let writes: [(u64, &[u8]); 3] = [(10, b"abc"), (3 << 20, b"defg"), ((8 << 20) - 1, b"h")];
+    let editor = BlobEditor::collecting(session.clone(), p);
+    let edited = editor.write_many(&blob, &writes).expect("edit");
+    assert_eq!(mem.stats().expect("stats").blocks, before.blocks, "stored");
+    let blocks = editor.take_blocks();
+    assert!(
+        !blocks.is_empty() && blocks.len() <= 12,
+        "{} blocks",
+        blocks.len()
+    );
+    assert!(editor.take_blocks().is_empty(), "taken twice");
+    // With the blocks kept stored, the edit reads back.
+    session.put_blocks(&blocks).expect("store");
+    let mut expected = data;
+    for (at, bytes) in writes {
+        expected[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    let mut r = BlobReader::new(bucket, edited.clone());
+    assert_eq!(r.read_at(0, 8 << 20).expect("read"), expected);
+    let stored = BlobEditor::new(session.clone(), p)
+        .write_many(&blob, &writes)
+        .expect("edit");
+    assert_eq!(edited, stored, "collected and stored edits differ");
+}
+
+#[test]
 fn edits_read_only_the_chunks_they_cut_again() {
     // Warming blocks ahead suits a sequential reader, not an edit, which
     // reads up to where the cuts fall in step again and no further: the

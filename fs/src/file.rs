@@ -26,6 +26,11 @@ pub const FLUSH_SETTLE_MIN: u64 = 8 << 20;
 /// this many bytes of them) to append once the gap fills.
 const REORDER_WINDOW: u64 = 32 << 20;
 
+/// An overlay of at most this many writes of at most this many bytes in
+/// all has the chunks it rewrites stored with the commit's other blocks.
+const FEW_WRITES: usize = 16;
+const FEW_WRITE_BYTES: usize = 1 << 20;
+
 /// Files up to this size are edited in a memory buffer.
 const BUFFER_MAX: u64 = 4 << 20;
 
@@ -271,7 +276,18 @@ impl FileData {
                 let base = editor.truncate(base, *size)?;
                 let writes: Vec<(u64, &[u8])> =
                     extents.iter().map(|(o, d)| (*o, d.as_slice())).collect();
-                Ok(editor.write_many(&base, &writes)?)
+                // A few writes (a database's pages at a fsync) rewrite a few
+                // chunks: stored with the commit's other blocks, in one
+                // batch, rather than on their own.
+                let few = writes.len() <= FEW_WRITES
+                    && writes.iter().map(|(_, d)| d.len()).sum::<usize>() <= FEW_WRITE_BYTES;
+                if !few {
+                    return Ok(editor.write_many(&base, &writes)?);
+                }
+                let editor = BlobEditor::collecting(cx.session.clone(), cx.params);
+                let blob = editor.write_many(&base, &writes)?;
+                blocks.append(&mut editor.take_blocks());
+                Ok(blob)
             }
             FileData::Lost(loss) => Err(loss.error()),
         }
