@@ -4,11 +4,15 @@
 #
 #   benches/fsync.sh          # N=300 transactions or files per run, RUNS=5
 #
-# Workloads: N SQLite transactions of one insert each (WAL,
-# synchronous=FULL: one fsync each), and N new small files each written
-# and fsync'd (one Python process). A fsync through hydra commits the
-# filesystem, so these show what a commit costs. Needs bindfs, sqlite3,
-# python3 (installed with apt-get when missing).
+# Workloads: sql, N SQLite transactions of one insert each (WAL,
+# synchronous=FULL: one fsync each); files, N new small files each
+# written and fsync'd (one Python process); bigdir, N/3 new files each
+# fsync'd in a directory of 10,000 (made untimed); journal, 2N/3
+# transactions that each update one row of a 20 MB SQLite database in
+# its default rollback-journal mode (synchronous=FULL: two fsyncs each).
+# A fsync through hydra commits the filesystem, so these show what a
+# commit costs. Needs bindfs, sqlite3, python3 (installed with apt-get
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5} N=${N:-300}
@@ -51,8 +55,40 @@ for i in range(int(sys.argv[2])):
 print(time.perf_counter() - t)
 EOF
 }
+bigdir() { # dir: N/3 fsync'd new files among 10,000
+  python3 - "$1" "$((N / 3))" <<'EOF'
+import os, sys, time
+d = sys.argv[1]
+for i in range(10000):
+    with open("%s/x%d" % (d, i), "wb") as f:
+        f.write(b"x")
+os.sync()
+t = time.perf_counter()
+for i in range(int(sys.argv[2])):
+    with open("%s/f%d" % (d, i), "wb") as f:
+        f.write(b"%d\n" % i); f.flush(); os.fsync(f.fileno())
+print(time.perf_counter() - t)
+EOF
+}
+journal() { # dir: 2N/3 one-row updates of a 20 MB rollback-journal database
+  python3 - "$1" "$((2 * N / 3))" <<'EOF'
+import os, sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1] + "/db", isolation_level=None)
+db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+db.execute("BEGIN")
+for i in range(20000):
+    db.execute("INSERT INTO t(v) VALUES (randomblob(1000))")
+db.execute("COMMIT")
+os.sync()
+t = time.perf_counter()
+for i in range(int(sys.argv[2])):
+    db.execute("UPDATE t SET v = randomblob(1000) WHERE id = ?", (1 + i * 7919 % 20000,))
+print(time.perf_counter() - t)
+EOF
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-for work in sql files; do
+for work in sql files bigdir journal; do
   declare -A t=([disk]="" [bind]="" [hydra]="")
   for _ in $(seq "$RUNS"); do
     for target in disk bind hydra; do
@@ -63,6 +99,6 @@ for work in sql files; do
   done
   # shellcheck disable=SC2086
   d=$(median ${t[disk]}) b=$(median ${t[bind]}) h=$(median ${t[hydra]})
-  printf '%-6s x%d   disk %6.3f s   bindfs %6.3f s   hydra %6.3f s   hydra/disk %5.1fx   hydra/bindfs %5.1fx\n' \
-    "$work" "$N" "$d" "$b" "$h" "$(echo "$h / $d" | bc -l)" "$(echo "$h / $b" | bc -l)"
+  printf '%-7s x%d   disk %6.3f s   bindfs %6.3f s   hydra %6.3f s   hydra/disk %5.1fx   hydra/bindfs %5.1fx\n' \
+    "$work" "$(case $work in bigdir) echo $((N / 3)) ;; journal) echo $((2 * N / 3)) ;; *) echo "$N" ;; esac)" "$d" "$b" "$h" "$(echo "$h / $d" | bc -l)" "$(echo "$h / $b" | bc -l)"
 done
