@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use lru::LruCache;
 
-use crate::block::Block;
 use crate::cid::Cid;
 use crate::error::DagResult;
-use crate::volume::{Volume, forward_volume_metadata};
+use crate::volume::{Volume, forward_volume_metadata, forward_writes};
 
 /// An LRU block cache in front of another volume.
 ///
@@ -156,21 +155,7 @@ impl Volume for CachedVolume {
         Ok(cached || self.inner.has(cid)?)
     }
 
-    fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
-        self.inner.put_many(blocks)
-    }
-
-    fn put_many_and_cas_ref(
-        &self,
-        blocks: &[Block],
-        name: &crate::refs::RefName,
-        expected: Option<&Cid>,
-        new: Option<&Cid>,
-        note: &crate::refs::RefNote,
-    ) -> DagResult<crate::refs::LogEntry> {
-        self.inner
-            .put_many_and_cas_ref(blocks, name, expected, new, note)
-    }
+    forward_writes!();
 
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
         // Delete below first, then evict and bump the count: a read that
@@ -192,6 +177,7 @@ impl Volume for CachedVolume {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::Block;
     use crate::cid::Codec;
     use crate::memory::MemoryVolume;
 

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::block::Block;
 use crate::cid::Cid;
 use crate::error::DagResult;
-use crate::volume::{Volume, forward_volume_metadata};
+use crate::volume::{Volume, forward_volume_metadata, forward_writes};
 
 /// Verifies every block it returns; a mismatch is [`crate::DagError::Integrity`].
 #[derive(Debug)]
@@ -65,21 +64,7 @@ impl Volume for VerifiedVolume {
         self.inner.has(cid)
     }
 
-    fn put_many(&self, blocks: &[Block]) -> DagResult<()> {
-        self.inner.put_many(blocks)
-    }
-
-    fn put_many_and_cas_ref(
-        &self,
-        blocks: &[Block],
-        name: &crate::refs::RefName,
-        expected: Option<&Cid>,
-        new: Option<&Cid>,
-        note: &crate::refs::RefNote,
-    ) -> DagResult<crate::refs::LogEntry> {
-        self.inner
-            .put_many_and_cas_ref(blocks, name, expected, new, note)
-    }
+    forward_writes!();
 
     fn delete_many(&self, cids: &[Cid]) -> DagResult<u64> {
         self.inner.delete_many(cids)

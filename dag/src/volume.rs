@@ -191,6 +191,29 @@ macro_rules! forward_volume_metadata {
 }
 pub(crate) use forward_volume_metadata;
 
+/// Implements the `Volume` methods that store blocks by passing the
+/// blocks unchanged to the decorator's `inner` volume.
+macro_rules! forward_writes {
+    () => {
+        fn put_many(&self, blocks: &[$crate::block::Block]) -> $crate::error::DagResult<()> {
+            self.inner.put_many(blocks)
+        }
+
+        fn put_many_and_cas_ref(
+            &self,
+            blocks: &[$crate::block::Block],
+            name: &$crate::refs::RefName,
+            expected: Option<&$crate::cid::Cid>,
+            new: Option<&$crate::cid::Cid>,
+            note: &$crate::refs::RefNote,
+        ) -> $crate::error::DagResult<$crate::refs::LogEntry> {
+            self.inner
+                .put_many_and_cas_ref(blocks, name, expected, new, note)
+        }
+    };
+}
+pub(crate) use forward_writes;
+
 /// Implements the `Volume` methods about refs, the changelog and
 /// compaction by passing them to the decorator's `inner` volume.
 macro_rules! forward_refs {
