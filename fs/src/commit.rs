@@ -270,7 +270,8 @@ mod tests {
             commit_interval: None,
             ..FsOptions::default()
         };
-        let fs = Fs::open(Bucket::in_memory(), "t", &root, options).expect("open");
+        let bucket = Bucket::in_memory();
+        let fs = Fs::open(bucket.clone(), "t", &root, options.clone()).expect("open");
         let d = fs.mkdir(Ino::ROOT, b"d", 0o755, &root).expect("mkdir").ino;
         let mut files = Vec::new();
         for i in 0..300 {
@@ -328,5 +329,17 @@ mod tests {
                 .expect("unlink");
         }
         check("unlink many");
+        // Another writer's commit, taken in, then a change over it.
+        let other = Fs::open(bucket, "t", &root, options).expect("open");
+        let od = other.lookup(Ino::ROOT, b"d", &root).expect("d").ino;
+        let (_, fh) = other
+            .create(od, b"theirs", 0o644, rw(), &root)
+            .expect("create");
+        other.release(fh).expect("release");
+        other.unlink(od, b"f050", &root).expect("unlink");
+        other.commit("theirs").expect("commit");
+        assert!(fs.refresh().expect("refresh"), "not taken in");
+        fs.unlink(d, b"f051", &root).expect("unlink");
+        check("after taking in another writer's commit");
     }
 }

@@ -163,6 +163,10 @@ impl State {
             .count();
         if let Content::Dir(d) = &mut self.get_mut(dir)?.content {
             d.subdirs = u32::try_from(subdirs).unwrap_or(u32::MAX);
+            // The entries are the stored list's now.
+            if let Some(entries) = &mut d.entries {
+                entries.settle();
+            }
         }
         Ok(())
     }
