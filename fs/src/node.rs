@@ -323,9 +323,10 @@ pub fn write_encoded(entries: Vec<(Vec<u8>, Bytes)>) -> FsResult<(Option<Cid>, V
 
 /// The list stored as `base` with each (name, value) of `changes` put in
 /// (a value encoded by [`encode_entry`]) or, for `None`, taken out: only
-/// the nodes on the way to them are new.
+/// the nodes on the way to them are new. `lists` holds the nodes read and
+/// made (see [`list_cache`]).
 pub fn update_encoded(
-    bucket: &Bucket,
+    lists: &Tree,
     base: Cid,
     changes: Vec<(Vec<u8>, Option<Bytes>)>,
 ) -> FsResult<(Option<Cid>, Vec<Block>)> {
@@ -334,9 +335,18 @@ pub fn update_encoded(
         .map(|(name, value)| (Bytes::from(name), value.map(Item::Cbor)))
         .collect();
     let mut blocks = Vec::new();
-    let tree =
-        Tree::with_cache(bucket.clone(), Some(base), 0).apply_unstored(changes, &mut blocks)?;
+    let tree = lists.at(Some(base)).apply_unstored(changes, &mut blocks)?;
     Ok((tree.root(), blocks))
+}
+
+/// Decoded directory-list nodes kept between commits.
+const LIST_CACHE: usize = 8 << 20;
+
+/// A cache of the directory-list nodes commits read and make (an empty
+/// tree to take others from with [`Tree::at`]): a commit's change to a
+/// list finds the nodes the last one made, decoded.
+pub fn list_cache(bucket: &Bucket) -> Tree {
+    Tree::with_cache(bucket.clone(), None, LIST_CACHE)
 }
 
 /// Hands each (name, value) of a list written by [`write_entries`] to

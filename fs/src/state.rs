@@ -15,7 +15,7 @@ use crate::attr::{Attr, Ino};
 use crate::error::{FsError, FsResult};
 use crate::file::{FileData, KeptFiles, WriteContext};
 use crate::node::{
-    Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, read_dir, update_encoded,
+    Entry, FsRoot, Kind, Meta, Record, Stored, encode_entry, list_cache, read_dir, update_encoded,
     write_encoded,
 };
 use crate::trim::{Ghosts, Unloading};
@@ -193,6 +193,8 @@ pub struct State {
     pub(crate) ghosts: Ghosts,
     /// Committed files whose bytes stay in memory for their next write.
     kept: KeptFiles,
+    /// Directory-list nodes kept between commits.
+    lists: hydra_kv::Tree,
 }
 
 /// Files at least this large count only the bytes outside their holes as
@@ -242,6 +244,7 @@ impl State {
             next_group: 1,
             links_dirty: false,
             session: bucket.session(),
+            lists: list_cache(&bucket),
             bucket,
             params,
             written_root: None,
@@ -678,7 +681,7 @@ impl State {
                 listed.push((name, Some(encode_entry(&entry))));
             }
             let (root, mut new_blocks) = match stored {
-                Some(base) => update_encoded(&self.bucket, base, listed)?,
+                Some(base) => update_encoded(&self.lists, base, listed)?,
                 None => write_encoded(
                     listed
                         .into_iter()

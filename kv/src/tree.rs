@@ -87,6 +87,16 @@ impl Tree {
         }
     }
 
+    /// The tree rooted at `root` in the same bucket, sharing this tree's
+    /// cache of decoded nodes.
+    pub fn at(&self, root: Option<Cid>) -> Tree {
+        Tree {
+            bucket: self.bucket.clone(),
+            root,
+            inner: self.inner.clone(),
+        }
+    }
+
     /// The root (`None` for the empty tree).
     pub fn root(&self) -> Option<Cid> {
         self.root
@@ -108,6 +118,13 @@ impl Tree {
         let size = block_len + node.decoded_size();
         self.cache().put(*cid, node.clone(), size);
         Ok(node)
+    }
+
+    /// Keeps a node a change made in the cache: the next change of the
+    /// tree reads it again.
+    fn keep(&self, block: &Block, node: Node) {
+        let size = block.len() + node.decoded_size();
+        self.cache().put(*block.cid(), Arc::new(node), size);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, NodeCache> {
@@ -289,7 +306,7 @@ impl Tree {
                 .into_iter()
                 .filter_map(|(k, i)| Some((k, i?)))
                 .collect();
-            return build_up(0, entries, blocks);
+            return build_up(0, entries, blocks, Some(self));
         };
         let top = self.node(&root)?.level;
         for level in 0..top {
@@ -304,14 +321,16 @@ impl Tree {
         // The root's own level: merge, then cut and build up as needed.
         let node = self.node(&root)?;
         let entries = merge(&node, &changes);
-        let Some(mut new_root) = build_up(top, entries, blocks)? else {
+        let Some(mut new_root) = build_up(top, entries, blocks, Some(self))? else {
             return Ok(None);
         };
         // Shrinking: a root with one child is that child, all the way down.
         loop {
-            let node = match blocks.iter().find(|b| b.cid() == &new_root) {
-                Some(b) => Arc::new(Node::decode(b.cid(), b.data().clone())?),
-                None => self.node(&new_root)?,
+            let kept = self.cache().get(&new_root);
+            let node = match (kept, blocks.iter().find(|b| b.cid() == &new_root)) {
+                (Some(node), _) => node,
+                (None, Some(b)) => Arc::new(Node::decode(b.cid(), b.data().clone())?),
+                (None, None) => self.node(&new_root)?,
             };
             match (node.level, node.items.as_slice()) {
                 (1.., [Item::Child(only)]) => new_root = *only,
@@ -345,13 +364,13 @@ impl Tree {
                 up.insert(node.keys[0].clone(), None);
                 for (k, i) in merge(&node, &changes[next..stop]) {
                     if let Some(done) = chunker.push(k, i) {
-                        emit(done, blocks, &mut up)?;
+                        emit(done, blocks, &mut up, Some(self))?;
                     }
                 }
                 next = stop;
                 if !cur.advance(self)? {
                     if let Some(done) = chunker.take() {
-                        emit(done, blocks, &mut up)?;
+                        emit(done, blocks, &mut up, Some(self))?;
                     }
                     break;
                 }
@@ -379,9 +398,13 @@ fn emit(
     node: Node,
     blocks: &mut Vec<Block>,
     up: &mut BTreeMap<Bytes, Option<Item>>,
+    cache: Option<&Tree>,
 ) -> KvResult<()> {
     let block = node.to_block()?;
     up.insert(node.keys[0].clone(), Some(Item::Child(*block.cid())));
+    if let Some(tree) = cache {
+        tree.keep(&block, node);
+    }
     blocks.push(block);
     Ok(())
 }
@@ -433,7 +456,7 @@ pub fn build(entries: Vec<(Bytes, Item)>) -> KvResult<(Option<Cid>, Vec<Block>)>
         }
     }
     let mut blocks = Vec::new();
-    let root = build_up(0, entries, &mut blocks)?;
+    let root = build_up(0, entries, &mut blocks, None)?;
     Ok((root, blocks))
 }
 
@@ -441,6 +464,7 @@ fn build_up(
     mut level: u8,
     mut entries: Vec<(Bytes, Item)>,
     blocks: &mut Vec<Block>,
+    cache: Option<&Tree>,
 ) -> KvResult<Option<Cid>> {
     loop {
         if entries.is_empty() {
@@ -459,17 +483,18 @@ fn build_up(
             nodes.extend(chunker.push(k, i));
         }
         nodes.extend(chunker.take());
-        if nodes.len() == 1 {
-            let block = nodes[0].to_block()?;
-            let cid = *block.cid();
-            blocks.push(block);
-            return Ok(Some(cid));
-        }
+        let single = nodes.len() == 1;
         let mut above = Vec::with_capacity(nodes.len());
         for node in nodes {
             let block = node.to_block()?;
             above.push((node.keys[0].clone(), Item::Child(*block.cid())));
+            if let Some(tree) = cache {
+                tree.keep(&block, node);
+            }
             blocks.push(block);
+        }
+        if single {
+            return Ok(blocks.last().map(|b| *b.cid()));
         }
         entries = above;
         level += 1;
