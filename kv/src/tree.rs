@@ -32,6 +32,9 @@ pub struct Tree {
     bucket: Bucket,
     root: Option<Cid>,
     inner: Arc<Mutex<NodeCache>>,
+    /// Whether nodes a change makes go into the cache too (a cache of the
+    /// tree's own; the process's shared one keeps only nodes read).
+    keep_made: bool,
 }
 
 /// Bytes of decoded nodes a tree keeps by default.
@@ -74,6 +77,7 @@ impl Tree {
             bucket,
             root,
             inner,
+            keep_made: false,
         }
     }
 
@@ -84,6 +88,7 @@ impl Tree {
             bucket,
             root,
             inner: Arc::new(Mutex::new(NodeCache::new(cache_bytes))),
+            keep_made: cache_bytes > 0,
         }
     }
 
@@ -94,6 +99,7 @@ impl Tree {
             bucket: self.bucket.clone(),
             root,
             inner: self.inner.clone(),
+            keep_made: self.keep_made,
         }
     }
 
@@ -123,6 +129,9 @@ impl Tree {
     /// Keeps a node a change made in the cache: the next change of the
     /// tree reads it again.
     fn keep(&self, block: &Block, node: Node) {
+        if !self.keep_made {
+            return;
+        }
         let size = block.len() + node.decoded_size();
         self.cache().put(*block.cid(), Arc::new(node), size);
     }
@@ -288,11 +297,7 @@ impl Tree {
             }
         }
         let root = self.rebuild(changes.into_iter().collect(), blocks)?;
-        Ok(Tree {
-            bucket: self.bucket.clone(),
-            root,
-            inner: self.inner.clone(),
-        })
+        Ok(self.at(root))
     }
 
     /// The new root after `changes`; new nodes go to `blocks`.
