@@ -42,11 +42,11 @@ impl Prior {
     }
 }
 
-/// Cuts and hashes `data` into blocks as [`crate::chunk_blocks`] does,
+/// Cuts and hashes in-memory content into blocks without storing them,
 /// reusing the chunks of `prior` (the version stored before, with its
 /// changes noted) that the changes left alone; returns the blob, the new
 /// blocks, and what the next edit of `data` reuses. Same blob as cutting
-/// all of `data` afresh.
+/// all of `data` afresh (`prior` `None`, as [`crate::chunk_blocks`] does).
 pub fn chunk_changed(
     params: ChunkParams,
     data: Bytes,
@@ -120,6 +120,7 @@ pub fn chunk_changed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hydra_dag::Bucket;
 
     fn noise(len: usize, seed: u64) -> Vec<u8> {
         crate::test_noise(len, seed)
@@ -154,8 +155,10 @@ mod tests {
             let bytes = Bytes::from(data.clone());
             let (blob, blocks, next) =
                 chunk_changed(p, bytes.clone(), Some(&prior)).expect("re-cut");
-            let (fresh, all) = crate::chunk_blocks(p, bytes).expect("cut");
+            // The writer that streams files cuts independently of this.
+            let fresh = crate::put_bytes(&Bucket::in_memory().session(), p, &bytes).expect("put");
             assert_eq!(blob, fresh, "edit {k}: {what} {at} {len}");
+            let (_, all) = crate::chunk_blocks(p, bytes).expect("cut");
             // Every new block is one a fresh cut makes too.
             for b in &blocks {
                 assert!(

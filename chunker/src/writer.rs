@@ -535,24 +535,6 @@ pub fn put_shared(
 /// Cuts and hashes in-memory content into blocks without storing them:
 /// for callers that batch many small blobs into one store call.
 pub fn chunk_blocks(params: ChunkParams, data: Bytes) -> ChunkResult<(Blob, Vec<Block>)> {
-    if data.len() <= INLINE_MAX {
-        return Ok((Blob::Inline(data), Vec::new()));
-    }
-    let mut cuts = Vec::new();
-    params.split(&data, true, &mut cuts);
-    let mut tree = TreeBuilder::new();
-    let mut blocks = Vec::with_capacity(cuts.len() + 1);
-    for (offset, len) in cuts {
-        let chunk = data.slice(offset..offset + len);
-        let cid = Cid::hash(Codec::RAW, &chunk);
-        tree.push_leaf((cid, len as u64))?;
-        blocks.push(Block::trusted(cid, chunk));
-    }
-    let root = tree.finish()?;
-    blocks.extend(tree.take_blocks());
-    let blob = match root {
-        None => Blob::empty(),
-        Some((root, size)) => Blob::Stored { root, size },
-    };
+    let (blob, blocks, _) = crate::rechunk::chunk_changed(params, data, None)?;
     Ok((blob, blocks))
 }

@@ -220,13 +220,18 @@ impl FileData {
             FileData::Kept(kept) => Ok(kept.blob.clone()),
             FileData::Buffer(data, prior) => {
                 let data = Bytes::from(std::mem::take(data));
-                let cut = chunk_changed(cx.params, data.clone(), prior.as_deref());
-                // On failure the bytes stay, with no chunks known to reuse.
-                let chunks = cut.as_ref().map(|c| c.2.clone()).unwrap_or_default();
-                *self = FileData::Planned(data, Box::new(chunks));
-                let (blob, mut new, _) = cut?;
-                blocks.append(&mut new);
-                Ok(blob)
+                match chunk_changed(cx.params, data.clone(), prior.as_deref()) {
+                    Ok((blob, mut new, chunks)) => {
+                        *self = FileData::Planned(data, Box::new(chunks));
+                        blocks.append(&mut new);
+                        Ok(blob)
+                    }
+                    Err(e) => {
+                        // The bytes stay, with no chunks known to reuse.
+                        *self = FileData::Planned(data, Box::default());
+                        Err(e.into())
+                    }
+                }
             }
             // A commit that stored these bytes failed: their chunks may not
             // be stored, so none is reused.

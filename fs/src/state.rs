@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::Bytes;
 use hydra_chunker::Blob;
 use hydra_dag::{Block, Bucket, Cid, WriteSession};
 
@@ -667,18 +668,14 @@ impl State {
             };
             let mut listed = Vec::with_capacity(names.len());
             for (name, child) in names {
-                let Some(child) = child else {
-                    listed.push((name, None));
-                    continue;
-                };
-                let entry = match self.get(child)?.group {
-                    Some(group) => Entry::Link(group),
-                    None => Entry::Inode(
-                        self.record(child, blocks, updates)
+                let entry = match child {
+                    Some(child) => Some(
+                        self.entry_of(child, blocks, updates)
                             .map_err(|e| e.within(&name))?,
                     ),
+                    None => None,
                 };
-                listed.push((name, Some(encode_entry(&entry))));
+                listed.push((name, entry));
             }
             let (root, mut new_blocks) = match stored {
                 Some(base) => update_encoded(&self.lists, base, listed)?,
@@ -819,6 +816,21 @@ impl State {
         root
     }
 
+    /// The encoded entry naming `child` in its directory: its record, or
+    /// its hard-link group (recording its changes as [`State::record`]).
+    fn entry_of(
+        &mut self,
+        child: Ino,
+        blocks: &mut Vec<Block>,
+        updates: &mut Vec<Update>,
+    ) -> FsResult<Bytes> {
+        let entry = match self.get(child)?.group {
+            Some(group) => Entry::Link(group),
+            None => Entry::Inode(self.record(child, blocks, updates)?),
+        };
+        Ok(encode_entry(&entry))
+    }
+
     /// The list of directory `dir` as written whole, and the one stored:
     /// to check that writing only what changed gives the same list.
     #[cfg(test)]
@@ -832,11 +844,7 @@ impl State {
         let (mut blocks, mut updates) = (Vec::new(), Vec::new());
         let mut listed = Vec::new();
         for (name, child) in children {
-            let entry = match self.get(child)?.group {
-                Some(group) => Entry::Link(group),
-                None => Entry::Inode(self.record(child, &mut blocks, &mut updates)?),
-            };
-            listed.push((name, encode_entry(&entry)));
+            listed.push((name, self.entry_of(child, &mut blocks, &mut updates)?));
         }
         let whole = write_encoded(listed)?.0;
         let stored = match &self.get(dir)?.content {
