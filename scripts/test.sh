@@ -9,7 +9,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the tests drive for real.
 packages=(sqlite3 attr libcap2-bin tar gzip zstd xz-utils bzip2 python3 fuse3 git fio rsync stress-ng
-  diod qemu-system-x86 busybox-static cpio bsdutils redis-server chromium make gcc binutils)
+  diod qemu-system-x86 busybox-static cpio bsdutils redis-server chromium make gcc binutils
+  postgresql procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

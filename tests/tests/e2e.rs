@@ -18,6 +18,8 @@ mod kv;
 mod ninep;
 #[path = "e2e/overlay.rs"]
 mod overlay;
+#[path = "e2e/postgres.rs"]
+mod postgres;
 #[path = "e2e/powercut.rs"]
 mod powercut;
 #[path = "e2e/privileges.rs"]
