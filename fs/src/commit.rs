@@ -19,19 +19,35 @@ const MERGE_DEADLINE: Duration = Duration::from_secs(30);
 
 impl Fs {
     /// Makes everything written so far durable: commits the filesystem.
+    ///
+    /// Concurrent fsyncs share commits: a commit begun after this call
+    /// holds everything written before it, so when one has succeeded by
+    /// the time this caller gets its turn, there is nothing left to do.
     pub fn fsync(&self, _fh: Option<Fh>) -> FsResult<()> {
         if self.inner.options.read_only || self.inner.name.is_none() {
             return Ok(());
         }
-        self.commit("fsync").map(|_| ())
+        let needed = self.inner.commits_begun.load(Ordering::SeqCst) + 1;
+        self.commit_unless_durable("fsync", Some(needed))
+            .map(|_| ())
     }
 
     /// Stores every change and moves `fs/<name>`; returns the changelog
     /// entry, or `None` when nothing changed. When another writer committed
     /// meanwhile, both sides' changes are merged (see [`crate::OnConflict`]).
     pub fn commit(&self, message: &str) -> FsResult<Option<LogEntry>> {
+        self.commit_unless_durable(message, None)
+    }
+
+    /// Commits, unless commit attempt `needed` or a later one has already
+    /// left memory equal to the store.
+    fn commit_unless_durable(
+        &self,
+        message: &str,
+        needed: Option<u64>,
+    ) -> FsResult<Option<LogEntry>> {
         let started = std::time::Instant::now();
-        let committed = self.commit_now(message);
+        let committed = self.commit_now(message, needed);
         if let Ok(Some(_)) = &committed {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -48,13 +64,22 @@ impl Fs {
         )
     }
 
-    fn commit_now(&self, message: &str) -> FsResult<Option<LogEntry>> {
+    fn commit_now(&self, message: &str, needed: Option<u64>) -> FsResult<Option<LogEntry>> {
         let Some(name) = &self.inner.name else {
             return Err(FsError::ReadOnly);
         };
         self.writable()?;
         let mut s = self.state();
+        if needed.is_some_and(|n| self.inner.commit_durable.load(Ordering::SeqCst) >= n) {
+            return Ok(None);
+        }
+        // Numbered under the state lock: this attempt sees every change
+        // made before the number was taken.
+        let attempt = self.inner.commits_begun.fetch_add(1, Ordering::SeqCst) + 1;
         if !s.is_dirty() {
+            self.inner
+                .commit_durable
+                .fetch_max(attempt, Ordering::SeqCst);
             return Ok(None);
         }
         let note = RefNote {
@@ -112,6 +137,9 @@ impl Fs {
                         None => Vec::new(),
                     };
                     s.renew_session();
+                    self.inner
+                        .commit_durable
+                        .fetch_max(attempt, Ordering::SeqCst);
                     drop(s);
                     self.tell(changes);
                     return Ok(Some(entry));
@@ -247,6 +275,8 @@ pub(crate) fn commit_timer(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use hydra_dag::Bucket;
 
     use crate::attr::{Ino, OpenFlags, RenameMode, SetAttr};
@@ -259,6 +289,42 @@ mod tests {
             write: true,
             ..OpenFlags::default()
         }
+    }
+
+    /// An fsync whose writes a commit begun after it already stored skips
+    /// its own commit, even with later writes pending; one begun before it
+    /// does not count.
+    #[test]
+    fn an_fsync_shares_a_commit_begun_after_it() {
+        let root = Caller::root();
+        let options = FsOptions {
+            commit_interval: None,
+            ..FsOptions::default()
+        };
+        let fs = Fs::open(Bucket::in_memory(), "t", &root, options).expect("open");
+        let (_, fh) = fs
+            .create(Ino::ROOT, b"a", 0o644, rw(), &root)
+            .expect("create");
+        fs.write(fh, 0, b"mine", &root).expect("write");
+        let commits = || fs.commit_stats().0;
+        // The caller's fsync takes its number, then another commit runs
+        // first and later writes arrive before the caller's turn.
+        let needed = fs.inner.commits_begun.load(Ordering::SeqCst) + 1;
+        fs.commit("timer").expect("commit");
+        let after_timer = commits();
+        fs.write(fh, 4, b" and later", &root).expect("write");
+        fs.commit_unless_durable("fsync", Some(needed))
+            .expect("fsync");
+        assert_eq!(commits(), after_timer, "the timer's commit served it");
+        assert!(fs.state().is_dirty(), "the later write waits");
+        // Numbered before the last commit began: that one may have missed
+        // this caller's writes, so it commits.
+        let stale = fs.inner.commits_begun.load(Ordering::SeqCst);
+        fs.commit_unless_durable("fsync", Some(stale + 1))
+            .expect("fsync");
+        assert_eq!(commits(), after_timer + 1);
+        assert!(!fs.state().is_dirty());
+        fs.release(fh).expect("release");
     }
 
     /// Each commit writes again only the entries that changed; the lists

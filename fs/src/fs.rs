@@ -123,6 +123,10 @@ pub(crate) struct Inner {
     /// Commits made, and their total time in nanoseconds.
     pub(crate) commits: AtomicU64,
     pub(crate) commit_ns: AtomicU64,
+    /// Commit attempts begun (numbered from 1, under the state lock), and
+    /// the highest of them known to have left memory equal to the store.
+    pub(crate) commits_begun: AtomicU64,
+    pub(crate) commit_durable: AtomicU64,
     pub(crate) stop: Arc<(Mutex<bool>, Condvar)>,
     /// Told what changed when another writer's commit is taken in.
     pub(crate) watcher: WatcherSlot,
@@ -256,6 +260,8 @@ impl Fs {
                 next_fh: AtomicU64::new(1),
                 commits: AtomicU64::new(0),
                 commit_ns: AtomicU64::new(0),
+                commits_begun: AtomicU64::new(0),
+                commit_durable: AtomicU64::new(0),
                 stop: Arc::new((Mutex::new(false), Condvar::new())),
                 watcher: WatcherSlot::default(),
             }),
