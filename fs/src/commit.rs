@@ -387,6 +387,24 @@ mod tests {
         check("attributes and content");
         fs.link(files[30], sub, b"linked", &root).expect("link");
         check("link");
+        fs.link(files[40], d, b"f040-too", &root).expect("link");
+        check("link in the same directory");
+        fs.setattr(files[40], &chmod, None, &root).expect("chmod");
+        fs.rename(d, b"f040", d, b"f040-moved", RenameMode::Replace, &root)
+            .expect("rename");
+        check("a linked file changed and renamed");
+        fs.unlink(d, b"f040-moved", &root).expect("unlink");
+        fs.setxattr(files[40], b"user.k", b"v", 0, &root)
+            .expect("setxattr");
+        check("a linked file's first name gone, then a change");
+        fs.rename(d, b"f041", sub, b"moved", RenameMode::Replace, &root)
+            .expect("rename");
+        check("moved away");
+        fs.setattr(files[41], &chmod, None, &root).expect("chmod");
+        fs.setattr(files[42], &chmod, None, &root).expect("chmod");
+        fs.rename(d, b"f042", sub, b"moved-too", RenameMode::Replace, &root)
+            .expect("rename");
+        check("changed after a move, and before one");
         fs.unlink(sub, b"linked", &root).expect("unlink");
         fs.mkdir(sub, b"deeper", 0o755, &root).expect("mkdir");
         check("unlink a link, mkdir below");

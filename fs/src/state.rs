@@ -6,7 +6,7 @@
 //! are dirty too, so a commit re-encodes exactly the dirty directories,
 //! bottom-up, and reuses every other stored node.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use hydra_chunker::Blob;
@@ -111,6 +111,12 @@ pub struct Entries {
     /// Names added or removed since the list was last stored (or loaded):
     /// with the entries of changed children, all a commit writes again.
     changed: BTreeSet<Name>,
+    /// Child → its name here, to find changed children's names without
+    /// visiting every entry (a hard-linked child may be under another).
+    by_ino: HashMap<Ino, Name>,
+    /// Children marked changed since the list was last stored (a superset:
+    /// some may have moved away or been written since).
+    dirty_kids: HashSet<Ino>,
 }
 
 impl Entries {
@@ -125,6 +131,8 @@ impl Entries {
         let name = Name::from(name);
         self.by_cookie.insert(cookie, name.clone());
         self.changed.insert(name.clone());
+        // A hard-linked child keeps the first of its names here.
+        self.by_ino.entry(ino).or_insert_with(|| name.clone());
         self.by_name.insert(name, (ino, cookie));
     }
 
@@ -145,6 +153,10 @@ impl Entries {
     pub fn remove(&mut self, name: &[u8]) -> Option<Ino> {
         let (name, (ino, cookie)) = self.by_name.remove_entry(name)?;
         self.by_cookie.remove(&cookie);
+        if self.by_ino.get(&ino) == Some(&name) {
+            self.by_ino.remove(&ino);
+            self.dirty_kids.remove(&ino);
+        }
         self.changed.insert(name);
         Some(ino)
     }
@@ -152,6 +164,50 @@ impl Entries {
     /// Marks the list as the stored one: no name changed since.
     pub fn settle(&mut self) {
         self.changed.clear();
+        self.dirty_kids.clear();
+    }
+
+    /// Notes that child `ino` changed.
+    pub fn note_dirty(&mut self, ino: Ino) {
+        self.dirty_kids.insert(ino);
+    }
+
+    /// The names a commit writes again over the stored list: those added
+    /// or removed, and those of children `changed` says changed.
+    pub fn names_to_write(&self, changed: impl Fn(Ino) -> bool) -> BTreeSet<&[u8]> {
+        let mut names: BTreeSet<&[u8]> = self.changed.iter().map(|n| &n[..]).collect();
+        for &kid in &self.dirty_kids {
+            if !changed(kid) {
+                continue;
+            }
+            match self.by_ino.get(&kid) {
+                Some(name) if self.get(name) == Some(kid) => {
+                    names.insert(name);
+                }
+                // A child this list holds under a name not noted: look at
+                // every entry (never expected; never wrong).
+                _ if self.by_name.values().any(|(c, _)| *c == kid) => {
+                    return self.scan_names(names, changed);
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+
+    /// `names` and the names of every entry whose child `changed` says
+    /// changed.
+    pub fn scan_names<'a>(
+        &'a self,
+        mut names: BTreeSet<&'a [u8]>,
+        changed: impl Fn(Ino) -> bool,
+    ) -> BTreeSet<&'a [u8]> {
+        for (name, (child, _)) in &self.by_name {
+            if changed(*child) {
+                names.insert(name);
+            }
+        }
+        names
     }
 
     /// The child named `name`.
@@ -329,6 +385,13 @@ impl State {
             let Some(dir) = self.inodes.get_mut(&up) else {
                 break;
             };
+            if let Content::Dir(Dir {
+                entries: Some(entries),
+                ..
+            }) = &mut dir.content
+            {
+                entries.note_dirty(at);
+            }
             if dir.dirty {
                 break;
             }
@@ -550,9 +613,10 @@ impl State {
         }
         let group = self.next_group;
         self.next_group += 1;
-        // Its entry in its directory becomes a link: that directory changes.
-        let parent = self.get(ino)?.parent;
-        self.mark_dirty(parent);
+        // Its entry in its directory becomes a link: that directory changes
+        // (marked while the inode is not grouped yet, so the directory
+        // notes it among its changed children).
+        self.mark_dirty(ino);
         let inode = self.get_mut(ino)?;
         inode.group = Some(group);
         self.groups.insert(group, ino);
@@ -648,12 +712,22 @@ impl State {
             // list stands as stored.
             let names: Vec<(Vec<u8>, Option<Ino>)> = match stored {
                 Some(_) => {
-                    let mut names: BTreeSet<&[u8]> =
-                        entries.changed.iter().map(|n| &n[..]).collect();
-                    for (name, (child, _)) in &entries.by_name {
-                        if self.inodes.get(child).is_none_or(|c| c.dirty) {
-                            names.insert(name);
-                        }
+                    let changed = |child| self.inodes.get(&child).is_none_or(|c| c.dirty);
+                    let names = entries.names_to_write(changed);
+                    // Debug builds (every test) check the children noted
+                    // against a visit of every entry: only hard-linked
+                    // ones, whose entries name their group and so do not
+                    // change with them, may be left out.
+                    #[cfg(debug_assertions)]
+                    for name in entries.scan_names(BTreeSet::new(), changed) {
+                        let grouped = entries
+                            .get(name)
+                            .and_then(|c| self.inodes.get(&c))
+                            .is_some_and(|c| c.group.is_some());
+                        assert!(
+                            names.contains(name) || grouped,
+                            "a changed child was not noted in its directory"
+                        );
                     }
                     names
                         .into_iter()
