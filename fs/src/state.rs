@@ -96,6 +96,9 @@ pub struct Dir {
     pub used_in: u32,
 }
 
+/// Entries from which a directory keeps a map from child to name.
+const BY_INO_MIN: usize = if cfg!(test) { 8 } else { 1024 };
+
 /// A name in a directory, held once by both of its maps.
 pub type Name = std::sync::Arc<[u8]>;
 
@@ -112,8 +115,9 @@ pub struct Entries {
     /// with the entries of changed children, all a commit writes again.
     changed: BTreeSet<Name>,
     /// Child → its name here, to find changed children's names without
-    /// visiting every entry (a hard-linked child may be under another).
-    by_ino: HashMap<Ino, Name>,
+    /// visiting every entry (a hard-linked child may be under another);
+    /// kept from [`BY_INO_MIN`] entries on, below which a visit is cheap.
+    by_ino: Option<HashMap<Ino, Name>>,
     /// Children marked changed since the list was last stored (a superset:
     /// some may have moved away or been written since).
     dirty_kids: HashSet<Ino>,
@@ -132,8 +136,17 @@ impl Entries {
         self.by_cookie.insert(cookie, name.clone());
         self.changed.insert(name.clone());
         // A hard-linked child keeps the first of its names here.
-        self.by_ino.entry(ino).or_insert_with(|| name.clone());
+        if let Some(by_ino) = &mut self.by_ino {
+            by_ino.entry(ino).or_insert_with(|| name.clone());
+        }
         self.by_name.insert(name, (ino, cookie));
+        if self.by_ino.is_none() && self.by_name.len() >= BY_INO_MIN {
+            let mut by_ino = HashMap::with_capacity(self.by_name.len());
+            for (name, (child, _)) in &self.by_name {
+                by_ino.entry(*child).or_insert_with(|| name.clone());
+            }
+            self.by_ino = Some(by_ino);
+        }
     }
 
     /// An empty list whose first new name gets `cookie`.
@@ -153,8 +166,10 @@ impl Entries {
     pub fn remove(&mut self, name: &[u8]) -> Option<Ino> {
         let (name, (ino, cookie)) = self.by_name.remove_entry(name)?;
         self.by_cookie.remove(&cookie);
-        if self.by_ino.get(&ino) == Some(&name) {
-            self.by_ino.remove(&ino);
+        if let Some(by_ino) = &mut self.by_ino
+            && by_ino.get(&ino) == Some(&name)
+        {
+            by_ino.remove(&ino);
             self.dirty_kids.remove(&ino);
         }
         self.changed.insert(name);
@@ -164,7 +179,8 @@ impl Entries {
     /// Marks the list as the stored one: no name changed since.
     pub fn settle(&mut self) {
         self.changed.clear();
-        self.dirty_kids.clear();
+        // Freed, not cleared: a burst of changes leaves no table behind.
+        self.dirty_kids = HashSet::new();
     }
 
     /// Notes that child `ino` changed.
@@ -176,11 +192,14 @@ impl Entries {
     /// or removed, and those of children `changed` says changed.
     pub fn names_to_write(&self, changed: impl Fn(Ino) -> bool) -> BTreeSet<&[u8]> {
         let mut names: BTreeSet<&[u8]> = self.changed.iter().map(|n| &n[..]).collect();
+        let Some(by_ino) = &self.by_ino else {
+            return self.scan_names(names, changed);
+        };
         for &kid in &self.dirty_kids {
             if !changed(kid) {
                 continue;
             }
-            match self.by_ino.get(&kid) {
+            match by_ino.get(&kid) {
                 Some(name) if self.get(name) == Some(kid) => {
                     names.insert(name);
                 }
