@@ -291,17 +291,21 @@ mod tests {
         }
     }
 
+    /// Options that commit only when asked.
+    fn untimed() -> FsOptions {
+        FsOptions {
+            commit_interval: None,
+            ..FsOptions::default()
+        }
+    }
+
     /// An fsync whose writes a commit begun after it already stored skips
     /// its own commit, even with later writes pending; one begun before it
     /// does not count.
     #[test]
     fn an_fsync_shares_a_commit_begun_after_it() {
         let root = Caller::root();
-        let options = FsOptions {
-            commit_interval: None,
-            ..FsOptions::default()
-        };
-        let fs = Fs::open(Bucket::in_memory(), "t", &root, options).expect("open");
+        let fs = Fs::open(Bucket::in_memory(), "t", &root, untimed()).expect("open");
         let (_, fh) = fs
             .create(Ino::ROOT, b"a", 0o644, rw(), &root)
             .expect("create");
@@ -332,10 +336,7 @@ mod tests {
     #[test]
     fn lists_written_in_part_equal_lists_written_whole() {
         let root = Caller::root();
-        let options = FsOptions {
-            commit_interval: None,
-            ..FsOptions::default()
-        };
+        let options = untimed();
         let bucket = Bucket::in_memory();
         let fs = Fs::open(bucket.clone(), "t", &root, options.clone()).expect("open");
         let d = fs.mkdir(Ino::ROOT, b"d", 0o755, &root).expect("mkdir").ino;
