@@ -223,8 +223,8 @@ fn postgres_recovers_every_acknowledged_commit_after_the_daemon_is_killed() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn pgbench");
-    eventually("300 commits acknowledged", || {
-        acked.load(Ordering::SeqCst) >= 300
+    eventually("100 commits acknowledged", || {
+        acked.load(Ordering::SeqCst) >= 100
     });
     let status: serde_json::Value =
         serde_json::from_str(&s.ok(&["--json", "status"])).expect("json");
