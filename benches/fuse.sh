@@ -9,7 +9,8 @@
 # conv=fsync), reading it back (cat, page cache dropped, then warm), random
 # writes into it, copying it with cp, sparse files (a 1 TiB hole), tar -x of 30,000
 # small files and a stat of them all 2 s later, git clone of a generated
-# repository, git status in a 20,000-file one 2 s later; and the daemon's peak
+# repository, git status in a 20,000-file one 2 s later and, caches
+# dropped, as nobody; and the daemon's peak
 # RSS. Every run starts from an empty target (hydra: a new daemon on an
 # empty store) and each write run writes new random bytes, so no run finds
 # its blocks already stored by an earlier one. Needs bindfs, git, python3 (installed with apt-get when missing).
@@ -21,6 +22,7 @@ command -v bindfs >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninterac
 cargo build -q --release -p hydra-mountd
 H="$CARGO_TARGET_DIR/release/hydra"
 W=$(mktemp -d /dev/shm/hydra-fuse.XXXXXX)    # inputs and the tmpfs targets
+chmod 755 "$W"                               # for the run as nobody
 # The hydra store: on tmpfs by default, so hydra and bindfs read and write
 # the same medium and the comparison is of the file systems, not the disks.
 if [ "${STORE:-tmpfs}" = disk ]; then D=$(mktemp -d "${TMPDIR:-/tmp}/hydra-fuse.XXXXXX"); else D=$(mktemp -d /dev/shm/hydra-store.XXXXXX); fi
@@ -33,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 bindfs -o big_writes "$W/bind-src" "$W/bind" 2>/dev/null || bindfs "$W/bind-src" "$W/bind"
-"$H" mount bench "$W/hydra" >/dev/null
+"$H" mount bench "$W/hydra" --allow-other >/dev/null
 
 python3 - "$W" <<'PY'
 import os, random, sys
@@ -75,7 +77,7 @@ empty() { # empties a target; hydra gets a new daemon on an empty store, so
     tmpfs) rm -rf "$W/tmpfs"/* ;;
     bind) rm -rf "$W/bind"/* "$W/bind-src"/* ;;
     hydra) note_rss; "$H" umount "$W/hydra" >/dev/null; rm -rf "$D/store"
-           "$H" mount bench "$W/hydra" >/dev/null 2>&1 ;;
+           "$H" mount bench "$W/hydra" --allow-other >/dev/null 2>&1 ;;
   esac
 }
 row() { # label tmpfs bindfs hydra
@@ -147,5 +149,9 @@ for target in tmpfs bind hydra; do
   git clone -q --no-hardlinks "$W/big-repo" "$W/$target/big" && git -C "$W/$target/big" status >/dev/null
 done
 bench "git status, 20,000 files, 2 s later" "git -C TARGET/big status --porcelain" "sleep 2" keep warm
+# The same from a cold cache as a user other than root (nobody), whose
+# every lookup asks the file system with its identity and groups.
+bench "git status as nobody, caches dropped" \
+  "HOME=/nonexistent setpriv --reuid=65534 --regid=65534 --clear-groups git -c safe.directory='*' -C TARGET/big status --porcelain" true keep
 note_rss
 echo "hydra daemon peak RSS: $((peak / 1024)) MiB"

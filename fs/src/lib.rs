@@ -59,7 +59,7 @@ pub use listing::Listed;
 pub use merge::{Merged, OnConflict, merge_roots};
 pub use node::Kind;
 pub use path::{PATH_MAX, components, split_last};
-pub use perm::Caller;
+pub use perm::{Caller, Groups};
 pub use proof::{PathProof, blob_blocks, entry_tree_blocks, prove_path};
 pub use snapshot::{Change, ChangeKind, diff_roots, walk};
 pub use trim::{Holds, MAX_INODES};

@@ -1,5 +1,7 @@
 //! Who is asking, and what the permission bits let them do.
 
+use std::sync::OnceLock;
+
 use crate::error::{FsError, FsResult};
 use crate::node::{Kind, Meta};
 
@@ -10,6 +12,63 @@ pub const W: u32 = 2;
 /// Execute / search permission.
 pub const X: u32 = 1;
 
+/// Supplementary groups: a list, or one a loader makes on first use.
+#[derive(Clone, Debug, Default)]
+pub struct Groups {
+    list: OnceLock<Vec<u32>>,
+    /// Makes the list from its argument when it is first needed.
+    load: Option<(LoadGroups, u32)>,
+}
+
+/// Makes a caller's supplementary groups from one number (a process id).
+pub type LoadGroups = fn(u32) -> Vec<u32>;
+
+impl Groups {
+    /// Groups loaded by `load(arg)` the first time they are asked about
+    /// (most permission checks never are).
+    pub fn lazy(load: LoadGroups, arg: u32) -> Groups {
+        Groups {
+            list: OnceLock::new(),
+            load: Some((load, arg)),
+        }
+    }
+
+    /// The groups, loaded now if they were not yet.
+    pub fn list(&self) -> &[u32] {
+        self.list
+            .get_or_init(|| self.load.map_or_else(Vec::new, |(load, arg)| load(arg)))
+    }
+
+    /// Whether `gid` is one of them.
+    pub fn contains(&self, gid: u32) -> bool {
+        self.list().contains(&gid)
+    }
+
+    /// Adds `gid`.
+    pub fn push(&mut self, gid: u32) {
+        let mut list = self.list().to_vec();
+        list.push(gid);
+        *self = Groups::from(list);
+    }
+}
+
+impl From<Vec<u32>> for Groups {
+    fn from(list: Vec<u32>) -> Groups {
+        Groups {
+            list: OnceLock::from(list),
+            load: None,
+        }
+    }
+}
+
+impl PartialEq for Groups {
+    fn eq(&self, other: &Groups) -> bool {
+        self.list() == other.list()
+    }
+}
+
+impl Eq for Groups {}
+
 /// The identity an operation runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -18,7 +77,7 @@ pub struct Caller {
     /// Effective group id.
     pub gid: u32,
     /// Supplementary groups.
-    pub groups: Vec<u32>,
+    pub groups: Groups,
     /// Whether the caller holds CAP_FSETID: keeps setuid and setgid on
     /// what it writes, truncates or chowns.
     pub fsetid: bool,
@@ -33,7 +92,7 @@ impl Caller {
         Caller {
             uid: 0,
             gid: 0,
-            groups: Vec::new(),
+            groups: Groups::default(),
             fsetid: true,
             umask: 0,
         }
@@ -44,7 +103,7 @@ impl Caller {
         Caller {
             uid,
             gid,
-            groups: Vec::new(),
+            groups: Groups::default(),
             fsetid: uid == 0,
             umask: 0,
         }
@@ -57,7 +116,7 @@ impl Caller {
 
     /// Whether the caller is in group `gid`.
     pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups.contains(&gid)
+        self.gid == gid || self.groups.contains(gid)
     }
 
     /// Whether the caller owns an inode (or is root).
@@ -89,14 +148,20 @@ impl Caller {
                 Err(FsError::Access)
             };
         }
-        let bits = if self.uid == meta.uid {
-            (meta.perm >> 6) & 7
+        let grants = |bits: u32| bits & want == want;
+        let (group, other) = ((meta.perm >> 3) & 7, meta.perm & 7);
+        let granted = if self.uid == meta.uid {
+            grants((meta.perm >> 6) & 7)
+        } else if grants(group) == grants(other) {
+            // Membership cannot change the answer: skip finding it out
+            // (for a front end, a read of the caller's /proc status).
+            grants(other)
         } else if self.in_group(meta.gid) {
-            (meta.perm >> 3) & 7
+            grants(group)
         } else {
-            meta.perm & 7
+            grants(other)
         };
-        if bits & want == want {
+        if granted {
             Ok(())
         } else {
             Err(FsError::Access)
@@ -158,6 +223,35 @@ mod tests {
                 .check(&meta(0o077, 10, 20), Kind::File, R)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn groups_are_loaded_only_when_membership_decides() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static LOADS: AtomicU32 = AtomicU32::new(0);
+        fn load(pid: u32) -> Vec<u32> {
+            LOADS.fetch_add(1, Ordering::SeqCst);
+            vec![pid]
+        }
+        let lazy = |group| Caller {
+            groups: Groups::lazy(load, group),
+            ..Caller::user(11, 21)
+        };
+        // Owned, or group and other agree: no load.
+        assert!(lazy(20).check(&meta(0o700, 11, 20), Kind::File, R).is_ok());
+        assert!(lazy(20).check(&meta(0o755, 0, 20), Kind::Dir, X).is_ok());
+        assert!(lazy(20).check(&meta(0o750, 0, 20), Kind::File, W).is_err());
+        assert_eq!(LOADS.load(Ordering::SeqCst), 0);
+        // Group grants what other does not: membership decides, once.
+        let member = lazy(20);
+        assert!(member.check(&meta(0o750, 0, 20), Kind::Dir, X).is_ok());
+        assert!(member.check(&meta(0o750, 0, 20), Kind::Dir, R).is_ok());
+        assert_eq!(LOADS.load(Ordering::SeqCst), 1);
+        assert!(lazy(30).check(&meta(0o750, 0, 20), Kind::Dir, X).is_err());
+        // Group denies what other grants: a member is refused.
+        assert!(lazy(20).check(&meta(0o704, 0, 20), Kind::File, R).is_err());
+        assert!(lazy(30).check(&meta(0o704, 0, 20), Kind::File, R).is_ok());
+        assert_eq!(LOADS.load(Ordering::SeqCst), 4);
     }
 
     #[test]

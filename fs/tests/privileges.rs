@@ -61,7 +61,7 @@ fn writes_drop_setuid_setgid_and_capabilities_like_linux() {
     let fs = Fs::open(Bucket::in_memory(), "t", &root(), opts()).expect("open");
     let alice = Caller::user(1000, 1000);
     let in_group = Caller {
-        groups: vec![50],
+        groups: vec![50].into(),
         ..Caller::user(1001, 1001)
     };
 

@@ -19,8 +19,8 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hydra_fs::{
-    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, Listed, OpenFlags, ReadAhead, RenameMode,
-    Seek, SetAttr, TimeSet,
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Groups, Ino, Kind, Listed, OpenFlags, ReadAhead,
+    RenameMode, Seek, SetAttr, TimeSet,
 };
 
 use crate::ops::{FUSE_OPS, op_index};
@@ -345,17 +345,24 @@ fn proc_status(pid: u32, key: &str) -> Option<String> {
     })
 }
 
-/// The caller of a request, with supplementary groups from /proc (the
-/// FUSE header carries only uid and gid; root needs none).
-fn caller(req: &Request) -> Caller {
-    let mut c = Caller::user(req.uid(), req.gid());
-    if c.uid != 0
-        && let Some(groups) = proc_status(req.pid(), "Groups")
-    {
-        c.groups = groups
+/// The supplementary groups of process `pid`, from /proc (none when it is
+/// gone).
+fn groups_of(pid: u32) -> Vec<u32> {
+    proc_status(pid, "Groups").map_or_else(Vec::new, |groups| {
+        groups
             .split_whitespace()
             .filter_map(|g| g.parse().ok())
-            .collect();
+            .collect()
+    })
+}
+
+/// The caller of a request, with supplementary groups read from /proc
+/// when a check first needs them (the FUSE header carries only uid and
+/// gid; root needs none).
+fn caller(req: &Request) -> Caller {
+    let mut c = Caller::user(req.uid(), req.gid());
+    if c.uid != 0 {
+        c.groups = Groups::lazy(groups_of, req.pid());
     }
     c
 }

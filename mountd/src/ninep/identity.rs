@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn uid_and_names_resolve_with_groups() {
         let a = caller_from(PASSWD, GROUP, b"", 1000).expect("alice");
-        assert_eq!((a.uid, a.gid, a.groups.clone()), (1000, 1000, vec![50]));
+        assert_eq!((a.uid, a.gid, a.groups.list()), (1000, 1000, &[50][..]));
         let by_name = caller_from(PASSWD, GROUP, b"alice", NONUNAME).expect("alice");
         assert_eq!(by_name, a);
         let stranger = caller_from(PASSWD, GROUP, b"", 4242).expect("uid");
