@@ -118,6 +118,13 @@ def steps(R):
     s("chmod p 0700, user reads p/f again", lambda: (os.chmod(P("p"), 0o700), as_user(1000, 1000, lambda: open(P("p/f"), "rb").read())))
     s("user in p's group by supplementary group", lambda: (os.chown(P("p"), 0, 4321), os.chmod(P("p"), 0o750), as_user(1000, 1000, lambda: os.stat(P("p/f")), groups=[4321])))
     s("same user without the group", lambda: as_user(1000, 1000, lambda: os.stat(P("p/f"))))
+    # Names the kernel has not looked up yet: the file system itself
+    # decides the search, by the supplementary group.
+    s("group member looks up a missing name in p", lambda: as_user(1000, 1000, lambda: os.stat(P("p/nothing")), groups=[4321]))
+    s("group member lists p", lambda: as_user(1000, 1000, lambda: os.listdir(P("p")), groups=[4321]))
+    s("group 0705 refuses a member what others may", lambda: (os.chmod(P("p"), 0o705), as_user(1000, 1000, lambda: os.stat(P("p/nothing2")), groups=[4321])))
+    s("and allows a non-member", lambda: as_user(1000, 1000, lambda: os.stat(P("p/nothing3"))))
+    s("p back to 0750", lambda: os.chmod(P("p"), 0o750))
     s("setgid dir", lambda: (os.mkdir(P("sg")), os.chown(P("sg"), 0, 1234), os.chmod(P("sg"), 0o2775)))
     s("file in setgid dir", lambda: (w(P("sg/f")), os.mkdir(P("sg/d"))))
     s("user 1000 open O_CREAT 0666 umask", lambda: as_user(1000, 1000, lambda: (os.umask(0o027), w(P("t/um"), mode=0o666))))
