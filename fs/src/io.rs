@@ -218,6 +218,30 @@ impl Fs {
         })
     }
 
+    /// Zeros `len` bytes at `offset` of the file open as `fh`, growing it
+    /// to their end unless `keep_size` (`fallocate`'s `ZERO_RANGE`).
+    pub fn zero_range(
+        &self,
+        fh: Fh,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+        c: &Caller,
+    ) -> FsResult<()> {
+        let end = offset.saturating_add(len);
+        self.change_file(fh, c, |file, cx| {
+            // Bytes past the old end read as zeros once the file grows.
+            let size = file.size();
+            if !keep_size && end > size {
+                file.truncate(cx, end)?;
+            }
+            if offset < size {
+                file.zero_range(cx, offset, end.min(size) - offset)?;
+            }
+            Ok(true)
+        })
+    }
+
     /// The content of the file open for reading as `fh`, as a blob (its
     /// pending changes are stored first): what a copy shares.
     pub fn content(&self, fh: Fh) -> FsResult<Blob> {

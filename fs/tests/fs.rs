@@ -599,6 +599,29 @@ fn large_files_stream_and_take_random_writes() {
         fs.getattr(attr.ino).expect("getattr").size,
         model.len() as u64
     );
+    // A zeroed range keeps the size with KEEP_SIZE, else grows the file
+    // to its end; past the end with KEEP_SIZE it changes nothing.
+    fs.zero_range(fh, 5_000_000, 70_000, true, &root())
+        .expect("zero inside");
+    model[5_000_000..5_070_000].fill(0);
+    let end = model.len() as u64;
+    fs.zero_range(fh, end - 1_000, 5_000, true, &root())
+        .expect("zero across the end, keeping the size");
+    model[end as usize - 1_000..].fill(0);
+    fs.zero_range(fh, end + 100, 10, true, &root())
+        .expect("zero past the end, keeping the size");
+    assert_eq!(fs.getattr(attr.ino).expect("getattr").size, end);
+    fs.write(fh, end - 10, b"tail bytes", &root())
+        .expect("write");
+    model[end as usize - 10..].copy_from_slice(b"tail bytes");
+    fs.zero_range(fh, end - 5, 1_000_005, false, &root())
+        .expect("zero across the end, growing");
+    model[end as usize - 5..].fill(0);
+    model.resize(end as usize + 1_000_000, 0);
+    assert_eq!(
+        fs.getattr(attr.ino).expect("getattr").size,
+        model.len() as u64
+    );
     assert_eq!(fs.read(fh, 0, model.len()).expect("read"), model);
     fs.setattr(
         attr.ino,

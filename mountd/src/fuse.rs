@@ -1088,13 +1088,18 @@ impl Filesystem for HydraFuse {
         self.ops.hit(const { op_index(FUSE_OPS, "fallocate") });
         live!(i, reply);
         let (fh, c) = (Fh(fh.0), caller(req));
-        // Growing (KEEP_SIZE: nothing to reserve) and punching holes; not
-        // zeroing or collapsing ranges.
+        // Growing (KEEP_SIZE: nothing to reserve), punching holes and
+        // zeroing ranges (the kernel refuses collapsing and inserting
+        // ranges itself).
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let result = match mode {
             0 => self.fs.allocate(fh, offset, length, &c),
             libc::FALLOC_FL_KEEP_SIZE => Ok(()),
             m if m == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE => {
                 self.fs.punch_hole(fh, offset, length, &c)
+            }
+            m if m & !libc::FALLOC_FL_KEEP_SIZE == libc::FALLOC_FL_ZERO_RANGE => {
+                self.fs.zero_range(fh, offset, length, keep_size, &c)
             }
             _ => return reply.error(Errno::from_i32(libc::EOPNOTSUPP)),
         };

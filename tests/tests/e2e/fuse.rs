@@ -433,7 +433,17 @@ PY
             fallocate -p -o $((500000 * 1048576)) -l 1G big
             cp lump punched
             dd if=/dev/zero of=punched bs=4096 seek=1 count=2 conv=notrunc status=none
-            if fallocate -z -o 0 -l 4096 pre 2>/dev/null; then exit 1; fi
+            # Zeroing a range reads as zeros, like the punched copy; with
+            # --keep-size past the end it changes nothing, else it grows.
+            cp lump zeroed
+            fallocate -z -o 4096 -l 8192 zeroed
+            cmp zeroed punched
+            fallocate -z -n -o 1048576 -l 4096 zeroed
+            test "$(stat -c %s zeroed)" = 1048576
+            fallocate -z -o 1048000 -l 4096 zeroed
+            test "$(stat -c %s zeroed)" = $((1048000 + 4096))
+            head -c 1048000 punched | cmp - <(head -c 1048000 zeroed)
+            test "$(tail -c 4096 zeroed | tr -d '\0' | wc -c)" = 0
             sync big
             # 300 writes of 512 bytes into a 1 GiB hole (and the same into a
             # file outside): each leaves a 256 KiB chunk of mostly zeros,
@@ -744,17 +754,31 @@ libf.a: $(OBJS)
 }
 
 #[test]
-fn fsx_random_file_operations_agree_with_tmpfs() {
+fn fsx_random_file_operations_agree_with_a_disk_file_system() {
     // `tests/fsx.py`: random writes, mmaps, truncates, fallocates, copies,
-    // renames and cache drops through the mount and on tmpfs give the same
-    // results and bytes, and the same files again after a remount.
+    // renames and cache drops through the mount and on a disk file system
+    // give the same results and bytes, and the same files again after a
+    // remount.
     let s = TestStore::new();
     let point = s.scratch("mnt");
     let fsx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fsx.py");
+    // The reference must zero ranges as the mount does (tmpfs cannot):
+    // a disk file system such as ext4 or xfs.
     let reference = tempfile::Builder::new()
         .prefix("hydra-fsx-")
-        .tempdir_in("/dev/shm")
-        .expect("tmpfs reference directory");
+        .tempdir_in("/var/tmp")
+        .expect("reference directory");
+    let probe = reference.path().join("probe");
+    std::fs::write(&probe, [1u8; 8192]).expect("probe file");
+    let zeroed = Command::new("fallocate")
+        .args(["-z", "-o", "0", "-l", "4096"])
+        .arg(&probe)
+        .status();
+    assert!(
+        zeroed.is_ok_and(|st| st.success()),
+        "fsx needs a reference file system with fallocate's ZERO_RANGE under /var/tmp (ext4, xfs)"
+    );
+    std::fs::remove_file(&probe).expect("remove probe");
     let run = |args: &[&Path], what: &str| {
         let out = Command::new("python3")
             .arg(&fsx)
