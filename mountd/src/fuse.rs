@@ -4,26 +4,33 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::gitviews::{GIT_VIEWS_NAME, GitViews};
 use crate::kernelrefs::KernelRefs;
 use crate::snapdir::{
     GIT_VIEW_BASE, GIT_VIEWS_INO, Place, SNAPSHOTS_NAME, Snapshots, attr_in, git_repo_ino, join,
-    place, synthetic_dir_attr,
+    place,
 };
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hydra_fs::{
-    Attr, Caller, DirEntry, Fh, Fs, FsError, Groups, Ino, Kind, Listed, OpenFlags, ReadAhead,
-    RenameMode, Seek, SetAttr, TimeSet,
+    Attr, Caller, DirEntry, Fh, Fs, FsError, Ino, Listed, OpenFlags, ReadAhead, RenameMode, Seek,
+    SetAttr, TimeSet,
 };
 
 use crate::ops::{FUSE_OPS, op_index};
+
+mod caller;
+mod convert;
+mod madeup;
+
+use caller::{caller, creator, holds_cap_fsetid};
+use convert::{file_attr, file_type, kernel_ns};
 
 /// How long the kernel may cache the attributes and names of the live fs,
 /// snapshots and git views. Changes through this mount the kernel
@@ -110,70 +117,6 @@ impl HydraFuse {
         self.git.as_ref().ok_or(FsError::NotFound)
     }
 
-    /// Attributes of `.git-views` or a repository's directory in it.
-    fn git_dir_attr(&self, ino: u64) -> Result<Attr, FsError> {
-        Ok(synthetic_dir_attr(&self.fs.getattr(Ino::ROOT)?, ino))
-    }
-
-    /// The root attributes of view `k` (of the git views).
-    fn git_view_attr(&self, k: u64, fs: &Fs) -> Result<Attr, FsError> {
-        Ok(attr_in(GIT_VIEW_BASE + k, fs.getattr(Ino::ROOT)?))
-    }
-
-    /// The entries of `.git-views` or of a repository's directory.
-    fn git_listing(&self, place: Place) -> Result<Vec<(DirEntry, Attr)>, FsError> {
-        let git = self.git()?;
-        let (me, parent) = match place {
-            Place::GitRepo(k) => (git_repo_ino(k), GIT_VIEWS_INO),
-            _ => (GIT_VIEWS_INO, Ino::ROOT.0),
-        };
-        let dot = |name: &[u8], ino: u64, cookie: u64| -> Result<(DirEntry, Attr), FsError> {
-            let attr = if ino == Ino::ROOT.0 {
-                self.fs.getattr(Ino::ROOT)?
-            } else {
-                self.git_dir_attr(ino)?
-            };
-            Ok((
-                DirEntry {
-                    ino: Ino(ino),
-                    name: name.to_vec(),
-                    kind: Kind::Dir,
-                    cookie,
-                },
-                attr,
-            ))
-        };
-        let mut out = vec![dot(b".", me, 1)?, dot(b"..", parent, 2)?];
-        let children: Vec<(Vec<u8>, Attr)> = match place {
-            Place::GitRepo(k) => {
-                let repo = git.repo_name(k)?;
-                let mut v = Vec::new();
-                for name in git.names(&repo)? {
-                    let (view, fs) = git.lookup(&repo, name.as_bytes())?;
-                    v.push((name.into_bytes(), self.git_view_attr(view, &fs)?));
-                }
-                v
-            }
-            _ => git
-                .repos()?
-                .into_iter()
-                .map(|(k, name)| Ok((name.into_bytes(), self.git_dir_attr(git_repo_ino(k))?)))
-                .collect::<Result<_, FsError>>()?,
-        };
-        for (k, (name, attr)) in children.into_iter().enumerate() {
-            out.push((
-                DirEntry {
-                    ino: attr.ino,
-                    name,
-                    kind: Kind::Dir,
-                    cookie: k as u64 + 3,
-                },
-                attr,
-            ));
-        }
-        Ok(out)
-    }
-
     /// The filesystem an inode (or handle) number belongs to, the number
     /// within it, and the snapshot id for views.
     fn target(&self, n: u64) -> Result<(Fs, Ino, Option<u64>), FsError> {
@@ -212,53 +155,6 @@ impl HydraFuse {
             add(e, listed, view)
         })
     }
-
-    /// Every entry of a directory the mount makes up.
-    fn made_up_listing(&self, n: u64) -> Result<Vec<(DirEntry, Attr)>, FsError> {
-        if matches!(place(n), Place::GitDir | Place::GitRepo(_)) {
-            return self.git_listing(place(n));
-        }
-        if place(n) == Place::Dir {
-            let snaps = self.snapshots()?;
-            let root = self.fs.getattr(Ino::ROOT)?;
-            let dir = snaps.dir_attr(&root);
-            let mut out = vec![
-                (
-                    DirEntry {
-                        ino: dir.ino,
-                        name: b".".to_vec(),
-                        kind: Kind::Dir,
-                        cookie: 1,
-                    },
-                    dir.clone(),
-                ),
-                (
-                    DirEntry {
-                        ino: Ino::ROOT,
-                        name: b"..".to_vec(),
-                        kind: Kind::Dir,
-                        cookie: 2,
-                    },
-                    root,
-                ),
-            ];
-            for (k, id) in snaps.ids()?.into_iter().enumerate() {
-                let attr = attr_in(id, snaps.view(id)?.getattr(Ino::ROOT)?);
-                let cookie = k as u64 + 3;
-                out.push((
-                    DirEntry {
-                        ino: attr.ino,
-                        name: id.to_string().into_bytes(),
-                        kind: Kind::Dir,
-                        cookie,
-                    },
-                    attr,
-                ));
-            }
-            return Ok(out);
-        }
-        Err(FsError::NotDir)
-    }
 }
 
 /// Whether `n` is a directory the mount makes up (`.snapshots`,
@@ -276,112 +172,6 @@ fn global(attr: Attr, view: Option<u64>) -> Attr {
 
 fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno().0)
-}
-
-fn time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
-}
-
-/// Nanoseconds since the epoch of a time the kernel sent through `fuser`.
-/// The kernel sends seconds and a nanosecond part that counts forward
-/// even before the epoch (-1.25 s is -2 s + 750,000,000 ns), and `fuser`
-/// 0.18 subtracts both parts, handing over -2.75 s: undone here, as
-/// `tests/posix.py` checks.
-fn kernel_ns(t: SystemTime) -> i64 {
-    const GIGA: i128 = 1_000_000_000;
-    let ns = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => {
-            let d = e.duration();
-            -i128::from(d.as_secs()) * GIGA + i128::from(d.subsec_nanos())
-        }
-    };
-    ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
-}
-
-fn file_type(kind: Kind) -> FileType {
-    match kind {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::NamedPipe,
-        Kind::CharDev => FileType::CharDevice,
-        Kind::BlockDev => FileType::BlockDevice,
-        Kind::Socket => FileType::Socket,
-    }
-}
-
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino.0),
-        size: a.size,
-        blocks: a.blocks,
-        atime: time(a.atime),
-        mtime: time(a.mtime),
-        ctime: time(a.ctime),
-        crtime: time(a.ctime),
-        kind: file_type(a.kind),
-        perm: a.perm as u16,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev as u32,
-        blksize: 64 * 1024,
-        flags: 0,
-    }
-}
-
-/// The value of field `key` (`Groups`, `CapEff`) in `/proc/<pid>/status`:
-/// what the FUSE header does not carry about a caller.
-fn proc_status(pid: u32, key: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        (name == key).then(|| value.trim().to_string())
-    })
-}
-
-/// The supplementary groups of process `pid`, from /proc (none when it is
-/// gone).
-fn groups_of(pid: u32) -> Vec<u32> {
-    proc_status(pid, "Groups").map_or_else(Vec::new, |groups| {
-        groups
-            .split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect()
-    })
-}
-
-/// The caller of a request, with supplementary groups read from /proc
-/// when a check first needs them (the FUSE header carries only uid and
-/// gid; root needs none).
-fn caller(req: &Request) -> Caller {
-    let mut c = Caller::user(req.uid(), req.gid());
-    if c.uid != 0 {
-        c.groups = Groups::lazy(groups_of, req.pid());
-    }
-    c
-}
-
-/// The caller of a request that makes a node, with the umask it sent.
-fn creator(req: &Request, umask: u32) -> Caller {
-    Caller {
-        umask: umask & 0o777,
-        ..caller(req)
-    }
-}
-
-/// Whether the process `pid` holds CAP_FSETID (a process already gone is
-/// taken not to).
-fn holds_cap_fsetid(pid: u32) -> bool {
-    const CAP_FSETID: u32 = 4;
-    proc_status(pid, "CapEff")
-        .and_then(|caps| u64::from_str_radix(&caps, 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_FSETID) != 0)
 }
 
 /// The live inode a kernel number names; anything else (`.snapshots`
