@@ -14,6 +14,7 @@ use hydra_dag::{Block, Codec, WriteSession};
 
 use crate::blob::Blob;
 use crate::error::{ChunkError, ChunkResult};
+use crate::nodes::NodeCache;
 use crate::params::ChunkParams;
 use crate::reader::BlobReader;
 
@@ -64,6 +65,8 @@ pub struct BlobEditor {
     params: ChunkParams,
     /// New blocks of re-cuts kept for the caller to store, when it asked.
     kept: Option<std::sync::Arc<std::sync::Mutex<Vec<Block>>>>,
+    /// Where tree nodes read and made are kept decoded, when given.
+    nodes: Option<NodeCache>,
 }
 
 impl BlobEditor {
@@ -73,7 +76,15 @@ impl BlobEditor {
             session,
             params,
             kept: None,
+            nodes: None,
         }
+    }
+
+    /// Keeps the tree nodes its edits read and make in `cache`, decoded,
+    /// for later edits of the same blobs.
+    pub fn with_nodes(mut self, cache: NodeCache) -> Self {
+        self.nodes = Some(cache);
+        self
     }
 
     /// An editor that keeps most new blocks (its re-cuts') for the caller
@@ -241,6 +252,9 @@ impl BlobEditor {
             None => BatchStore::Direct(self.session.clone()),
         };
         let mut recut = Recut::new(batches, self.params)?;
+        if let Some(cache) = &self.nodes {
+            recut.tree.keep_nodes(cache.clone());
+        }
         let mut scratch = Vec::new();
         // Old offset up to which the new tree holds the content.
         let mut pos = 0;
@@ -346,6 +360,9 @@ impl BlobEditor {
     /// and warming ahead of each of 1,000 random writes read 800 MiB.
     fn reader(&self, blob: &Blob) -> BlobReader {
         let mut reader = BlobReader::new(self.session.bucket().clone(), blob.clone());
+        if let Some(cache) = &self.nodes {
+            reader = reader.with_nodes(cache.clone());
+        }
         reader.set_read_ahead(false);
         reader
     }

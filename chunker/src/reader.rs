@@ -10,6 +10,7 @@ use hydra_dag::{Bucket, Cid, Codec, DagError};
 
 use crate::blob::{Blob, BlobStats};
 use crate::error::{ChunkError, ChunkResult};
+use crate::nodes::NodeCache;
 use crate::tree::{Link, Node};
 
 /// Leaves fetched ahead of a sequential reader.
@@ -58,6 +59,8 @@ pub struct BlobReader {
     bucket: Bucket,
     blob: Blob,
     nodes: HashMap<Cid, Arc<Node>>,
+    /// Nodes kept beyond this reader's life, when given.
+    shared: Option<NodeCache>,
     last_leaf: Option<(Cid, Bytes)>,
     pos: u64,
     prefetch: Option<SyncSender<Cid>>,
@@ -76,6 +79,7 @@ impl BlobReader {
             bucket,
             blob,
             nodes: HashMap::new(),
+            shared: None,
             last_leaf: None,
             pos: 0,
             prefetch: None,
@@ -122,13 +126,29 @@ impl BlobReader {
         &self.blob
     }
 
+    /// Takes and keeps decoded tree nodes in `cache` too, beyond this
+    /// reader's life.
+    pub fn with_nodes(mut self, cache: NodeCache) -> Self {
+        self.shared = Some(cache);
+        self
+    }
+
     /// The decoded tree node `cid`, kept for the reader's life.
     pub(crate) fn node(&mut self, cid: &Cid) -> ChunkResult<Arc<Node>> {
         if let Some(node) = self.nodes.get(cid) {
             return Ok(node.clone());
         }
-        let data = self.bucket.require(cid)?;
-        let node = Arc::new(Node::decode(cid, &data)?);
+        let node = match self.shared.as_ref().and_then(|c| c.get(cid)) {
+            Some(node) => node,
+            None => {
+                let data = self.bucket.require(cid)?;
+                let node = Arc::new(Node::decode(cid, &data)?);
+                if let Some(cache) = &self.shared {
+                    cache.insert(*cid, node.clone());
+                }
+                node
+            }
+        };
         self.nodes.insert(*cid, node.clone());
         Ok(node)
     }

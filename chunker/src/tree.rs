@@ -8,10 +8,12 @@
 //! changes only the nodes on the path to the chunks it touched.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hydra_dag::{Block, Cid, Codec, Ipld};
 
 use crate::error::{ChunkError, ChunkResult};
+use crate::nodes::NodeCache;
 
 /// Links per node on average.
 pub const TARGET_FANOUT: u32 = 128;
@@ -109,12 +111,19 @@ pub struct TreeBuilder {
     levels: Vec<Vec<Link>>,
     /// Node blocks made and not yet taken by the caller.
     blocks: Vec<Block>,
+    /// Where the nodes made are kept decoded, when given.
+    keep: Option<NodeCache>,
 }
 
 impl TreeBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps every node made, decoded, in `cache`.
+    pub fn keep_nodes(&mut self, cache: NodeCache) {
+        self.keep = Some(cache);
     }
 
     /// Appends a leaf link.
@@ -193,6 +202,16 @@ impl TreeBuilder {
         let block = Node::encode(&links)?;
         let cid = *block.cid();
         self.blocks.push(block);
+        if let Some(cache) = &self.keep {
+            let ends = links
+                .iter()
+                .scan(0, |end, (_, n)| {
+                    *end += n;
+                    Some(*end)
+                })
+                .collect();
+            cache.insert(cid, Arc::new(Node { links, ends }));
+        }
         self.push(level + 1, (cid, size))
     }
 

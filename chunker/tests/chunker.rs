@@ -4,7 +4,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use hydra_chunker::{
-    Blob, BlobEditor, BlobReader, BlobWriter, ChunkError, ChunkParams, put_bytes, put_reader,
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkError, ChunkParams, NodeCache, put_bytes,
+    put_reader,
 };
 use hydra_dag::{
     Bucket, BucketPolicy, CachedVolume, Cid, Codec, DagError, MemoryVolume, VerifiedVolume, Volume,
@@ -253,6 +254,56 @@ fn edits_read_only_the_chunks_they_cut_again() {
         expected[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
     }
     assert_eq!(edited, put_bytes(&session, p, &expected).expect("put"));
+}
+
+#[test]
+fn kept_nodes_spare_the_next_edits_their_tree_reads_and_change_nothing() {
+    // A database's commits edit the same file again and again, each
+    // walking the nodes the last one made: kept decoded, they are read
+    // once. The blobs are those of editors keeping nothing.
+    let (bucket, _) = memory_bucket();
+    let session = bucket.session();
+    let p = small();
+    let data = noise(8 << 20, 12);
+    let mut plain = put_bytes(&session, p, &data).expect("put");
+    let mut kept = plain.clone();
+    let cache = NodeCache::new(8 << 20);
+    let page = [9u8; 4096];
+    let (mut reads_plain, mut reads_kept) = (0, 0);
+    for round in 0..6u64 {
+        let writes: Vec<(u64, &[u8])> = (0..4u64)
+            .map(|k| (k * (2 << 20) + round * 40_961, &page[..]))
+            .collect();
+        let before = bucket.io_stats().reads;
+        plain = BlobEditor::new(session.clone(), p)
+            .write_many(&plain, &writes)
+            .expect("edit");
+        let middle = bucket.io_stats().reads;
+        kept = BlobEditor::new(session.clone(), p)
+            .with_nodes(cache.clone())
+            .write_many(&kept, &writes)
+            .expect("edit keeping nodes");
+        let after = bucket.io_stats().reads;
+        assert_eq!(kept, plain, "round {round}");
+        if round > 0 {
+            reads_plain += middle - before;
+            reads_kept += after - middle;
+        }
+    }
+    assert!(!cache.is_empty());
+    // About 65 against 145 (chunks warmed ahead count twice or once,
+    // as the race goes); the nodes are the difference.
+    assert!(
+        reads_kept + 40 < reads_plain,
+        "{reads_kept} blocks read keeping nodes, {reads_plain} without"
+    );
+    // A reader given the cache reads the blob as one without it does.
+    let mut out = Vec::new();
+    BlobReader::new(bucket.clone(), kept.clone())
+        .with_nodes(cache)
+        .read_to_end(&mut out)
+        .expect("read");
+    assert_eq!(out, read_all(&bucket, &plain));
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use hydra_chunker::{
-    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, Prior, chunk_changed, put_shared,
+    Blob, BlobEditor, BlobReader, BlobWriter, ChunkParams, NodeCache, Prior, chunk_changed,
+    put_shared,
 };
 use hydra_dag::{Block, Bucket, WriteSession};
 
@@ -167,6 +168,15 @@ pub struct WriteContext {
     pub session: WriteSession,
     /// Chunk bounds.
     pub params: ChunkParams,
+    /// Files' tree nodes kept decoded between edits.
+    pub nodes: NodeCache,
+}
+
+impl WriteContext {
+    /// An editor of files' blobs, keeping the tree nodes it reads and makes.
+    pub fn editor(&self) -> BlobEditor {
+        BlobEditor::new(self.session.clone(), self.params).with_nodes(self.nodes.clone())
+    }
 }
 
 impl FileData {
@@ -277,7 +287,7 @@ impl FileData {
                 } = &**o;
                 // Cut or grow the base first, so every extent overwrites,
                 // then write them all in one pass.
-                let editor = BlobEditor::new(cx.session.clone(), cx.params);
+                let editor = cx.editor();
                 let base = editor.truncate(base, *size)?;
                 let writes: Vec<(u64, &[u8])> =
                     extents.iter().map(|(o, d)| (*o, d.as_slice())).collect();
@@ -289,7 +299,8 @@ impl FileData {
                 if !few {
                     return Ok(editor.write_many(&base, &writes)?);
                 }
-                let editor = BlobEditor::collecting(cx.session.clone(), cx.params);
+                let editor = BlobEditor::collecting(cx.session.clone(), cx.params)
+                    .with_nodes(cx.nodes.clone());
                 let blob = editor.write_many(&base, &writes)?;
                 blocks.append(&mut editor.take_blocks());
                 Ok(blob)
@@ -500,7 +511,7 @@ impl FileData {
     /// Zeros `len` bytes at `offset` (a punched hole); the size stays.
     pub fn zero_range(&mut self, cx: &WriteContext, offset: u64, len: u64) -> FsResult<()> {
         let blob = self.settle(cx)?;
-        let editor = BlobEditor::new(cx.session.clone(), cx.params);
+        let editor = cx.editor();
         *self = FileData::Clean(editor.zero_range(&blob, offset, len)?);
         Ok(())
     }
@@ -517,7 +528,7 @@ impl FileData {
         len: u64,
     ) -> FsResult<u64> {
         let blob = self.settle(cx)?;
-        let editor = BlobEditor::new(cx.session.clone(), cx.params);
+        let editor = cx.editor();
         let (copied, n) = editor.copy_range(&blob, at, src, from, len)?;
         *self = FileData::Clean(copied);
         Ok(n)
@@ -575,7 +586,7 @@ impl FileData {
             }
             _ => {
                 let blob = self.settle(cx)?;
-                let editor = BlobEditor::new(cx.session.clone(), cx.params);
+                let editor = cx.editor();
                 let cut = editor.truncate(&blob, len)?;
                 *self = FileData::Clean(cut);
                 Ok(())

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
-use hydra_chunker::Blob;
+use hydra_chunker::{Blob, NodeCache};
 use hydra_dag::{Block, Bucket, Cid, WriteSession};
 
 use crate::attr::{Attr, Ino};
@@ -271,7 +271,13 @@ pub struct State {
     kept: KeptFiles,
     /// Directory-list nodes kept between commits.
     lists: hydra_kv::Tree,
+    /// Files' tree nodes kept between edits (see [`FILE_NODES`]).
+    nodes: NodeCache,
 }
+
+/// Decoded tree nodes of files kept between edits: a database's next
+/// commit walks the nodes its last one made (about 8 MiB).
+const FILE_NODES: usize = 8 << 20;
 
 /// Files at least this large count only the bytes outside their holes as
 /// allocated (`st_blocks`), so `du`, `cp` and `tar` see them as sparse.
@@ -321,6 +327,7 @@ impl State {
             links_dirty: false,
             session: bucket.session(),
             lists: list_cache(&bucket),
+            nodes: NodeCache::new(FILE_NODES),
             bucket,
             params,
             written_root: None,
@@ -958,6 +965,7 @@ impl State {
         WriteContext {
             session: self.session.clone(),
             params: self.params,
+            nodes: self.nodes.clone(),
         }
     }
 }

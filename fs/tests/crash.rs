@@ -625,3 +625,51 @@ fn a_commit_failing_midway_leaves_no_dangling_directory() {
     assert!(f.is_ok(), "a/f after reopen: errno {f:?}");
     assert_eq!(read_all(&again, f.expect("checked")), b"in a");
 }
+
+#[test]
+fn a_failed_commit_of_random_writes_leaves_later_commits_whole() {
+    // The nodes a failed commit's edit made stay decoded for later edits,
+    // though never stored: only stored blobs are edited, and they name
+    // only stored nodes. A fresh open, which keeps no node, reads every
+    // byte back from the store.
+    let (bucket, flaky) = flaky_bucket();
+    let fs = Fs::open(bucket.clone(), "t", &root(), opts()).expect("open");
+    let mut model = bytes(3, 24 << 20);
+    put(&fs, Ino::ROOT, "db", &model).expect("put");
+    fs.commit("base").expect("commit");
+    let ino = lookup(&fs, "db").expect("db");
+    let rw = OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let fh = fs.open_file(ino, rw, &root()).expect("open");
+    let write = |fs: &Fs, model: &mut Vec<u8>, at: usize, len: usize, seed: u64| {
+        let page = bytes(seed, len);
+        fs.write(fh, at as u64, &page, &root()).expect("write");
+        model[at..at + len].copy_from_slice(&page);
+    };
+    // A few pages (kept for the commit's batch) and then many (stored by
+    // the edit itself), each time with a commit that fails.
+    for (round, pages) in [(0u64, 3usize), (1, 40)] {
+        for k in 0..pages {
+            let at = (k * 577_351 + round as usize * 99_991) % (model.len() - 8192);
+            write(&fs, &mut model, at, 8192, round * 100 + k as u64);
+        }
+        flaky.fail.store(true, Ordering::SeqCst);
+        assert_eq!(errno(fs.commit("fails").expect_err("refused")), libc::EIO);
+        flaky.fail.store(false, Ordering::SeqCst);
+        for k in 0..pages {
+            let at = (k * 311_111 + 7) % (model.len() - 4096);
+            write(&fs, &mut model, at, 4096, 1_000 + round * 100 + k as u64);
+        }
+        fs.commit("works").expect("commit");
+    }
+    fs.release(fh).expect("release");
+    let again = Fs::open(bucket, "t", &root(), opts()).expect("reopen");
+    let db = lookup(&again, "db").expect("db");
+    assert!(
+        read_all(&again, db) == model,
+        "content after reopen differs"
+    );
+}
