@@ -108,9 +108,8 @@ mod tests {
                 (Cid::hash(Codec::RAW, &key), 1)
             })
             .collect();
-        let ends = (1..=links.len() as u64).collect();
         let cid = Cid::hash(Codec::DAG_CBOR, &seed.to_le_bytes());
-        (cid, Arc::new(Node { links, ends }))
+        (cid, Arc::new(Node::new(links)))
     }
 
     #[test]

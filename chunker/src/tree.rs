@@ -46,6 +46,18 @@ impl Node {
         Ok(Block::new(Codec::DAG_CBOR, Ipld::Map(map).encode())?)
     }
 
+    /// The node of `links`, with their ends.
+    pub fn new(links: Vec<Link>) -> Node {
+        let ends = links
+            .iter()
+            .scan(0u64, |end, (_, n)| {
+                *end += n;
+                Some(*end)
+            })
+            .collect();
+        Node { links, ends }
+    }
+
     /// Decodes a node block.
     pub fn decode(cid: &Cid, data: &[u8]) -> ChunkResult<Node> {
         let bad = |reason: &str| ChunkError::Malformed {
@@ -203,14 +215,7 @@ impl TreeBuilder {
         let cid = *block.cid();
         self.blocks.push(block);
         if let Some(cache) = &self.keep {
-            let ends = links
-                .iter()
-                .scan(0, |end, (_, n)| {
-                    *end += n;
-                    Some(*end)
-                })
-                .collect();
-            cache.insert(cid, Arc::new(Node { links, ends }));
+            cache.insert(cid, Arc::new(Node::new(links)));
         }
         self.push(level + 1, (cid, size))
     }

@@ -212,10 +212,8 @@ impl Fs {
     /// Zeros `len` bytes at `offset` of the file open as `fh`, keeping
     /// its size (`fallocate` with `PUNCH_HOLE | KEEP_SIZE`).
     pub fn punch_hole(&self, fh: Fh, offset: u64, len: u64, c: &Caller) -> FsResult<()> {
-        self.change_file(fh, c, |file, cx| {
-            file.zero_range(cx, offset, len)?;
-            Ok(true)
-        })
+        // Content-addressed storage frees nothing a zeroed range would keep.
+        self.zero_range(fh, offset, len, true, c)
     }
 
     /// Zeros `len` bytes at `offset` of the file open as `fh`, growing it
