@@ -1,8 +1,6 @@
 //! Writing the state as a new root: dirty inodes become records, bottom-up,
 //! and memory changes only once their blocks are stored.
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 use hydra_chunker::Blob;
 use hydra_dag::{Block, Cid};
@@ -106,7 +104,7 @@ impl State {
                     // ones, whose entries name their group and so do not
                     // change with them, may be left out.
                     #[cfg(debug_assertions)]
-                    for name in entries.scan_names(BTreeSet::new(), changed) {
+                    for name in entries.scan_names(std::collections::BTreeSet::new(), changed) {
                         let grouped = entries
                             .get(name)
                             .and_then(|c| self.inodes.get(&c))
