@@ -111,7 +111,8 @@ pub enum FsCommand {
     },
 }
 
-fn fs_ref(name: &str) -> Result<RefName> {
+/// The ref that names filesystem `name`'s root.
+pub(super) fn fs_ref(name: &str) -> Result<RefName> {
     Ok(RefName::new(format!("fs/{name}"))?)
 }
 

@@ -198,13 +198,12 @@ pub(super) fn open(
         let root = snapshot_root(store, name, snap)?;
         return Ok(Fs::open_snapshot(bucket, root)?);
     }
-    let ref_name = hydra_dag::RefName::new(format!("fs/{name}"))?;
-    let exists = bucket.get_ref(&ref_name)?.is_some();
+    let exists = bucket.get_ref(&super::fs::fs_ref(name)?)?.is_some();
     if !exists && read_only {
         bail!("filesystem {name} does not exist");
     }
     if !exists {
-        eprintln!("hydra: note: filesystem {name} does not exist yet; created it empty");
+        eprintln!("{}", created_note(name));
     }
     let owner = Caller::user(
         rustix::process::getuid().as_raw(),
@@ -227,6 +226,11 @@ pub(super) fn open(
     Ok(fs)
 }
 
+/// What a mount or server says when it creates the filesystem `name`.
+fn created_note(name: &str) -> String {
+    format!("hydra: note: filesystem {name} does not exist yet; created it empty")
+}
+
 /// Starts this very command again in the background with
 /// `--foreground`, its output going to a log in the store.
 pub(super) fn spawn_daemon(
@@ -244,7 +248,13 @@ pub(super) fn spawn_daemon(
     } else {
         OpenMode::ReadWrite
     };
-    drop(cx.open(mode, &StoreOptions::default())?);
+    let store = cx.open(mode, &StoreOptions::default())?;
+    // The daemon creates a missing filesystem; the note is said here, where
+    // the user sees it, not only in the daemon's log.
+    if !read_only && store.bucket().get_ref(&super::fs::fs_ref(fs)?)?.is_none() {
+        eprintln!("{}", created_note(fs));
+    }
+    drop(store);
     let logs = daemon::registry(&cx.store_path);
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{fs}.log"));

@@ -13,14 +13,22 @@ struct Mounted<'a> {
 
 impl<'a> Mounted<'a> {
     fn new(store: &'a TestStore, fs: &str, point: &Path, extra: &[&str]) -> Self {
+        Mounted::saying(store, fs, point, extra).0
+    }
+
+    /// As `new`, with what `hydra mount` said on stderr.
+    fn saying(store: &'a TestStore, fs: &str, point: &Path, extra: &[&str]) -> (Self, String) {
         std::fs::create_dir_all(point).expect("mkdir mount point");
         let mut args = vec!["mount", fs, point.to_str().expect("utf-8")];
         args.extend_from_slice(extra);
-        store.ok(&args);
-        Mounted {
+        let out = store.run(&args);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "hydra {args:?} failed: {said}");
+        let mounted = Mounted {
             store,
             point: point.to_path_buf(),
-        }
+        };
+        (mounted, said)
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -83,7 +91,10 @@ fn script_then_check_after_remount(
 fn mount_write_umount_remount() {
     let s = TestStore::new();
     let point = s.scratch("mnt");
-    let m = Mounted::new(&s, "home", &point, &[]);
+    let (m, said) = Mounted::saying(&s, "home", &point, &[]);
+    // The daemon creates the filesystem, and the command says so.
+    let note = "filesystem home does not exist yet; created it empty";
+    assert!(said.contains(note), "{said}");
     // The kernel reads ahead one full-size request (1 MiB), not 128 KiB.
     let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&point).expect("stat"));
     let knob = format!(
@@ -107,6 +118,12 @@ fn mount_write_umount_remount() {
     assert_eq!(std::fs::read(m.path("dir/sym")).expect("read"), b"hello");
     let err = std::fs::write(m.path("x"), b"no").expect_err("read-only");
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    m.umount();
+    let (m, said) = Mounted::saying(&s, "home", &point, &[]);
+    assert!(
+        !said.contains(note),
+        "an existing filesystem is not created: {said}"
+    );
     m.umount();
 }
 
