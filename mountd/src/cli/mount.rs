@@ -141,8 +141,8 @@ pub(super) fn open_store(cx: &Context, read_only: bool) -> Result<Store> {
 /// how many inodes it keeps in memory.
 #[derive(Debug, Args)]
 pub struct IntervalArgs {
-    /// Commit this often while there are changes.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    /// Commit this often while there are changes (at least 1).
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = at_least_one::<u64>)]
     commit_interval: u64,
     /// Look this often for commits of other writers of the filesystem
     /// (another daemon on a shared volume); 0: never.
@@ -150,8 +150,18 @@ pub struct IntervalArgs {
     refresh_interval: f64,
     /// Inodes kept in memory before directories nobody uses are unloaded
     /// (they come back, with the same numbers, when next used).
-    #[arg(long, value_name = "N", default_value_t = hydra_fs::MAX_INODES)]
+    #[arg(long, value_name = "N", default_value_t = hydra_fs::MAX_INODES,
+          value_parser = at_least_one::<usize>)]
     max_inodes: usize,
+}
+
+/// A whole number that must be at least 1.
+fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err("not a whole number".into()),
+    }
 }
 
 impl IntervalArgs {
@@ -164,9 +174,9 @@ impl IntervalArgs {
             )
         })?;
         Ok(Intervals {
-            commit: Duration::from_secs(self.commit_interval.max(1)),
+            commit: Duration::from_secs(self.commit_interval),
             refresh: Some(refresh).filter(|r| !r.is_zero()),
-            max_inodes: self.max_inodes.max(1),
+            max_inodes: self.max_inodes,
         })
     }
 }
@@ -238,7 +248,9 @@ pub(super) fn spawn_daemon(
     fs: &str,
     read_only: bool,
 ) -> Result<(std::process::Child, PathBuf)> {
-    // Fail here, not in the daemon, when the store cannot be opened.
+    // Fail here, not in the daemon, on a bad name or a store that cannot
+    // be opened; a bad name before a store is created.
+    let fs_ref = super::fs::fs_ref(fs)?;
     if !cx.store_path.exists() {
         Store::init(&cx.store_path, &StoreOptions::default())?;
         eprintln!("hydra: created a new store at {}", cx.store_path.display());
@@ -251,7 +263,7 @@ pub(super) fn spawn_daemon(
     let store = cx.open(mode, &StoreOptions::default())?;
     // The daemon creates a missing filesystem; the note is said here, where
     // the user sees it, not only in the daemon's log.
-    if !read_only && store.bucket().get_ref(&super::fs::fs_ref(fs)?)?.is_none() {
+    if !read_only && store.bucket().get_ref(&fs_ref)?.is_none() {
         eprintln!("{}", created_note(fs));
     }
     drop(store);

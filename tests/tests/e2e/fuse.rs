@@ -658,6 +658,55 @@ fn a_record_left_by_a_crash_names_no_daemon_though_its_pid_is_taken() {
 }
 
 #[test]
+fn bad_mount_and_umount_requests_say_why_in_one_line_and_change_nothing() {
+    let s = TestStore::new();
+    let point = s.scratch("mnt");
+    let m = Mounted::new(&s, "home", &point, &[]);
+    std::fs::write(m.path("kept"), b"kept").expect("write");
+    m.umount();
+    let refs = s.ok(&["ref", "list"]);
+    let file = s.scratch("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let missing = s.scratch("missing");
+    let (p, file, missing) = (
+        point.to_str().expect("utf-8"),
+        file.to_str().expect("utf-8"),
+        missing.to_str().expect("utf-8"),
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (&["mount", "home", missing], "does not exist"),
+        (&["mount", "home", file], "is not a directory"),
+        (
+            &["mount", "home", p, "--commit-interval", "0"],
+            "at least 1",
+        ),
+        (&["mount", "home", p, "--max-inodes", "0"], "at least 1"),
+        (
+            &["mount", "home", p, "--serve-9p", "bogus"],
+            "tcp:HOST:PORT",
+        ),
+        (&["mount", "../bad", p], "invalid ref name"),
+        (&["mount", "home", p, "--snapshot", "nosuch"], "nosuch"),
+        (
+            &["mount", "ghost", p, "--read-only"],
+            "ghost does not exist",
+        ),
+        (&["umount", p], "not a hydra mount"),
+    ];
+    for (args, why) in cases {
+        let err = s.fails(args);
+        assert!(err.contains(why), "hydra {args:?}: {err}");
+    }
+    let m = Mounted::new(&s, "home", &point, &[]);
+    let err = s.fails(&["mount", "home", p]);
+    assert!(err.contains("already a mount point"), "{err}");
+    assert_eq!(std::fs::read(m.path("kept")).expect("read"), b"kept");
+    m.umount();
+    assert_eq!(s.ok(&["ref", "list"]), refs, "no filesystem made or moved");
+    assert!(s.ok(&["status"]).contains("no live mounts"));
+}
+
+#[test]
 fn a_busy_mount_refuses_to_unmount_and_a_later_umount_works() {
     // A process working in the mount keeps it busy: `hydra umount` says so
     // in one line at once (not after a timeout), the mount stays with
