@@ -9,23 +9,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use hydra_dag::Cid;
-use hydra_fs::{
-    Caller, DirEntry, Fh, Fs, FsError, Ino, Kind, OpenFlags, RenameMode, XATTR_CREATE,
-    XATTR_REPLACE,
-};
+use hydra_fs::{Caller, Fh, Fs, FsError, Ino, Kind, RenameMode};
 
 use super::identity;
 use super::locks::{LockTable, Outcome, Owner, span};
-use super::wire::{self, IOHDR, NOFID, Qid, Rmsg, StatfsReply, Tmsg, lock, qid_type};
+use super::wire::{self, NOFID, Rmsg, StatfsReply, Tmsg, lock};
 use crate::snapdir::Snapshots;
-use convert::{dt, qid, set_attr, stat};
+use convert::{qid, set_attr, stat};
+use xattr::XattrWrite;
 
 mod convert;
+mod io;
+mod xattr;
 
-/// Largest extended attribute value a client may write (Linux's XATTR_SIZE_MAX).
-const XATTR_MAX: u64 = 64 << 10;
 /// `statfs` type of a 9P filesystem (V9FS_MAGIC).
 const V9FS_MAGIC: u32 = 0x0102_1997;
 /// Tunlinkat flag: remove a directory.
@@ -135,14 +132,6 @@ enum Opened {
     XattrRead(Arc<Vec<u8>>),
     /// An extended attribute being written; set on clunk.
     XattrWrite(XattrWrite),
-}
-
-#[derive(Clone, Debug)]
-struct XattrWrite {
-    name: Vec<u8>,
-    size: u64,
-    flags: i32,
-    data: Vec<u8>,
 }
 
 /// A fid: a file of a filesystem, seen by a user.
@@ -646,157 +635,6 @@ impl Session {
         Ok(Rmsg::Walk(qids))
     }
 
-    fn lopen(&self, fid: u32, flags: u32) -> NpResult<Rmsg> {
-        let f = self.fid(fid)?;
-        if !matches!(f.opened, Opened::No) {
-            return Err(NpError::AlreadyOpen(fid));
-        }
-        let attr = f.fs.getattr(f.ino)?;
-        let flags = OpenFlags::from_libc(flags as i32);
-        let fh = f.fs.open_file(f.ino, flags, &f.caller)?;
-        let opened = if attr.kind == Kind::Dir {
-            Opened::Dir(fh)
-        } else {
-            Opened::File(fh, flags.write)
-        };
-        self.set_opened(fid, opened, &f)?;
-        Ok(Rmsg::Lopen(qid(&attr), 0))
-    }
-
-    /// Records that `fid` is open; if the fid went away meanwhile, the
-    /// handle is closed again.
-    fn set_opened(&self, fid: u32, opened: Opened, f: &Fid) -> NpResult<()> {
-        let mut fids = self.fids();
-        match fids.get_mut(&fid) {
-            Some(entry) => {
-                entry.opened = opened;
-                Ok(())
-            }
-            None => {
-                drop(fids);
-                let _ = release(&Fid {
-                    opened,
-                    ..f.clone()
-                });
-                Err(NpError::BadFid(fid))
-            }
-        }
-    }
-
-    fn lcreate(&self, fid: u32, name: Vec<u8>, flags: u32, mode: u32, gid: u32) -> NpResult<Rmsg> {
-        let d = self.fid(fid)?;
-        if !matches!(d.opened, Opened::No) {
-            return Err(NpError::AlreadyOpen(fid));
-        }
-        let c = with_gid(&d.caller, gid);
-        let (attr, fh) = d.fs.create(
-            d.ino,
-            &name,
-            mode & 0o7777,
-            OpenFlags::from_libc(flags as i32),
-            &c,
-        )?;
-        let created = Fid {
-            ino: attr.ino,
-            place: Some((d.ino, Arc::from(name.as_slice()))),
-            ..d.clone()
-        };
-        {
-            let mut fids = self.fids();
-            if let Some(entry) = fids.get_mut(&fid) {
-                *entry = Fid {
-                    opened: Opened::File(fh, true),
-                    ..created
-                };
-            } else {
-                drop(fids);
-                let _ = d.fs.release(fh);
-                return Err(NpError::BadFid(fid));
-            }
-        }
-        Ok(Rmsg::Lcreate(qid(&attr), 0))
-    }
-
-    fn max_io(&self) -> usize {
-        (self.msize.load(Ordering::Relaxed) as usize).saturating_sub(IOHDR)
-    }
-
-    fn read(&self, fid: u32, offset: u64, count: u32) -> NpResult<Rmsg> {
-        let f = self.fid(fid)?;
-        let count = (count as usize).min(self.max_io());
-        match &f.opened {
-            Opened::File(fh, _) => Ok(Rmsg::Read(f.fs.read(*fh, offset, count)?)),
-            Opened::XattrRead(data) => {
-                let start = (offset.min(data.len() as u64)) as usize;
-                let end = start.saturating_add(count).min(data.len());
-                Ok(Rmsg::Read(data[start..end].to_vec()))
-            }
-            Opened::Dir(_) => Err(FsError::IsDir.into()),
-            _ => Err(NpError::NotOpen(fid)),
-        }
-    }
-
-    fn write(&self, fid: u32, offset: u64, data: Bytes) -> NpResult<Rmsg> {
-        let f = self.fid(fid)?;
-        match &f.opened {
-            Opened::File(fh, _) => {
-                let n = f.fs.write(*fh, offset, &data, &f.caller)?;
-                Ok(Rmsg::Write(n as u32))
-            }
-            Opened::XattrWrite(_) => {
-                let mut fids = self.fids();
-                let Some(Fid {
-                    opened: Opened::XattrWrite(x),
-                    ..
-                }) = fids.get_mut(&fid)
-                else {
-                    return Err(NpError::NotOpen(fid));
-                };
-                if offset != x.data.len() as u64 {
-                    return Err(FsError::Invalid("extended attribute written out of order").into());
-                }
-                if x.data.len() as u64 + data.len() as u64 > x.size {
-                    return Err(NpError::TooBig);
-                }
-                x.data.extend_from_slice(&data);
-                Ok(Rmsg::Write(data.len() as u32))
-            }
-            _ => Err(NpError::NotOpen(fid)),
-        }
-    }
-
-    fn readdir(&self, fid: u32, offset: u64, count: u32) -> NpResult<Rmsg> {
-        let f = self.fid(fid)?;
-        let room = (count as usize).min(self.max_io());
-        let mut out = Vec::with_capacity(room.min(64 << 10));
-        // Names and kinds only: attributes would be worked out for nothing.
-        let mut add = |e: DirEntry, ()| {
-            if out.len() + wire::dirent_len(&e.name) > room {
-                return false;
-            }
-            let q = Qid {
-                kind: if e.kind == Kind::Dir {
-                    qid_type::DIR
-                } else if e.kind == Kind::Symlink {
-                    qid_type::SYMLINK
-                } else {
-                    qid_type::FILE
-                },
-                version: 0,
-                path: e.ino.0,
-            };
-            wire::push_dirent(&mut out, &q, e.cookie, dt(e.kind), &e.name);
-            true
-        };
-        match f.opened {
-            Opened::Dir(fh) => f.fs.readdir_open(fh, offset, &f.caller, &mut add)?,
-            _ => {
-                f.fs.readdir_with(f.ino, offset, None, &f.caller, &mut add)?;
-            }
-        }
-        Ok(Rmsg::Readdir(out))
-    }
-
     fn rename(&self, fid: u32, dfid: u32, name: Vec<u8>) -> NpResult<Rmsg> {
         let f = self.fid(fid)?;
         let d = self.fid(dfid)?;
@@ -809,50 +647,6 @@ impl Session {
             entry.place = Some((d.ino, Arc::from(name.as_slice())));
         }
         Ok(Rmsg::Rename)
-    }
-
-    fn xattrwalk(&self, fid: u32, newfid: u32, name: &[u8]) -> NpResult<Rmsg> {
-        let f = self.fid(fid)?;
-        let data = if name.is_empty() {
-            let mut list = Vec::new();
-            for n in f.fs.listxattr(f.ino, &f.caller)? {
-                list.extend_from_slice(&n);
-                list.push(0);
-            }
-            list
-        } else {
-            f.fs.getxattr(f.ino, name, &f.caller)?
-        };
-        let size = data.len() as u64;
-        let x = Fid {
-            opened: Opened::XattrRead(Arc::new(data)),
-            ..f
-        };
-        self.insert(newfid, x, newfid == fid)?;
-        Ok(Rmsg::Xattrwalk(size))
-    }
-
-    fn xattrcreate(&self, fid: u32, name: Vec<u8>, size: u64, flags: u32) -> NpResult<Rmsg> {
-        if size > XATTR_MAX {
-            return Err(NpError::TooBig);
-        }
-        let f = self.fid(fid)?;
-        if f.fs.is_read_only() {
-            return Err(FsError::ReadOnly.into());
-        }
-        if !matches!(f.opened, Opened::No) {
-            return Err(NpError::AlreadyOpen(fid));
-        }
-        let x = XattrWrite {
-            name,
-            size,
-            flags: flags as i32,
-            data: Vec::with_capacity(size as usize),
-        };
-        let mut fids = self.fids();
-        let entry = fids.get_mut(&fid).ok_or(NpError::BadFid(fid))?;
-        entry.opened = Opened::XattrWrite(x);
-        Ok(Rmsg::Xattrcreate)
     }
 }
 
@@ -884,22 +678,7 @@ fn release(f: &Fid) -> NpResult<()> {
     match &f.opened {
         Opened::File(fh, _) => f.fs.close_file(*fh)?,
         Opened::Dir(fh) => f.fs.release(*fh)?,
-        Opened::XattrWrite(x) => {
-            if x.data.len() as u64 != x.size {
-                return Err(FsError::Invalid("extended attribute shorter than announced").into());
-            }
-            if x.size == 0 && x.flags & XATTR_CREATE == 0 {
-                // Linux sends removexattr as a zero-length create.
-                match f.fs.removexattr(f.ino, &x.name, &f.caller) {
-                    Err(FsError::NoAttribute) if x.flags & XATTR_REPLACE == 0 => {
-                        f.fs.setxattr(f.ino, &x.name, &[], x.flags, &f.caller)?
-                    }
-                    other => other?,
-                }
-            } else {
-                f.fs.setxattr(f.ino, &x.name, &x.data, x.flags, &f.caller)?;
-            }
-        }
+        Opened::XattrWrite(x) => xattr::set(f, x)?,
         Opened::No | Opened::XattrRead(_) => {}
     }
     Ok(())
