@@ -11,6 +11,7 @@
 //! the committed length, which opening for writing cuts off.
 
 mod ahead;
+mod compact;
 mod index;
 pub mod pack;
 
@@ -29,7 +30,7 @@ use crate::refs::{LogEntry, RefName, RefNote, now_ns};
 use crate::volume::{BlockInfo, CompactStats, Volume, VolumeStats};
 use ahead::Ahead;
 use index::Location;
-use pack::{HEADER_LEN, PackId, PackSet, TARGET_SIZE, record_header_len, write_record_header};
+use pack::{HEADER_LEN, PackId, PackSet, TARGET_SIZE, record_header_len, write_records};
 
 /// Blocks up to this size live inline in the SQLite index.
 pub const INLINE_MAX: usize = 2048;
@@ -38,8 +39,6 @@ pub const INLINE_MAX: usize = 2048;
 /// trimmed: a write into a hole makes a maximum chunk of zeros around a
 /// few bytes, which would cost a pack its whole length.
 pub const SPARSE_MAX: usize = 16 << 10;
-/// Compaction copies live blocks in batches of about this many bytes.
-const COMPACT_BATCH: u64 = 64 << 20;
 
 /// The embedded volume in a directory.
 #[derive(Debug)]
@@ -244,62 +243,6 @@ impl Writer {
     }
 }
 
-/// Writes the records of `blocks` (headers and data, vectored: no copy of
-/// the data) at `start`.
-fn write_records(file: &File, blocks: &[&Block], start: u64) -> std::io::Result<()> {
-    let mut headers = Vec::with_capacity(blocks.len() * 48);
-    let mut header_ends = Vec::with_capacity(blocks.len());
-    for block in blocks {
-        write_record_header(block.cid(), block.len(), &mut headers);
-        header_ends.push(headers.len());
-    }
-    let mut slices: Vec<&[u8]> = Vec::with_capacity(blocks.len() * 2);
-    let mut from = 0;
-    for (block, &end) in blocks.iter().zip(&header_ends) {
-        slices.push(&headers[from..end]);
-        slices.push(block.data());
-        from = end;
-    }
-    write_all_vectored_at(file, &slices, start)
-}
-
-/// Writes every slice, in order, at `offset` (pwritev, resuming after
-/// partial writes).
-fn write_all_vectored_at(
-    file: &File,
-    mut slices: &[&[u8]],
-    mut offset: u64,
-) -> std::io::Result<()> {
-    const IOV_MAX: usize = 1024;
-    let mut skip = 0; // bytes of slices[0] already written
-    while !slices.is_empty() {
-        let batch: Vec<std::io::IoSlice<'_>> = slices
-            .iter()
-            .take(IOV_MAX)
-            .enumerate()
-            .map(|(i, s)| std::io::IoSlice::new(if i == 0 { &s[skip..] } else { s }))
-            .collect();
-        let mut written = match rustix::io::pwritev(file, &batch, offset) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        offset += written as u64;
-        while let Some(first) = slices.first() {
-            let left = first.len() - skip;
-            if written < left {
-                skip += written;
-                break;
-            }
-            written -= left;
-            skip = 0;
-            slices = &slices[1..];
-        }
-    }
-    Ok(())
-}
-
 /// The part of `data` to keep inline in the index (all of a small block,
 /// the bytes between leading and trailing zeros of a mostly-zero one), or
 /// `None` for a block that belongs in a pack.
@@ -408,62 +351,6 @@ impl LocalVolume {
                 Some(Place::Packed(pack, offset, len))
             }
         })
-    }
-
-    fn compact_pack(
-        &self,
-        w: &mut Writer,
-        pack: PackId,
-        stats: &mut CompactStats,
-    ) -> DagResult<()> {
-        let live = index::blocks_in_pack(&w.conn, pack)?;
-        let mut batch: Vec<Block> = Vec::new();
-        let mut batch_bytes = 0;
-        let mut flush = |w: &mut Writer, batch: &mut Vec<Block>| -> DagResult<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            w.rotate_if_full(&self.packs)?;
-            let refs: Vec<&Block> = batch.iter().collect();
-            let locations = w.append(&self.packs, &refs)?;
-            let end = w.next;
-            let tx = w.conn.transaction()?;
-            for (block, loc) in batch.iter().zip(&locations) {
-                if let Location::Packed { pack, offset, .. } = loc {
-                    tx.prepare_cached("UPDATE blocks SET pack = ?1, offset = ?2 WHERE cid = ?3")?
-                        .execute(rusqlite::params![pack.0, offset, block.cid().to_bytes()])?;
-                }
-            }
-            index::set_pack_size(&tx, w.pack, end)?;
-            tx.commit()?;
-            stats.bytes_copied += batch.iter().map(|b| b.len() as u64).sum::<u64>();
-            batch.clear();
-            Ok(())
-        };
-        for (cid, offset, len) in live {
-            let data = self
-                .packs
-                .read(pack, offset, len as usize)?
-                .ok_or_else(|| DagError::CorruptPack {
-                    path: self.packs.path(pack),
-                    offset,
-                    reason: "pack vanished during compaction".into(),
-                })?;
-            batch_bytes += len;
-            batch.push(Block::trusted(cid, data));
-            if batch_bytes >= COMPACT_BATCH {
-                flush(w, &mut batch)?;
-                batch_bytes = 0;
-            }
-        }
-        flush(w, &mut batch)?;
-        let tx = w.conn.transaction()?;
-        tx.execute("DELETE FROM packs WHERE id = ?1", [pack.0])?;
-        tx.commit()?;
-        self.ahead.clear();
-        self.packs.remove(pack)?;
-        stats.packs_rewritten += 1;
-        Ok(())
     }
 }
 
@@ -690,27 +577,7 @@ impl Volume for LocalVolume {
     }
 
     fn compact(&self, min_live: f64) -> DagResult<CompactStats> {
-        self.with_writer(|w| {
-            let mut stats = CompactStats::default();
-            for (pack, size) in index::packs(&w.conn)? {
-                if (pack == w.pack && size == HEADER_LEN) || w.in_flight.contains_key(&pack) {
-                    continue;
-                }
-                let live: u64 = index::blocks_in_pack(&w.conn, pack)?
-                    .iter()
-                    .map(|(cid, _, len)| len + record_header_len(cid))
-                    .sum();
-                if (live as f64) < min_live * (size - HEADER_LEN).max(1) as f64 {
-                    if pack == w.pack {
-                        // The live blocks move to a fresh pack like any other's.
-                        w.rotate(&self.packs)?;
-                    }
-                    self.compact_pack(w, pack, &mut stats)?;
-                    stats.bytes_reclaimed += size.saturating_sub(live);
-                }
-            }
-            Ok(stats)
-        })
+        self.with_writer(|w| self.compact_packs(w, min_live))
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+use crate::block::Block;
 use crate::cid::Cid;
 use crate::durable::sync_dir;
 use crate::error::{DagError, DagResult};
@@ -38,6 +39,62 @@ pub fn write_record_header(cid: &Cid, len: usize, out: &mut Vec<u8>) {
     out.push(0);
     cid.write_bytes(out);
     out[start] = (out.len() - start - 1) as u8;
+}
+
+/// Writes the records of `blocks` (headers and data, vectored: no copy of
+/// the data) at `start`.
+pub fn write_records(file: &File, blocks: &[&Block], start: u64) -> std::io::Result<()> {
+    let mut headers = Vec::with_capacity(blocks.len() * 48);
+    let mut header_ends = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        write_record_header(block.cid(), block.len(), &mut headers);
+        header_ends.push(headers.len());
+    }
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(blocks.len() * 2);
+    let mut from = 0;
+    for (block, &end) in blocks.iter().zip(&header_ends) {
+        slices.push(&headers[from..end]);
+        slices.push(block.data());
+        from = end;
+    }
+    write_all_vectored_at(file, &slices, start)
+}
+
+/// Writes every slice, in order, at `offset` (pwritev, resuming after
+/// partial writes).
+fn write_all_vectored_at(
+    file: &File,
+    mut slices: &[&[u8]],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut skip = 0; // bytes of slices[0] already written
+    while !slices.is_empty() {
+        let batch: Vec<std::io::IoSlice<'_>> = slices
+            .iter()
+            .take(IOV_MAX)
+            .enumerate()
+            .map(|(i, s)| std::io::IoSlice::new(if i == 0 { &s[skip..] } else { s }))
+            .collect();
+        let mut written = match rustix::io::pwritev(file, &batch, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += written as u64;
+        while let Some(first) = slices.first() {
+            let left = first.len() - skip;
+            if written < left {
+                skip += written;
+                break;
+            }
+            written -= left;
+            skip = 0;
+            slices = &slices[1..];
+        }
+    }
+    Ok(())
 }
 
 /// Size of the record header that precedes a block's data.
