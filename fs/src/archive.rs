@@ -428,14 +428,7 @@ pub fn export_tar(fs: &Fs, path: &[u8], out: impl Write) -> FsResult<ArchiveRepo
             Kind::File => {
                 header.set_entry_type(EntryType::Regular);
                 header.set_size(attr.size);
-                let fh = fs.open_file(
-                    ino,
-                    OpenFlags {
-                        read: true,
-                        ..OpenFlags::default()
-                    },
-                    &c,
-                )?;
+                let fh = fs.open_file(ino, OpenFlags::READ, &c)?;
                 let reader = FileReader { fs, fh, offset: 0 };
                 let result = builder
                     .append_data(&mut header, &entry_path, reader)

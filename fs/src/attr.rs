@@ -137,6 +137,14 @@ pub struct OpenFlags {
 }
 
 impl OpenFlags {
+    /// For reading only.
+    pub const READ: OpenFlags = OpenFlags {
+        read: true,
+        write: false,
+        append: false,
+        truncate: false,
+    };
+
     /// From `open(2)` flags.
     pub fn from_libc(flags: i32) -> OpenFlags {
         let acc = flags & libc::O_ACCMODE;

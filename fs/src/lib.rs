@@ -21,7 +21,7 @@
 //!
 //! let again = Fs::open(bucket, "demo", &me, options)?;
 //! let found = again.lookup(Ino::ROOT, b"hello.txt", &me)?;
-//! let fh = again.open_file(found.ino, OpenFlags { read: true, ..OpenFlags::default() }, &me)?;
+//! let fh = again.open_file(found.ino, OpenFlags::READ, &me)?;
 //! assert_eq!(again.read(fh, 0, 100)?, b"hello");
 //! # let _ = attr;
 //! # Ok::<(), hydra_fs::FsError>(())

@@ -48,16 +48,7 @@ fn split(path: &str) -> (&str, &str) {
 }
 
 fn read_all(fs: &Fs, ino: Ino) -> Vec<u8> {
-    let fh = fs
-        .open_file(
-            ino,
-            OpenFlags {
-                read: true,
-                ..OpenFlags::default()
-            },
-            &root(),
-        )
-        .expect("open");
+    let fh = fs.open_file(ino, OpenFlags::READ, &root()).expect("open");
     let mut out = Vec::new();
     loop {
         let piece = fs.read(fh, out.len() as u64, 1 << 20).expect("read");
@@ -502,16 +493,7 @@ fn a_failed_commit_keeps_file_content() {
     assert_eq!(errno(fs.commit("fails").expect_err("refused")), libc::EIO);
     flaky.fail.store(false, Ordering::SeqCst);
     let ino = lookup(&fs, "big").expect("big");
-    let fh = fs
-        .open_file(
-            ino,
-            OpenFlags {
-                read: true,
-                ..OpenFlags::default()
-            },
-            &root(),
-        )
-        .expect("open");
+    let fh = fs.open_file(ino, OpenFlags::READ, &root()).expect("open");
     let got = fs.read(fh, 0, big.len() + 1).map_err(errno);
     assert!(
         got.is_ok(),

@@ -7,16 +7,7 @@ mod support;
 use support::*;
 
 fn read_file(fs: &Fs, ino: Ino) -> Vec<u8> {
-    let fh = fs
-        .open_file(
-            ino,
-            OpenFlags {
-                read: true,
-                ..OpenFlags::default()
-            },
-            &root(),
-        )
-        .expect("open");
+    let fh = fs.open_file(ino, OpenFlags::READ, &root()).expect("open");
     let size = fs.getattr(ino).expect("getattr").size as usize;
     let data = fs.read(fh, 0, size + 10).expect("read");
     fs.release(fh).expect("release");
@@ -355,15 +346,8 @@ fn permissions_for_ordinary_users() {
     assert_eq!((f.uid, f.gid), (1000, 1000));
     assert_eq!(
         errno(
-            fs.open_file(
-                f.ino,
-                OpenFlags {
-                    read: true,
-                    ..OpenFlags::default()
-                },
-                &bob
-            )
-            .expect_err("0600")
+            fs.open_file(f.ino, OpenFlags::READ, &bob)
+                .expect_err("0600")
         ),
         libc::EACCES
     );

@@ -40,10 +40,7 @@ pub fn rw() -> OpenFlags {
 
 /// Open for reading.
 pub fn ro() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        ..OpenFlags::default()
-    }
+    OpenFlags::READ
 }
 
 /// The errno an error maps to.

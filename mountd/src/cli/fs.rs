@@ -234,14 +234,7 @@ pub fn run(cx: &Context, cmd: FsCommand) -> Result<()> {
             let store = cx.open_read()?;
             let fs = open_fs(&store, &name, true)?;
             let ino = fs.resolve(path.as_bytes(), &root)?;
-            let fh = fs.open_file(
-                ino,
-                OpenFlags {
-                    read: true,
-                    ..OpenFlags::default()
-                },
-                &root,
-            )?;
+            let fh = fs.open_file(ino, OpenFlags::READ, &root)?;
             let mut out = std::io::stdout().lock();
             let mut offset = 0;
             loop {

@@ -80,16 +80,7 @@ pub(super) async fn serve_path(
         let attr = fs.getattr(ino).map_err(failure)?;
         let etag = fs.content_id(ino).map_err(failure)?;
         let small = if attr.kind == Kind::File && attr.size <= PIECE as u64 {
-            let fh = fs
-                .open_file(
-                    ino,
-                    OpenFlags {
-                        read: true,
-                        ..OpenFlags::default()
-                    },
-                    &me,
-                )
-                .map_err(failure)?;
+            let fh = fs.open_file(ino, OpenFlags::READ, &me).map_err(failure)?;
             let data = fs.read(fh, 0, attr.size as usize).map_err(failure);
             let _ = fs.release(fh);
             Some(Bytes::from(data?))
@@ -205,14 +196,7 @@ fn answer_file(
     // one stops them.
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::task::spawn_blocking(move || {
-        let fh = match fs.open_file(
-            ino,
-            OpenFlags {
-                read: true,
-                ..OpenFlags::default()
-            },
-            &Caller::root(),
-        ) {
+        let fh = match fs.open_file(ino, OpenFlags::READ, &Caller::root()) {
             Ok(fh) => fh,
             Err(e) => {
                 let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
