@@ -251,7 +251,7 @@ pub(super) fn spawn_daemon(
     // Fail here, not in the daemon, on a bad name or a store that cannot
     // be opened; a bad name before a store is created.
     let fs_ref = super::fs::fs_ref(fs)?;
-    if !cx.store_path.exists() {
+    if !read_only && !cx.store_path.exists() {
         Store::init(&cx.store_path, &StoreOptions::default())?;
         eprintln!("hydra: created a new store at {}", cx.store_path.display());
     }

@@ -704,6 +704,23 @@ fn bad_mount_and_umount_requests_say_why_in_one_line_and_change_nothing() {
     m.umount();
     assert_eq!(s.ok(&["ref", "list"]), refs, "no filesystem made or moved");
     assert!(s.ok(&["status"]).contains("no live mounts"));
+    // A read-only mount of a store that does not exist makes none.
+    let nowhere = s.scratch("no-store");
+    let out = Command::new(hydra_tests::hydra_bin())
+        .args(["--store", nowhere.to_str().expect("utf-8")])
+        .args(["mount", "home", p, "--read-only"])
+        .output()
+        .expect("spawn hydra");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no such store"),
+        "{err}"
+    );
+    assert!(
+        !nowhere.exists(),
+        "a store was made at {}",
+        nowhere.display()
+    );
 }
 
 #[test]
