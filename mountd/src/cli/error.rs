@@ -83,19 +83,65 @@ pub fn usage(err: clap::Error) -> ExitCode {
         let _ = err.print();
         return ExitCode::SUCCESS;
     }
-    let text = err.kind().as_str().map(str::to_string);
+    eprintln!("hydra: error: {} (see `hydra --help`)", usage_line(&err));
+    ExitCode::from(USAGE)
+}
+
+/// What clap says of a bad command line, in one line: its first line, and
+/// when that ends in a colon, the indented lines it introduces (the
+/// arguments missing or in conflict).
+fn usage_line(err: &clap::Error) -> String {
     let rendered = err.to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
+    let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+    let first = lines
+        .next()
         .unwrap_or_default()
         .trim_start_matches("error: ")
+        .trim()
         .to_string();
-    let line = if first.is_empty() {
-        text.unwrap_or_else(|| "invalid command line".into())
-    } else {
-        first
-    };
-    eprintln!("hydra: error: {line} (see `hydra --help`)");
-    ExitCode::from(USAGE)
+    if first.is_empty() {
+        return err
+            .kind()
+            .as_str()
+            .unwrap_or("invalid command line")
+            .to_string();
+    }
+    if !first.ends_with(':') {
+        return first;
+    }
+    let named: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    format!("{first} {}", named.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Arg, Command};
+
+    fn refusal(args: &[&str]) -> String {
+        let cmd = Command::new("hydra")
+            .arg(Arg::new("fs").required(true))
+            .arg(Arg::new("mountpoint").required(true))
+            .arg(
+                Arg::new("n")
+                    .long("n")
+                    .value_parser(clap::value_parser!(u32)),
+            );
+        usage_line(&cmd.try_get_matches_from(args).expect_err("refused"))
+    }
+
+    #[test]
+    fn a_refused_command_line_is_one_line_naming_what_is_wrong() {
+        let missing = refusal(&["hydra"]);
+        assert_eq!(
+            missing,
+            "the following required arguments were not provided: <fs>, <mountpoint>"
+        );
+        let bad = refusal(&["hydra", "a", "b", "--n", "x"]);
+        assert!(bad.starts_with("invalid value 'x' for '--n <n>'"), "{bad}");
+        assert!(!bad.contains('\n'), "{bad}");
+    }
 }
