@@ -7,15 +7,19 @@ use crate::ninep::wire::{Qid, SetattrArgs, Stat, getattr, qid_type, setattr};
 /// The qid of an inode: its number, its type and a version that changes
 /// with its content.
 pub(super) fn qid(attr: &Attr) -> Qid {
-    let kind = match attr.kind {
+    Qid {
+        kind: qid_kind(attr.kind),
+        version: (attr.mtime as u64 ^ (attr.size << 8)) as u32,
+        path: attr.ino.0,
+    }
+}
+
+/// The qid type of a kind.
+pub(super) fn qid_kind(kind: Kind) -> u8 {
+    match kind {
         Kind::Dir => qid_type::DIR,
         Kind::Symlink => qid_type::SYMLINK,
         _ => qid_type::FILE,
-    };
-    Qid {
-        kind,
-        version: (attr.mtime as u64 ^ (attr.size << 8)) as u32,
-        path: attr.ino.0,
     }
 }
 

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use hydra_fs::{DirEntry, FsError, Kind, OpenFlags};
 
-use super::convert::{dt, qid};
+use super::convert::{dt, qid, qid_kind};
 use super::{Fid, NpError, NpResult, Opened, Session, release, with_gid};
-use crate::ninep::wire::{self, IOHDR, Qid, Rmsg, qid_type};
+use crate::ninep::wire::{self, IOHDR, Qid, Rmsg};
 
 impl Session {
     /// Tlopen: opens a walked fid.
@@ -154,13 +154,7 @@ impl Session {
                 return false;
             }
             let q = Qid {
-                kind: if e.kind == Kind::Dir {
-                    qid_type::DIR
-                } else if e.kind == Kind::Symlink {
-                    qid_type::SYMLINK
-                } else {
-                    qid_type::FILE
-                },
+                kind: qid_kind(e.kind),
                 version: 0,
                 path: e.ino.0,
             };
